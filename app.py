@@ -1,0 +1,4 @@
+"""WSGI entry point for `flask` and gunicorn: app = create_app()."""
+from portal import create_app
+
+app = create_app()

@@ -1,0 +1,111 @@
+"""The anaba portal: create_app() is the only place where the pieces are wired together."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, request
+from flask_login import current_user
+
+from portal.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCALES = ("fr", "en")
+
+
+def select_locale() -> str:
+    """The user's saved language, else the browser's preference, else French."""
+    if current_user and getattr(current_user, "is_authenticated", False) and current_user.locale in LOCALES:
+        return current_user.locale
+    if request:
+        return request.accept_languages.best_match(LOCALES, default="fr") or "fr"
+    return "fr"
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build the app: settings from the environment (plus `overrides`, for tests), extensions, blueprints."""
+    app = Flask(
+        "portal",
+        instance_path=os.environ.get("ANABA_INSTANCE", str(ROOT / "instance")),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    overrides = dict(overrides or {})
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in overrides.pop("env", {}).items()})
+    try:
+        settings = load_settings(env, app.instance_path)
+    except ConfigError as exc:
+        raise SystemExit(f"Configuration error: {exc}") from None
+    app.config.from_mapping(settings.as_flask())
+    app.config.update(
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.SESSION_COOKIE_SECURE,
+        BABEL_DEFAULT_LOCALE="fr",
+        BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        MAIL_SUPPRESS_SEND=False,
+    )
+    app.config.update(overrides)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_listeners(app)
+    from portal.cli import register_cli
+
+    register_cli(app)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from portal import models  # noqa: F401  (registers the tables on the metadata)
+    from portal.db_setup import configure_engine_events
+    from portal.extensions import babel, csrf, db, login_manager, mail, migrate, rq
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    mail.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    rq.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message_category = "info"
+    from flask_babel import lazy_gettext
+
+    login_manager.login_message = lazy_gettext("Please log in to see this page.")
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        from portal.models import User
+
+        return db.session.get(User, int(user_id))
+
+    with app.app_context():
+        configure_engine_events(db.engine)
+
+    from flask_babel import get_locale
+
+    app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["has_endpoint"] = lambda name: name in app.view_functions
+    from portal import htmx
+
+    htmx.init_app(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from portal.views import register_blueprints
+
+    register_blueprints(app)
+
+
+def _register_listeners(app: Flask) -> None:
+    from portal.sync.hooks import register as register_sync
+
+    register_sync(app)

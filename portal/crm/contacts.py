@@ -1,0 +1,319 @@
+"""Create, change, delete and find contacts; tags and consent with their audit trail."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from portal.crm.errors import ConsentLocked, ContactNotFound, ValidationFailed
+from portal.crm.events import contacts_changed
+from portal.extensions import db
+from portal.models import CONSENT_VALUES, ConsentEvent, Contact, Tag, contact_tags, utcnow
+from portal.models.contact import fold
+
+CHANNELS = ("ui", "api", "csv_import", "mailchimp_import", "mailchimp_webhook", "support", "demo")
+MAILCHIMP_CHANNELS = ("mailchimp_import", "mailchimp_webhook")
+MAX_TAGS = 50
+TAG_MAX_LENGTH = 100
+
+
+def normalize_email(raw: str | None) -> str | None:
+    """Trimmed e-mail, or None when blank."""
+    raw = (raw or "").strip()
+    return raw or None
+
+
+def check_email(email: str) -> str | None:
+    """A human reason why `email` is not a usable address, or None when it is fine."""
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return _("This is not a valid e-mail address.")
+    return None
+
+
+def clean_tag_names(names: Iterable[str]) -> list[str]:
+    """Trimmed, de-duplicated (case-insensitively) tag names, first spelling wins."""
+    seen: dict[str, str] = {}
+    for name in names:
+        name = " ".join(str(name).split())
+        if name and name.lower() not in seen:
+            seen[name.lower()] = name
+    return list(seen.values())
+
+
+def validate_contact_data(data: Mapping, *, partial: bool = False) -> dict:
+    """Check and clean incoming contact fields; raise ValidationFailed with every problem found.
+
+    Unknown keys are ignored. With `partial`, only the keys present are checked.
+    """
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    for field in Contact.EDITABLE:
+        if field not in data:
+            continue
+        value = data[field]
+        if value is None:
+            value = ""
+        if not isinstance(value, (str, int, float)):
+            errors[field] = _("Must be text.")
+            continue
+        value = " ".join(str(value).split()) if field != "street" else str(value).strip()
+        limit = Contact.MAX_LENGTHS[field]
+        if len(value) > limit:
+            errors[field] = _("At most %(n)d characters.", n=limit)
+            continue
+        clean[field] = value
+    if "email" in clean:
+        clean["email"] = normalize_email(clean["email"])
+        if clean["email"]:
+            reason = check_email(clean["email"])
+            if reason:
+                errors["email"] = reason
+    if "consent" in data:
+        if data["consent"] not in CONSENT_VALUES:
+            errors["consent"] = _("Consent must be one of: opt_in, opt_out, unknown.")
+        else:
+            clean["consent"] = data["consent"]
+    if "tags" in data:
+        tags = data["tags"]
+        if isinstance(tags, str):
+            tags = [t for t in tags.split(",")]
+        if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+            errors["tags"] = _("Tags must be a list of names.")
+        else:
+            names = clean_tag_names(tags)
+            if len(names) > MAX_TAGS:
+                errors["tags"] = _("At most %(n)d tags per contact.", n=MAX_TAGS)
+            elif any(len(n) > TAG_MAX_LENGTH for n in names):
+                errors["tags"] = _("A tag has at most %(n)d characters.", n=TAG_MAX_LENGTH)
+            else:
+                clean["tags"] = names
+    if not partial:
+        has_name = any(clean.get(f) for f in ("email", "first_name", "last_name", "company"))
+        if not has_name and "email" not in errors:
+            errors["email"] = _("Give at least an e-mail, a name or a company.")
+    if errors:
+        raise ValidationFailed(errors)
+    return clean
+
+
+def get_contact(workspace_id: int, contact_id: int, *, include_deleted: bool = False) -> Contact:
+    """The workspace's contact `contact_id`; ContactNotFound for any other workspace's id."""
+    query = select(Contact).where(Contact.id == contact_id, Contact.workspace_id == workspace_id)
+    if not include_deleted:
+        query = query.where(Contact.deleted_at.is_(None))
+    contact = db.session.scalar(query)
+    if contact is None:
+        raise ContactNotFound(_("Contact not found."))
+    return contact
+
+
+def tags_by_name(workspace_id: int, names: Iterable[str], *, create: bool = True) -> list[Tag]:
+    """The workspace's tags with these names (matched case-insensitively), created if missing."""
+    names = clean_tag_names(names)
+    if not names:
+        return []
+    existing = {
+        t.name.lower(): t
+        for t in db.session.scalars(
+            select(Tag).where(Tag.workspace_id == workspace_id, func.lower(Tag.name).in_([n.lower() for n in names]))
+        )
+    }
+    result = []
+    for name in names:
+        tag = existing.get(name.lower())
+        if tag is None and create:
+            tag = Tag(workspace_id=workspace_id, name=name)
+            db.session.add(tag)
+            existing[name.lower()] = tag
+        if tag is not None:
+            result.append(tag)
+    return result
+
+
+def workspace_tags(workspace_id: int) -> list[Tag]:
+    """Every tag of the workspace, by name."""
+    return list(db.session.scalars(select(Tag).where(Tag.workspace_id == workspace_id).order_by(Tag.name)))
+
+
+def record_consent(contact: Contact, new: str, *, actor: str, channel: str, locked: bool | None = None,
+                   note: str = "", lock_reason: str = "") -> bool:
+    """Change the contact's consent and write the audit event; True when anything changed.
+
+    Refuses to set opt-in on a locked contact unless the change comes from Mailchimp (R16):
+    only the contact re-subscribing through Mailchimp may lift the lock.
+    """
+    if new not in CONSENT_VALUES:
+        raise ValidationFailed({"consent": _("Consent must be one of: opt_in, opt_out, unknown.")})
+    from_mailchimp = channel in MAILCHIMP_CHANNELS
+    if contact.consent_locked and new == "opt_in" and not from_mailchimp:
+        raise ConsentLocked(
+            _("This contact unsubscribed through Mailchimp; they have to subscribe again through Mailchimp.")
+        )
+    new_locked = contact.consent_locked if locked is None else locked
+    if from_mailchimp and new == "opt_in":
+        new_locked = False
+    if new == contact.consent and new_locked == contact.consent_locked:
+        return False
+    db.session.add(ConsentEvent(
+        workspace_id=contact.workspace_id, contact_id=contact.id, old=contact.consent, new=new,
+        locked=new_locked, actor=actor, channel=channel, note=note,
+    ))
+    contact.consent = new
+    contact.consent_locked = new_locked
+    contact.consent_lock_reason = lock_reason if new_locked else ""
+    contact.updated_at = utcnow()
+    return True
+
+
+def _apply(contact: Contact, clean: Mapping, *, actor: str, channel: str) -> bool:
+    """Copy cleaned fields onto the contact; True when anything changed."""
+    changed = False
+    for field in Contact.EDITABLE:
+        if field in clean and (getattr(contact, field) or "") != (clean[field] or ""):
+            setattr(contact, field, clean[field] if field == "email" else (clean[field] or ""))
+            changed = True
+    if "tags" in clean:
+        tags = tags_by_name(contact.workspace_id, clean["tags"])
+        if {t.name.lower() for t in tags} != {t.name.lower() for t in contact.tags} or (
+            contact.id is None and tags
+        ):
+            contact.tags = tags
+            changed = True
+    if changed:
+        contact.refresh_derived()
+        contact.updated_at = utcnow()
+    if "consent" in clean:
+        if contact.id is None:
+            db.session.flush()
+        changed = record_consent(contact, clean["consent"], actor=actor, channel=channel) or changed
+    return changed
+
+
+def create_contact(workspace_id: int, data: Mapping, *, actor: str, channel: str) -> Contact:
+    """Create a contact from raw fields (validated here), commit, announce it."""
+    clean = validate_contact_data(data)
+    consent = clean.pop("consent", None)
+    contact = Contact(workspace_id=workspace_id)
+    db.session.add(contact)
+    _apply(contact, clean, actor=actor, channel=channel)
+    contact.refresh_derived()
+    db.session.flush()
+    if consent and consent != "unknown":
+        record_consent(contact, consent, actor=actor, channel=channel)
+    db.session.commit()
+    contacts_changed(workspace_id, [contact.id], "created")
+    return contact
+
+
+def update_contact(workspace_id: int, contact_id: int, data: Mapping, *, actor: str, channel: str) -> Contact:
+    """Change some fields of a contact (only the keys given), commit, announce when changed."""
+    contact = get_contact(workspace_id, contact_id)
+    clean = validate_contact_data(data, partial=True)
+    merged_has_identity = any(
+        (clean.get(f) if f in clean else getattr(contact, f)) for f in ("email", "first_name", "last_name", "company")
+    )
+    if not merged_has_identity:
+        raise ValidationFailed({"email": _("Give at least an e-mail, a name or a company.")})
+    changed = _apply(contact, clean, actor=actor, channel=channel)
+    db.session.commit()
+    if changed:
+        contacts_changed(workspace_id, [contact.id], "updated")
+    return contact
+
+
+def set_consent(workspace_id: int, contact_id: int, consent: str, *, actor: str, channel: str,
+                locked: bool | None = None, note: str = "", lock_reason: str = "") -> Contact:
+    """Change one contact's consent (R15), commit, announce."""
+    contact = get_contact(workspace_id, contact_id)
+    changed = record_consent(contact, consent, actor=actor, channel=channel, locked=locked, note=note,
+                             lock_reason=lock_reason)
+    db.session.commit()
+    if changed:
+        contacts_changed(workspace_id, [contact.id], "consent")
+    return contact
+
+
+def delete_contact(workspace_id: int, contact_id: int, *, actor: str, channel: str) -> None:
+    """Soft-delete: the contact leaves every screen; the row stays so its member can be archived (R12)."""
+    contact = get_contact(workspace_id, contact_id)
+    contact.deleted_at = utcnow()
+    contact.updated_at = contact.deleted_at
+    db.session.commit()
+    contacts_changed(workspace_id, [contact.id], "deleted")
+
+
+def shared_email_counts(workspace_id: int, emails: Iterable[str]) -> dict[str, int]:
+    """How many live contacts of the workspace use each of these (normalised) e-mails."""
+    emails = [e for e in {e.lower() for e in emails if e}]
+    if not emails:
+        return {}
+    rows = db.session.execute(
+        select(Contact.email_normalized, func.count())
+        .where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_(None),
+               Contact.email_normalized.in_(emails))
+        .group_by(Contact.email_normalized)
+    )
+    return {e: n for e, n in rows}
+
+
+@dataclass
+class ContactPage:
+    """One page of the contacts table."""
+
+    items: list[Contact]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """Number of pages (at least 1)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+SORTS = {
+    "name": (Contact.sort_name, Contact.id),
+    "-name": (Contact.sort_name.desc(), Contact.id.desc()),
+    "created": (Contact.created_at, Contact.id),
+    "-created": (Contact.created_at.desc(), Contact.id.desc()),
+}
+
+
+def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
+                    sort: str = "name", page: int = 1, per_page: int = 50) -> ContactPage:
+    """Filter, sort and page the workspace's live contacts (search matches name, e-mail, company)."""
+    where = [Contact.workspace_id == workspace_id, Contact.deleted_at.is_(None)]
+    words = fold(q).split()
+    for word in words[:5]:
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(Contact.search_text.like(f"%{escaped}%", escape="\\"))
+    if consent in CONSENT_VALUES:
+        where.append(Contact.consent == consent)
+    if tag_id:
+        where.append(Contact.id.in_(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tag_id)))
+    total = db.session.scalar(select(func.count()).select_from(Contact).where(*where)) or 0
+    page = max(1, page)
+    order = SORTS.get(sort, SORTS["name"])
+    items = list(db.session.scalars(
+        select(Contact).where(*where).order_by(*order).offset((page - 1) * per_page).limit(per_page)
+    ))
+    return ContactPage(items=items, total=total, page=page, per_page=per_page)
+
+
+def changed_since(workspace_id: int, since: datetime | None, *, after_id: int = 0, limit: int = 100,
+                  include_deleted: bool = True) -> list[Contact]:
+    """Contacts updated at or after `since`, oldest first (for API sync clients and reconciliation)."""
+    where = [Contact.workspace_id == workspace_id]
+    if since is not None:
+        where.append(Contact.updated_at >= since)
+    if not include_deleted:
+        where.append(Contact.deleted_at.is_(None))
+    if after_id:
+        where.append(Contact.id > after_id)
+    return list(db.session.scalars(select(Contact).where(*where).order_by(Contact.id).limit(limit)))

@@ -1,0 +1,67 @@
+"""Extension objects, created unbound here and bound to the app in create_app()."""
+from __future__ import annotations
+
+from flask_babel import Babel
+from flask_login import LoginManager
+from flask_mail import Mail
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names (Alembic needs them on SQLite)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+mail = Mail()
+babel = Babel()
+
+
+class RedisQueues:
+    """The Redis connection and the three RQ queues (`live`, `bulk`, `reports`)."""
+
+    NAMES = ("live", "bulk", "reports")
+
+    def __init__(self) -> None:
+        self.app = None
+
+    def init_app(self, app) -> None:
+        """Bind to the app's REDIS_URL; connects lazily on first use."""
+        from redis import Redis
+
+        self.app = app
+        app.extensions["redis"] = Redis.from_url(app.config["REDIS_URL"], health_check_interval=30)
+
+    @property
+    def redis(self):
+        """The Redis client of the current app."""
+        from flask import current_app
+
+        return current_app.extensions["redis"]
+
+    def queue(self, name: str):
+        """The RQ queue called `name` (one of NAMES)."""
+        from rq import Queue
+
+        if name not in self.NAMES:
+            raise ValueError(f"unknown queue {name!r}")
+        return Queue(name, connection=self.redis, default_timeout=3600)
+
+
+rq = RedisQueues()

@@ -1,0 +1,14 @@
+"""The database models. Models hold data and small verbs; workflows live in crm/ and sync/."""
+from portal.models.base import utcnow
+from portal.models.workspace import Workspace, User
+from portal.models.contact import Contact, Tag, contact_tags, ConsentEvent, CONSENT_VALUES
+from portal.models.connector import Connector, SyncRun, ContactSync, SyncEvent
+from portal.models.activity import Activity
+from portal.models.email_log import EmailLog
+from portal.models.csv_import import CsvImport
+
+__all__ = [
+    "utcnow", "Workspace", "User", "Contact", "Tag", "contact_tags", "ConsentEvent",
+    "CONSENT_VALUES", "Connector", "SyncRun", "ContactSync", "SyncEvent", "Activity",
+    "EmailLog", "CsvImport",
+]

@@ -1,0 +1,147 @@
+"""The Mailchimp connector of a workspace, its background runs and each contact's sync state."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.base import UTCDateTime, utcnow
+
+
+class Connector(db.Model):
+    """A workspace's link to one Mailchimp audience.
+
+    Life cycle (R5–R9): ``pending_validation`` → (``sent_back`` → resubmitted) → ``copying`` →
+    ``active``; ``paused`` when Mailchimp refuses the key or the audience is gone; ``deleted``
+    keeps the row for history. At most one non-deleted connector per workspace.
+    """
+
+    __tablename__ = "connector"
+    __table_args__ = (
+        Index(
+            "uq_connector_one_live_per_workspace", "workspace_id", unique=True,
+            sqlite_where=db.text("deleted_at IS NULL"), postgresql_where=db.text("deleted_at IS NULL"),
+        ),
+    )
+
+    STATUSES = ("pending_validation", "sent_back", "copying", "active", "paused", "deleted")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    status: Mapped[str] = mapped_column(String(24), default="pending_validation")
+    api_key_encrypted: Mapped[str] = mapped_column(Text)
+    api_key_hint: Mapped[str] = mapped_column(String(40))
+    audience_id: Mapped[str] = mapped_column(String(40))
+    audience_name: Mapped[str] = mapped_column(String(200), default="")
+    subscribe_url: Mapped[str] = mapped_column(String(500), default="")
+    field_mapping: Mapped[list] = mapped_column(JSON, default=list)
+    merge_fields_to_create: Mapped[list] = mapped_column(JSON, default=list)
+    sent_back_reason: Mapped[str] = mapped_column(Text, default="")
+    paused_reason: Mapped[str] = mapped_column(Text, default="")
+    webhook_id: Mapped[str | None] = mapped_column(String(40))
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    validated_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    validated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    workspace = relationship("Workspace")
+
+    @property
+    def is_live(self) -> bool:
+        """True while replication should run (R10)."""
+        return self.status == "active"
+
+
+class SyncRun(db.Model):
+    """One background run (consent import, preview, initial copy…): a row the pages poll (R8)."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (Index("ix_sync_run_connector_kind", "connector_id", "kind", "id"),)
+
+    KINDS = ("consent_import", "preview", "initial_copy", "reconcile", "activity_import")
+    STATUSES = ("queued", "running", "paused", "finished", "failed")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    error_count: Mapped[int] = mapped_column(default=0)
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    cursor: Mapped[int] = mapped_column(default=0)
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    message: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    connector = relationship("Connector")
+
+    @property
+    def is_over(self) -> bool:
+        """True once the run will not move any more (pages stop polling)."""
+        return self.status in ("finished", "failed")
+
+
+class ContactSync(db.Model):
+    """A contact's state with respect to a connector (R17), one row per contact and connector.
+
+    ``state``: pending, synced, not_synced (``reason``), error (``error_*``), unsubscribed,
+    bounced, archived_in_mc, deleted_in_mc.
+    """
+
+    __tablename__ = "contact_sync"
+    __table_args__ = (
+        UniqueConstraint("connector_id", "contact_id", name="uq_contact_sync_connector_contact"),
+        Index("ix_contact_sync_connector_state", "connector_id", "state", "error_kind"),
+        Index("ix_contact_sync_contact", "contact_id"),
+    )
+
+    STATES = (
+        "pending", "synced", "not_synced", "error", "unsubscribed", "bounced",
+        "archived_in_mc", "deleted_in_mc",
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    member_email: Mapped[str | None] = mapped_column(String(254))
+    member_hash: Mapped[str | None] = mapped_column(String(32))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    synced_tags: Mapped[list] = mapped_column(JSON, default=list)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error_kind: Mapped[str] = mapped_column(String(32), default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    error_fix: Mapped[str] = mapped_column(String(32), default="")
+    error_field: Mapped[str] = mapped_column(String(40), default="")
+    attempts: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SyncEvent(db.Model):
+    """A line in a contact's sync history: a push, an error, an archive… (per-contact audit)."""
+
+    __tablename__ = "sync_event"
+    __table_args__ = (Index("ix_sync_event_contact", "contact_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    connector_id: Mapped[int | None] = mapped_column(ForeignKey("connector.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_run.id"))
+    kind: Mapped[str] = mapped_column(String(24))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,121 @@
+"""Contacts, tags and the consent audit trail: anaba's side, the reference for everything (R1)."""
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.base import UTCDateTime, utcnow
+
+CONSENT_VALUES = ("opt_in", "opt_out", "unknown")
+
+contact_tags = Table(
+    "contact_tag",
+    db.metadata,
+    Column("contact_id", ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_contact_tag_tag_contact", "tag_id", "contact_id"),
+)
+
+
+def fold(text: str | None) -> str:
+    """Lower-case, accent-free form used for search ("Élodie" matches "elodie")."""
+    if not text:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+class Tag(db.Model):
+    """A workspace's tag; becomes a Mailchimp tag on every member carrying it (R3)."""
+
+    __tablename__ = "tag"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_tag_workspace_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Contact(db.Model):
+    """A person in a workspace's base. Soft-deleted rows stay so their member can be archived."""
+
+    __tablename__ = "contact"
+    __table_args__ = (
+        Index("ix_contact_ws_list", "workspace_id", "deleted_at", "sort_name", "id"),
+        Index("ix_contact_ws_email", "workspace_id", "email_normalized"),
+        Index("ix_contact_ws_updated", "workspace_id", "updated_at"),
+        Index("ix_contact_ws_created", "workspace_id", "deleted_at", "created_at"),
+    )
+
+    EDITABLE = (
+        "email", "first_name", "last_name", "phone", "company", "job_title",
+        "street", "postal_code", "city", "country",
+    )
+    MAX_LENGTHS = {
+        "email": 254, "first_name": 100, "last_name": 100, "phone": 40, "company": 200,
+        "job_title": 200, "street": 300, "postal_code": 20, "city": 120, "country": 80,
+    }
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"))
+    email: Mapped[str | None] = mapped_column(String(254))
+    email_normalized: Mapped[str | None] = mapped_column(String(254))
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    company: Mapped[str] = mapped_column(String(200), default="")
+    job_title: Mapped[str] = mapped_column(String(200), default="")
+    street: Mapped[str] = mapped_column(String(300), default="")
+    postal_code: Mapped[str] = mapped_column(String(20), default="")
+    city: Mapped[str] = mapped_column(String(120), default="")
+    country: Mapped[str] = mapped_column(String(80), default="")
+    consent: Mapped[str] = mapped_column(String(8), default="unknown")
+    consent_locked: Mapped[bool] = mapped_column(default=False)
+    consent_lock_reason: Mapped[str] = mapped_column(String(200), default="")
+    email_bounced: Mapped[bool] = mapped_column(default=False)
+    do_not_sync: Mapped[bool] = mapped_column(default=False)
+    sort_name: Mapped[str] = mapped_column(String(220), default="")
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tags: Mapped[list[Tag]] = relationship(secondary=contact_tags, order_by=Tag.name, lazy="selectin")
+
+    @property
+    def full_name(self) -> str:
+        """First and last name, or the e-mail when both are empty."""
+        name = f"{self.first_name} {self.last_name}".strip()
+        return name or (self.email or "")
+
+    @property
+    def tag_names(self) -> list[str]:
+        """The contact's tag names, sorted."""
+        return [t.name for t in self.tags]
+
+    def refresh_derived(self) -> None:
+        """Recompute the normalised columns that search, sort and matching read."""
+        self.email_normalized = self.email.strip().lower() if self.email else None
+        self.sort_name = fold(f"{self.last_name} {self.first_name} {self.email or ''}").strip()[:220]
+        self.search_text = " ".join(
+            fold(v) for v in (self.first_name, self.last_name, self.email, self.company) if v
+        )
+
+
+class ConsentEvent(db.Model):
+    """One consent change: before, after, who or what, through which channel, when (R15)."""
+
+    __tablename__ = "consent_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    old: Mapped[str] = mapped_column(String(8))
+    new: Mapped[str] = mapped_column(String(8))
+    locked: Mapped[bool] = mapped_column(default=False)
+    actor: Mapped[str] = mapped_column(String(254))
+    channel: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""The sync engine: everything that moves data between anaba and Mailchimp."""

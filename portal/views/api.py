@@ -1,0 +1,6 @@
+"""JSON API (placeholder; the API helper replaces this module)."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")

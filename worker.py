@@ -1,0 +1,48 @@
+"""Run an RQ worker (or the one cron process) inside the portal's app context.
+
+    python worker.py                 # worker on live, bulk, reports (in that priority order)
+    python worker.py bulk            # worker on the named queues only
+    python worker.py cron            # the periodic scheduler: run exactly one per deployment
+"""
+from __future__ import annotations
+
+import sys
+
+from rq import Worker
+
+from portal import create_app
+from portal.extensions import db, rq as rq_ext
+
+
+class AppWorker(Worker):
+    """A forking worker whose work horse never reuses the parent's database connections."""
+
+    def main_work_horse(self, *args, **kwargs):
+        db.engine.dispose(close=False)
+        return super().main_work_horse(*args, **kwargs)
+
+
+def main(argv: list[str]) -> None:
+    """Build the app once, then work or schedule until stopped."""
+    app = create_app()
+    with app.app_context():
+        if argv[:1] == ["cron"]:
+            from importlib import import_module
+
+            from rq.cron import CronScheduler
+
+            from portal.schedule import SCHEDULE
+
+            scheduler = CronScheduler(connection=rq_ext.redis, name="anaba-cron")
+            for path, queue, cron in SCHEDULE:
+                module, _, name = path.rpartition(".")
+                scheduler.register(getattr(import_module(module), name), queue, cron=cron)
+            scheduler.start()
+            return
+        names = argv or list(rq_ext.NAMES)
+        worker = AppWorker([rq_ext.queue(n) for n in names], connection=rq_ext.redis)
+        worker.work(with_scheduler=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
