@@ -1,0 +1,7 @@
+"""``python -m mailchimp_sim``: see :func:`mailchimp_sim.server.main`."""
+
+import sys
+
+from .server import main
+
+sys.exit(main())

@@ -1,0 +1,259 @@
+"""The control API under ``/_sim/`` (not Mailchimp's): accounts, reset, faults, what people
+do on Mailchimp's side, simulated campaigns, the request log. See ``docs/simulator.md``.
+"""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+
+from . import campaigns, problems, store as st
+from .render import member_json
+from .store import Faults, now
+
+ACTIONS = ("unsubscribe-via-form", "resubscribe-via-form", "unsubscribe-by-admin", "bounce",
+           "complain", "change-email", "edit-profile", "archive", "delete-permanently")
+
+
+def _body(ctx) -> dict:
+    body = ctx.body()
+    if not isinstance(body, dict):
+        raise problems.schema_invalid("", "This value should be of type object")
+    return body
+
+
+def _bad(message: str) -> problems.ApiError:
+    return problems.ApiError(400, "Invalid Simulator Request", message)
+
+
+def health(ctx):
+    """``GET /_sim/health``: readiness probe."""
+    return 200, {"ok": True}
+
+
+def reset(ctx):
+    """``POST /_sim/reset``: forget accounts, lists, campaigns, logs and pending webhooks."""
+    ctx.app.dispatcher.reset()
+    ctx.store.clear()
+    ctx.app.clear_requests()
+    return 200, {"reset": True}
+
+
+def new_account(ctx):
+    """``POST /_sim/accounts`` ``{name?, api_key?}`` → ``{api_key, name}``."""
+    body = _body(ctx)
+    key = body.get("api_key")
+    if key is not None and (not isinstance(key, str) or not st.HEX32.match(key.split("-")[0])
+                            or "-" not in key):
+        raise _bad("api_key must look like <32 hex>-<dc>")
+    account = ctx.store.add_account(str(body.get("name") or "Test"), key)
+    return 200, {"api_key": account.api_key, "name": account.name}
+
+
+def _account(ctx, api_key):
+    account = ctx.store.accounts.get(api_key)
+    if account is None:
+        raise problems.not_found()
+    return account
+
+
+def revoke(ctx, api_key):
+    """``POST /_sim/accounts/{api_key}/revoke``: the key then gets 401 API Key Invalid."""
+    with ctx.store.lock:
+        _account(ctx, api_key).revoked = True
+        ctx.store.dirty = True
+    return 200, {"api_key": api_key, "revoked": True}
+
+
+def set_faults(ctx):
+    """``POST /_sim/faults`` ``{api_key, error_rate, statuses, timeout_rate, latency_ms,
+    timeout_seconds, seed}``."""
+    body = _body(ctx)
+    with ctx.store.lock:
+        account = _account(ctx, body.get("api_key", ""))
+        try:
+            faults = Faults(body.get("error_rate", 0.0), body.get("statuses", (429, 500, 503)),
+                            body.get("timeout_rate", 0.0), body.get("latency_ms", 0),
+                            body.get("timeout_seconds", 30.0), body.get("seed"))
+        except (TypeError, ValueError) as exc:
+            raise _bad(f"bad fault settings: {exc}") from None
+        empty = not (faults.error_rate or faults.timeout_rate or faults.latency_ms)
+        account.faults = None if empty else faults
+        return 200, {"api_key": account.api_key, **faults.to_dict()}
+
+
+def clear_faults(ctx, api_key):
+    """``DELETE /_sim/faults/{api_key}``."""
+    with ctx.store.lock:
+        _account(ctx, api_key).faults = None
+    return 204, None
+
+
+def member_action(ctx, list_id, subscriber_hash, action):
+    """``POST /_sim/lists/{list_id}/members/{hash}/actions/{action}``: a change made on
+    Mailchimp's side (by the contact or in the UI), firing the webhook Mailchimp would."""
+    if action not in ACTIONS:
+        raise _bad(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    body = _body(ctx)
+    store = ctx.store
+    with store.lock:
+        lst = store.lists.get(list_id)
+        if lst is None:
+            raise problems.not_found()
+        h = st.resolve_hash(lst, subscriber_hash)
+        member = lst.members.get(h)
+        if member is None and action == "resubscribe-via-form":
+            email = body.get("email_address") or (subscriber_hash if "@" in subscriber_hash else "")
+            if not email:
+                raise problems.not_found()
+            lst.forgotten.discard(st.subscriber_hash(email))
+            member = st.Member(email, next(store.web_ids))
+            member.status = "new"
+            member.source = "Hosted Signup Form"
+            lst.members[member.id] = member
+        if member is None:
+            raise problems.not_found()
+        result = _act(store, lst, member, action, body)
+        store.dirty = True
+        return 200, {"action": action,
+                     "member": None if result is None else member_json(lst, result)}
+
+
+def _act(store, lst, member, action, body):
+    if action == "unsubscribe-via-form":
+        if member.status not in ("subscribed", "pending", "transactional"):
+            raise _bad(f"{member.email} is {member.status}: nothing to unsubscribe from")
+        st.set_status(store, lst, member, "unsubscribed", "user", origin="self",
+                      reason=str(body.get("reason") or ""), campaign_id=body.get("campaign_id", ""))
+    elif action == "complain":
+        if member.status != "subscribed":
+            raise _bad(f"{member.email} is {member.status}")
+        st.set_status(store, lst, member, "unsubscribed", "user", origin="self",
+                      reason="Abuse report", campaign_id=body.get("campaign_id", ""))
+    elif action == "resubscribe-via-form":
+        if member.status == "subscribed":
+            raise _bad(f"{member.email} is already subscribed")
+        member.compliance = ""
+        for tag, value in (body.get("merge_fields") or {}).items():
+            if tag.upper() in lst.merge_fields:
+                member.merge[tag.upper()] = value
+        st.set_status(store, lst, member, "subscribed", "user")
+    elif action == "unsubscribe-by-admin":
+        if member.status not in ("subscribed", "pending", "transactional"):
+            raise _bad(f"{member.email} is {member.status}: nothing to unsubscribe from")
+        st.set_status(store, lst, member, "unsubscribed", "admin", origin="admin")
+    elif action == "bounce":
+        if member.status in ("cleaned", "archived"):
+            raise _bad(f"{member.email} is {member.status}")
+        st.set_status(store, lst, member, "cleaned", "admin", reason=body.get("reason", "hard"),
+                      campaign_id=body.get("campaign_id", ""))
+    elif action == "change-email":
+        new_email = body.get("new_email") or body.get("email_address")
+        if not isinstance(new_email, str) or not new_email.strip():
+            raise _bad("new_email is required")
+        st.rename(store, lst, member, new_email.strip(), "user")
+    elif action == "edit-profile":
+        changed = False
+        for tag, value in (body.get("merge_fields") or {}).items():
+            if tag.upper() in lst.merge_fields and member.merge.get(tag.upper(), "") != value:
+                member.merge[tag.upper()] = value
+                changed = True
+        if body.get("email_type") in ("html", "text"):
+            member.email_type = body["email_type"]
+            changed = True
+        if changed:
+            member.last_changed = now()
+            store.emit(lst, "profile", "admin", member)
+    elif action == "archive":
+        if member.status == "archived":
+            raise _bad(f"{member.email} is already archived")
+        member.status_before_archive = member.status
+        member.status = "archived"
+        member.last_changed = now()
+        store.emit(lst, "unsubscribe", "admin", member, action="delete", reason="manual")
+    elif action == "delete-permanently":
+        st.delete_permanent(store, lst, member, "admin")
+        return None
+    return member
+
+
+def send_campaign(ctx, list_id):
+    """``POST /_sim/lists/{list_id}/campaigns`` ``{seed, subject, open_rate, ...}``."""
+    body = _body(ctx)
+    allowed = {"seed", "subject", "title", "open_rate", "click_rate", "bounce_rate",
+               "soft_bounce_rate", "unsubscribe_rate", "send_time", "urls"}
+    unknown = set(body) - allowed
+    if unknown:
+        raise _bad(f"unknown campaign settings: {', '.join(sorted(unknown))}")
+    with ctx.store.lock:
+        lst = ctx.store.lists.get(list_id)
+        if lst is None:
+            raise problems.not_found()
+        campaign = campaigns.simulate(ctx.store, lst, **body)
+        doc = campaigns.campaign_json(ctx.store, campaign)
+        doc["simulation"] = {
+            "recipients": len(campaign.recipients),
+            "hard_bounces": sum(1 for r in campaign.recipients if r["status"] == "hard"),
+            "soft_bounces": sum(1 for r in campaign.recipients if r["status"] == "soft"),
+            "unsubscribes": len(campaign.unsubscribes),
+        }
+        return 200, doc
+
+
+def get_requests(ctx):
+    """``GET /_sim/requests?since=SEQ``: the API calls received after ``since``."""
+    try:
+        since = int(ctx.args.get("since", 0))
+    except ValueError:
+        raise _bad("since must be an integer") from None
+    return 200, {"requests": ctx.app.requests_since(since)}
+
+
+def delete_requests(ctx):
+    """``DELETE /_sim/requests``."""
+    ctx.app.clear_requests()
+    return 204, None
+
+
+def webhook_deliveries(ctx):
+    """``GET /_sim/webhook-deliveries``: every delivery attempt, with its payload."""
+    with ctx.app.dispatcher.cond:
+        log = list(ctx.app.dispatcher.log)
+        pending = len(ctx.app.dispatcher.heap)
+    return 200, {"deliveries": log, "pending": pending}
+
+
+def batch_results(ctx, batch_id):
+    """``GET /_sim/batch-results/{id}.tar.gz``: the archive at ``response_body_url``."""
+    with ctx.store.lock:
+        batch = ctx.store.batches.get(batch_id)
+        data = batch.archive if batch else b""
+    if not data:
+        raise problems.not_found()
+    return Response(data, content_type="application/x-gzip",
+                    headers={"Content-Disposition": f"attachment; filename={batch_id}.tar.gz"})
+
+
+def save(ctx):
+    """``POST /_sim/save``: write the ``--data`` file now."""
+    saver = getattr(ctx.app, "saver", None)
+    if saver is None:
+        raise _bad("the simulator was started without --data")
+    saver.save()
+    return 200, {"saved": True}
+
+
+ROUTES = [
+    ("/health", ["GET"], health),
+    ("/reset", ["POST"], reset),
+    ("/accounts", ["POST"], new_account),
+    ("/accounts/<api_key>/revoke", ["POST"], revoke),
+    ("/faults", ["POST"], set_faults),
+    ("/faults/<api_key>", ["DELETE"], clear_faults),
+    ("/lists/<list_id>/members/<subscriber_hash>/actions/<action>", ["POST"], member_action),
+    ("/lists/<list_id>/campaigns", ["POST"], send_campaign),
+    ("/requests", ["GET"], get_requests),
+    ("/requests", ["DELETE"], delete_requests),
+    ("/webhook-deliveries", ["GET"], webhook_deliveries),
+    ("/batch-results/<batch_id>.tar.gz", ["GET"], batch_results),
+    ("/save", ["POST"], save),
+]
