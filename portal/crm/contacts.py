@@ -239,6 +239,26 @@ def set_consent(workspace_id: int, contact_id: int, consent: str, *, actor: str,
     return contact
 
 
+def set_do_not_sync(workspace_id: int, contact_id: int, flag: bool, *, actor: str, channel: str) -> Contact:
+    """Exclude a contact from Mailchimp (or include it again), commit, announce (R19 fix action)."""
+    contact = get_contact(workspace_id, contact_id)
+    if contact.do_not_sync != flag:
+        contact.do_not_sync = flag
+        contact.updated_at = utcnow()
+        db.session.commit()
+        contacts_changed(workspace_id, [contact.id], "updated")
+    return contact
+
+
+def mark_bounced(contact: Contact, *, actor: str, channel: str) -> bool:
+    """Record that Mailchimp cleaned this address (R6); True when it changed. Caller commits."""
+    if contact.email_bounced:
+        return False
+    contact.email_bounced = True
+    contact.updated_at = utcnow()
+    return True
+
+
 def delete_contact(workspace_id: int, contact_id: int, *, actor: str, channel: str) -> None:
     """Soft-delete: the contact leaves every screen; the row stays so its member can be archived (R12)."""
     contact = get_contact(workspace_id, contact_id)

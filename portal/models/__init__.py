@@ -2,13 +2,13 @@
 from portal.models.base import utcnow
 from portal.models.workspace import Workspace, User
 from portal.models.contact import Contact, Tag, contact_tags, ConsentEvent, CONSENT_VALUES
-from portal.models.connector import Connector, SyncRun, ContactSync, SyncEvent
+from portal.models.connector import Connector, SyncRun, ContactSync, SyncEvent, PendingTagOp
 from portal.models.activity import Activity
 from portal.models.email_log import EmailLog
 from portal.models.csv_import import CsvImport
 
 __all__ = [
     "utcnow", "Workspace", "User", "Contact", "Tag", "contact_tags", "ConsentEvent",
-    "CONSENT_VALUES", "Connector", "SyncRun", "ContactSync", "SyncEvent", "Activity",
+    "CONSENT_VALUES", "Connector", "SyncRun", "ContactSync", "SyncEvent", "PendingTagOp", "Activity",
     "EmailLog", "CsvImport",
 ]

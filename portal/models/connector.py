@@ -129,7 +129,27 @@ class ContactSync(db.Model):
     error_fix: Mapped[str] = mapped_column(String(32), default="")
     error_field: Mapped[str] = mapped_column(String(40), default="")
     attempts: Mapped[int] = mapped_column(default=0)
+    owner_chosen: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PendingTagOp(db.Model):
+    """A tag change still to send for a member, written with its chunk's results.
+
+    The initial copy groups tag changes by tag to send them 500 e-mails per call (the fewest
+    calls the API allows); keeping them in the database makes that grouping survive a crash.
+    Replaying one is harmless: adding a tag twice or removing an absent tag changes nothing.
+    """
+
+    __tablename__ = "pending_tag_op"
+    __table_args__ = (Index("ix_pending_tag_op_run_tag", "run_id", "tag", "op", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"))
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    email: Mapped[str] = mapped_column(String(254))
+    tag: Mapped[str] = mapped_column(String(100))
+    op: Mapped[str] = mapped_column(String(8))
 
 
 class SyncEvent(db.Model):

@@ -11,9 +11,13 @@ def register_blueprints(app: Flask) -> None:
     for module in (auth, main, contacts, support, api):
         app.register_blueprint(module.bp)
     errors.register(app)
-    try:
-        from portal.views import connector
-    except ImportError:  # the connector area arrives with its issue
-        connector = None
-    if connector is not None:
-        app.register_blueprint(connector.bp)
+    import importlib
+
+    for optional in ("connector", "support_connectors"):  # areas that arrive with the connector issue
+        try:
+            module = importlib.import_module(f"portal.views.{optional}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"portal.views.{optional}":
+                raise
+            continue
+        app.register_blueprint(module.bp)
