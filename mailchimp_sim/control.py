@@ -110,6 +110,7 @@ def member_action(ctx, list_id, subscriber_hash, action):
             member.status = "new"
             member.source = "Hosted Signup Form"
             lst.members[member.id] = member
+            lst.contacts[member.contact_id] = member
         if member is None:
             raise problems.not_found()
         result = _act(store, lst, member, action, body)

@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS members (list_id TEXT NOT NULL, hash TEXT NOT NULL, d
                                     PRIMARY KEY (list_id, hash));
 CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
-LIST_SKIP = ("members", "merge_fields", "tags", "webhooks", "forgotten")
+LIST_SKIP = ("members", "contacts", "merge_fields", "tags", "webhooks", "forgotten")
 
 
 def _dump_member(m: Member) -> str:
@@ -89,6 +89,7 @@ def load(store: Store, path: str) -> None:
                 if k not in LIST_SKIP:
                     setattr(lst, k, v)
             lst.members = {}
+            lst.contacts = {}
             lst.forgotten = set(d["forgotten"])
             lst.merge_fields = {}
             for f in d["merge_fields"]:
@@ -117,6 +118,7 @@ def load(store: Store, path: str) -> None:
             max_web = max(max_web, member.web_id)
             if list_id in store.lists:
                 store.lists[list_id].members[h] = member
+                store.lists[list_id].contacts[member.contact_id] = member
         for cid, doc in rows["campaigns"]:
             campaign = Campaign.__new__(Campaign)
             vars(campaign).update(json.loads(doc))

@@ -196,6 +196,7 @@ class AudienceList:
         self.marketing_permissions = bool(body.get("marketing_permissions", False))
         self.date_created = now()
         self.members: dict[str, Member] = {}
+        self.contacts: dict[str, Member] = {}
         self.forgotten: set[str] = set()
         self.merge_fields: dict[str, MergeField] = {}
         self.next_merge_id = 1
@@ -317,13 +318,13 @@ class Store:
 def resolve_hash(lst: AudienceList, slot: str) -> str:
     """The member hash for a URL slot holding a hash, an e-mail address or a contact_id."""
     slot = slot.strip()
-    if HEX32.match(slot):
-        return slot.lower()
     if "@" in slot:
         return subscriber_hash(slot)
-    for member in lst.members.values():
-        if member.contact_id == slot:
-            return member.id
+    if HEX32.match(slot) and slot.lower() in lst.members:
+        return slot.lower()
+    member = lst.contacts.get(slot)
+    if member is not None and lst.members.get(member.id) is member:
+        return member.id
     return slot.lower()
 
 
@@ -467,6 +468,7 @@ def _create(store: Store, lst: AudienceList, email: str, body: dict, status: str
     if status == "cleaned":
         member.compliance = "bounce"
     lst.members[h] = member
+    lst.contacts[member.contact_id] = member
     if with_tags:
         _apply_tag_names(store, lst, member, body.get("tags") or [])
     if status == "subscribed":
@@ -599,6 +601,7 @@ def archive(store: Store, lst: AudienceList, member: Member, source: str) -> Non
 def delete_permanent(store: Store, lst: AudienceList, member: Member, source: str) -> None:
     """Remove the member for ever; every later add is "Forgotten Email Not Subscribed"."""
     del lst.members[member.id]
+    lst.contacts.pop(member.contact_id, None)
     lst.forgotten.add(member.id)
     store.emit(lst, "unsubscribe", source, member, action="delete", reason="manual")
     store.dirty = True
