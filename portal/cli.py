@@ -107,9 +107,13 @@ def register_cli(app: Flask) -> None:
         click.echo(f"support login : {DEMO_SUPPORT[0]} / {DEMO_SUPPORT[1]}")
         click.echo(f"customer login: {DEMO_CUSTOMER[0]} / {DEMO_CUSTOMER[1]}")
 
+    import importlib
+
     try:
-        from portal import cli_connector
-    except ImportError:  # arrives with the connector issue
+        cli_connector = importlib.import_module("portal.cli_connector")
+    except ModuleNotFoundError as exc:  # arrives with the connector issue
+        if exc.name != "portal.cli_connector":
+            raise
         cli_connector = None
     if cli_connector is not None:
         cli_connector.register(app)
