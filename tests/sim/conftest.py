@@ -60,6 +60,12 @@ def make_client(sim, key):
 
 
 @pytest.fixture
+def client_for(sim):
+    """Build a mailchimp3 client for any key, pointed at the simulator."""
+    return lambda key: make_client(sim, key)
+
+
+@pytest.fixture
 def mc(sim, api_key):
     """A mailchimp3 client for the account."""
     return make_client(sim, api_key)

@@ -1,0 +1,179 @@
+"""Authentication, problem documents, the 10-connection limit, faults and the request log
+(API-NOTES §1.6, §1.7, §10, §14.10, §14.11, §14.13)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+from mailchimp3 import MailChimp
+from mailchimp3.mailchimpclient import MailChimpError
+
+
+def test_ping_answers_chimpy(mc):
+    assert mc.ping.get() == {"health_status": "Everything's Chimpy!"}
+
+
+def test_unknown_key_is_401_api_key_invalid(sim, control, client_for):
+    client = client_for("f" * 32 + "-us1")
+    with pytest.raises(MailChimpError) as info:
+        client.ping.get()
+    err = info.value.args[0]
+    assert (err["status"], err["title"]) == (401, "API Key Invalid")
+    assert err["detail"] == ("Your API key may be invalid, or you've attempted to access the "
+                             "wrong datacenter.")
+
+
+def test_revoked_key_gets_401_from_then_on(sim, control, api_key, mc):
+    assert mc.ping.get()
+    control.revoke_key(api_key)
+    with pytest.raises(MailChimpError) as info:
+        mc.lists.all()
+    assert info.value.args[0]["title"] == "API Key Invalid"
+
+
+def test_call_without_key_is_401(sim, control):
+    response = requests.get(sim.api_base + "ping", timeout=10)
+    assert response.status_code == 401 and response.json()["status"] == 401
+
+
+def test_problem_document_headers_and_instance(sim, api_key, list_id):
+    response = requests.get(f"{sim.api_base}lists/{list_id}/members/{'0' * 32}",
+                            auth=("x", api_key), timeout=10)
+    doc = response.json()
+    assert response.headers["Content-Type"] == "application/problem+json; charset=utf-8"
+    assert response.headers["X-Request-Id"] == doc["instance"]
+    assert 'rel="describedBy"' in response.headers["Link"]
+    assert doc["type"] == "https://mailchimp.com/developer/marketing/docs/errors/"
+    assert set(doc) == {"type", "title", "status", "detail", "instance"}
+
+
+def test_an_account_cannot_see_another_accounts_audience(sim, control, list_id, client_for):
+    other = client_for(control.new_account("Other"))
+    with pytest.raises(MailChimpError) as info:
+        other.lists.get(list_id)
+    assert info.value.args[0]["status"] == 404
+    assert other.lists.all()["total_items"] == 0
+
+
+def test_unsupported_method_is_405_with_allow(sim, api_key, list_id):
+    response = requests.put(f"{sim.api_base}lists/{list_id}/members", auth=("x", api_key),
+                            json={}, timeout=10)
+    assert response.status_code == 405
+    assert response.json()["detail"].startswith("The requested method and resource are not compatible.")
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_body_that_is_not_json_is_a_parse_error(sim, api_key, list_id):
+    response = requests.post(f"{sim.api_base}lists/{list_id}/members", auth=("x", api_key),
+                             data="{nope", headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 400 and response.json()["title"] == "JSON Parse Error"
+
+
+def test_base_url_without_trailing_slash_misses_the_api(sim, api_key):
+    client = MailChimp(mc_api=api_key, timeout=10)
+    client.base_url = sim.api_base.rstrip("/")
+    with pytest.raises(MailChimpError) as info:
+        client.ping.get()
+    assert info.value.args[0]["status"] == 404
+
+
+def _parallel_pings(sim, key, n):
+    statuses, lock = [], threading.Lock()
+
+    def one():
+        response = requests.get(sim.api_base + "ping", auth=("x", key), timeout=30)
+        with lock:
+            statuses.append((response.status_code, response.json().get("detail")))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_eleventh_simultaneous_request_of_a_key_gets_429(sim, control, api_key):
+    control.set_faults(api_key, latency_ms=800)
+    statuses = _parallel_pings(sim, api_key, 11)
+    codes = sorted(s for s, _ in statuses)
+    assert codes == [200] * 10 + [429]
+    assert ("You have exceeded the limit of 10 simultaneous connections." in
+            [d for s, d in statuses if s == 429])
+
+
+def test_connection_limit_is_per_key(sim, control, api_key):
+    other = control.new_account("Other")
+    control.set_faults(api_key, latency_ms=800)
+    control.set_faults(other, latency_ms=800)
+    results = []
+    threads = [threading.Thread(target=lambda k=k: results.extend(_parallel_pings(sim, k, 6)))
+               for k in (api_key, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(s for s, _ in results) == [200] * 12
+
+
+def test_error_faults_answer_the_chosen_status(mc, control, api_key):
+    control.set_faults(api_key, error_rate=1.0, statuses=(503,))
+    with pytest.raises(MailChimpError) as info:
+        mc.ping.get()
+    assert info.value.args[0]["status"] == 503
+    control.clear_faults(api_key)
+    assert mc.ping.get()
+
+
+def test_non_json_error_leaves_only_the_response_in_mailchimperror(mc, control, api_key):
+    control.set_faults(api_key, error_rate=1.0, statuses=(502,))
+    with pytest.raises(MailChimpError) as info:
+        mc.ping.get()
+    assert list(info.value.args[0]) == ["response"]
+    assert info.value.args[0]["response"].status_code == 502
+
+
+def test_timeout_fault_surfaces_as_raw_requests_timeout(sim, control, api_key, list_id, client_for):
+    control.set_faults(api_key, timeout_rate=1.0, timeout_seconds=1.5)
+    client = MailChimp(mc_api=api_key, timeout=0.3)
+    client.base_url = sim.api_base
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        client.lists.members.create(list_id, {"email_address": "late@anaba.fr", "status": "subscribed"})
+    control.clear_faults(api_key)
+    # the write was processed even though its answer never arrived in time
+    member = client_for(api_key).lists.members.get(list_id, "late@anaba.fr")
+    assert member["status"] == "subscribed"
+
+
+def test_faults_with_a_seed_are_repeatable(mc, control, api_key):
+    def run():
+        control.set_faults(api_key, error_rate=0.5, statuses=(500,), seed=7)
+        outcome = []
+        for _ in range(12):
+            try:
+                mc.ping.get()
+                outcome.append(200)
+            except MailChimpError as exc:
+                outcome.append(exc.args[0]["status"])
+        return outcome
+
+    first = run()
+    assert set(first) == {200, 500}
+    assert run() == first
+
+
+def test_request_log_records_templates_statuses_and_key(mc, control, api_key, list_id):
+    since = control.requests_log()[-1]["seq"]
+    mc.lists.members.create(list_id, {"email_address": "log@anaba.fr", "status": "subscribed"})
+    with pytest.raises(MailChimpError):
+        mc.lists.members.get(list_id, "0" * 32)
+    log = control.requests_log(since=since)
+    assert [(e["method"], e["path_template"], e["status"]) for e in log] == [
+        ("POST", "/3.0/lists/{list_id}/members", 200),
+        ("GET", "/3.0/lists/{list_id}/members/{subscriber_hash}", 404)]
+    assert all(e["key_suffix"] == api_key[-8:] and e["duration_ms"] >= 0 for e in log)
+    assert log[0]["path"] == f"/3.0/lists/{list_id}/members"
+    control.clear_requests()
+    assert control.requests_log() == []
