@@ -226,3 +226,89 @@ def test_parallel_workers_sharing_a_key_stay_under_ten_connections(sim, account,
     assert not failures
     statuses = _statuses(sim, key, "/3.0/ping")
     assert len(statuses) == 100 and set(statuses) == {200}
+
+
+def test_backoff_doubles_up_to_its_cap_and_jitter_stays_within_half_and_full():
+    import random
+
+    policy = RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=30, jitter=False)
+    assert [policy.delay(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert policy.delay(1, retry_after=12) == 12
+    assert policy.delay(1, retry_after=600) == 30
+    jittered = RetryPolicy(base_delay=0.5, max_delay=30)
+    rng = random.Random(3)
+    for attempt in range(1, 10):
+        cap = min(30, 0.5 * 2 ** (attempt - 1))
+        assert all(cap / 2 <= jittered.delay(attempt, rng=rng) <= cap for _ in range(50))
+
+
+def test_creating_is_not_retried_after_a_5xx_but_is_after_a_429(sim, mc, account):
+    key, list_id = account
+    sim.control.set_faults(key, error_rate=1.0, statuses=[500])
+    with pytest.raises(MailchimpError) as caught:
+        mc.create_segment(list_id, "Salon 2026")
+    assert caught.value.kind == "unavailable"
+    assert mc.stats.by_endpoint["POST /lists/{list_id}/segments"] == 1
+    sim.control.set_faults(key, error_rate=1.0, statuses=[429])
+    with pytest.raises(MailchimpError) as caught:
+        mc.create_segment(list_id, "Salon 2026")
+    assert caught.value.kind == "rate_limited"
+    assert mc.stats.by_endpoint["POST /lists/{list_id}/segments"] == 1 + FAST.max_attempts
+
+
+def test_logs_never_contain_the_api_key(sim, mc, account, caplog):
+    key, _ = account
+    sim.control.set_faults(key, error_rate=1.0, statuses=[503])
+    with caplog.at_level("DEBUG"):
+        with pytest.raises(MailchimpError):
+            mc.ping()
+    assert caplog.records
+    assert key not in caplog.text and key.split("-")[0] not in caplog.text
+
+
+def test_webhooks_on_a_loopback_url_can_be_registered_and_removed(mc, account):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_GET(self):  # Mailchimp's validator
+            self.send_response(200)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _, list_id = account
+        url = f"http://127.0.0.1:{server.server_port}/webhooks/mailchimp?secret=s3cr3t"
+        hook = mc.create_webhook(list_id, url, ["subscribe", "unsubscribe", "profile", "cleaned", "upemail"],
+                                 ["user", "admin"])
+        assert hook["url"] == url
+        assert hook["sources"] == {"user": True, "admin": True, "api": False}
+        assert [h["id"] for h in mc.get_webhooks(list_id)] == [hook["id"]]
+        mc.delete_webhook(list_id, hook["id"])
+        assert mc.get_webhooks(list_id) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_campaign_activity_is_read_page_by_page(sim, mc, account):
+    _, list_id = account
+    mc.batch_subscribe(list_id, _people(12))
+    sim.control.send_campaign(list_id, seed=3, open_rate=0.5, click_rate=0.3, unsubscribe_rate=0.2)
+    campaigns = list(mc.get_campaigns(list_id))
+    assert len(campaigns) == 1
+    campaign_id = campaigns[0]["id"]
+    sent = list(mc.iter_sent_to(campaign_id))
+    assert sorted(r["email_address"] for r in sent) == sorted(f"person{i}@exemple.fr" for i in range(12))
+    activity = list(mc.iter_email_activity(campaign_id))
+    assert {a["email_address"] for a in activity} <= {r["email_address"] for r in sent}
+    assert any(a["activity"] for a in activity)
+    unsubscribed = list(mc.iter_unsubscribed(campaign_id))
+    assert {u["email_address"] for u in unsubscribed} <= {r["email_address"] for r in sent}
