@@ -263,6 +263,17 @@ class MailchimpError(Exception):
     def __repr__(self) -> str:
         return f"MailchimpError({self.kind!r}, status={self.status!r}, field={self.field!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments do not survive Exception's default pickling (RQ, multiprocessing).
+        return (_rebuild, (self.kind, {
+            "status": self.status, "title": self.title, "detail": self.detail, "field": self.field,
+            "errors": self.errors, "retry_after": self.retry_after, "email": self.email,
+        }))
+
+
+def _rebuild(kind: str, fields: dict[str, Any]) -> MailchimpError:
+    return MailchimpError(kind, **fields)
+
 
 # --- classification -------------------------------------------------------------------------
 

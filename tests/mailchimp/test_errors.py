@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from portal.mailchimp.errors import (
     KINDS, MESSAGES_EN, MESSAGES_FR, MailchimpError, classify, classify_batch_error, message_for,
@@ -159,3 +161,38 @@ def test_batch_subscribe_errors_are_classified_from_their_text(item, kind, field
     assert error.kind == kind
     assert error.field == field
     assert error.email == item["email_address"]
+
+
+def test_errors_survive_pickling_with_their_kind_and_field():
+    import pickle
+
+    error = classify(400, "Invalid Resource", "Your merge fields were invalid.",
+                     [{"field": "LTV", "message": "Please enter a number"}], MEMBER)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.kind, copy.field, copy.status, copy.message) == ("merge_field_invalid", "LTV", 400, error.message)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(
+    st.one_of(st.none(), st.integers(min_value=100, max_value=599)),
+    st.one_of(st.none(), st.text(max_size=40)),
+    st.one_of(st.none(), st.text(max_size=120)),
+    st.lists(st.dictionaries(st.sampled_from(["field", "message"]), json_values, max_size=2), max_size=3),
+    st.one_of(st.none(), st.fixed_dictionaries({"path": st.text(max_size=60)})),
+)
+def test_any_problem_document_classifies_to_a_known_kind(status, title, detail, errors, context):
+    error = classify(status, title, detail, errors, context)
+    assert error.kind in KINDS
+    assert error.message and error.fix
+
+
+@given(st.dictionaries(st.sampled_from(["email_address", "error", "error_code", "field", "field_message"]),
+                       json_values, max_size=5))
+def test_any_batch_error_item_classifies_to_a_known_kind(item):
+    assert classify_batch_error(item).kind in KINDS
