@@ -105,7 +105,10 @@ class RetryPolicy:
 
 @dataclass
 class CallStats:
-    """Counts of HTTP calls made by a client: all attempts, retries, failures, by endpoint."""
+    """Counts of HTTP calls made by a client: every attempt (``calls``, also ``by_endpoint``
+    as ``"METHOD /path/{template}"``), the attempts that were retries, and the calls that ended
+    in an error after all attempts (``failures``; the 404/405 that ``get_member`` and
+    ``archive_member`` turn into None/False count too)."""
 
     calls: int = 0
     retries: int = 0
