@@ -15,8 +15,9 @@
 - manual paging with ``count``/``offset`` (generators: big audiences never sit in memory);
 - a counter of calls made and retried, by endpoint (for benchmarks).
 
-Methods return plain dicts and lists. One client per thread: it keeps no per-call state, but
-the ``requests.Session`` it owns is not meant to be shared across threads.
+Methods return plain dicts and lists. The client keeps no per-call state (it calls the SDK's
+transport directly, not its stateful entity objects), so threads of one process may share it;
+its pool holds ``max_connections`` sockets. Each process (each forked RQ job) builds its own.
 """
 from __future__ import annotations
 

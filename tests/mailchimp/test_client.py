@@ -312,3 +312,31 @@ def test_campaign_activity_is_read_page_by_page(sim, mc, account):
     assert any(a["activity"] for a in activity)
     unsubscribed = list(mc.iter_unsubscribed(campaign_id))
     assert {u["email_address"] for u in unsubscribed} <= {r["email_address"] for r in sent}
+
+
+def test_one_client_shared_by_threads_stays_under_the_limit(sim, account, redis_url):
+    import redis
+
+    key, _ = account
+    sim.control.set_faults(key, latency_ms=30)
+    conn = redis.Redis.from_url(redis_url)
+    client = MailchimpClient(key, base_url=sim.api_base, redis=conn, retry=RetryPolicy(max_attempts=1))
+    answers: list[dict] = []
+    failures: list[BaseException] = []
+
+    def worker():
+        try:
+            for _ in range(3):
+                answers.append(client.ping())
+        except BaseException as exc:  # a 429 would land here: no retries allowed
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    client.close()
+    conn.close()
+    assert not failures and len(answers) == 60
+    assert client.stats.calls == 60 and client.stats.by_endpoint["GET /ping"] == 60
