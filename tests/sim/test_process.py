@@ -1,0 +1,41 @@
+"""Running the simulator: bootstrap options and the ``--data`` SQLite file."""
+
+from __future__ import annotations
+
+from mailchimp3 import MailChimp
+
+from mailchimp_sim.testing import SimulatorProcess
+
+DEMO_KEY = "0" * 31 + "1-us1"
+
+
+def client(sim, key=DEMO_KEY):
+    mc = MailChimp(mc_api=key, timeout=10)
+    mc.base_url = sim.api_base
+    return mc
+
+
+def test_bootstrap_key_and_list_exist_at_start_and_state_survives_a_restart(tmp_path):
+    data = tmp_path / "sim.sqlite"
+    args = ["--bootstrap-key", DEMO_KEY, "--bootstrap-list", "Demo"]
+    with SimulatorProcess(data=data, extra_args=args) as sim:
+        mc = client(sim)
+        lists = mc.lists.all()["lists"]
+        assert [lst["name"] for lst in lists] == ["Demo"]
+        list_id = lists[0]["id"]
+        mc.lists.members.create(list_id, {"email_address": "kept@anaba.fr", "status": "subscribed",
+                                          "tags": ["Clients"]})
+        gone = mc.lists.members.create(list_id, {"email_address": "gone@anaba.fr",
+                                                 "status": "subscribed"})
+        mc.lists.members.delete_permanent(list_id, gone["id"])
+    assert data.exists()
+    with SimulatorProcess(data=data, extra_args=args) as sim:
+        mc = client(sim)
+        assert [lst["id"] for lst in mc.lists.all()["lists"]] == [list_id]
+        kept = mc.lists.members.get(list_id, "kept@anaba.fr")
+        assert [t["name"] for t in kept["tags"]] == ["Clients"]
+        restored = mc.lists.update_members(list_id, {"members": [
+            {"email_address": "gone@anaba.fr", "status": "subscribed"}]})
+        assert "permanently deleted" in restored["errors"][0]["error"]
+        assert mc.lists.members.create(list_id, {"email_address": "new@anaba.fr",
+                                                 "status": "subscribed"})["web_id"] != kept["web_id"]
