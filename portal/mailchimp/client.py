@@ -117,15 +117,18 @@ class CallStats:
     by_endpoint: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def record(self, endpoint: str, *, retry: bool = False, failed: bool = False) -> None:
+    def record(self, endpoint: str, *, retry: bool = False) -> None:
         """Count one attempt on ``endpoint``."""
         with self._lock:
             self.calls += 1
             self.by_endpoint[endpoint] += 1
             if retry:
                 self.retries += 1
-            if failed:
-                self.failures += 1
+
+    def record_failure(self) -> None:
+        """Count a call that ended in an error."""
+        with self._lock:
+            self.failures += 1
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready snapshot."""
@@ -293,8 +296,7 @@ class MailchimpClient:
                 error.__cause__ = exc
                 safe = error.kind == "rate_limited" or isinstance(exc, requests.ConnectTimeout)
                 if not error.retry_in_client or attempt >= self.retry.max_attempts or not (idempotent or safe):
-                    with self.stats._lock:
-                        self.stats.failures += 1
+                    self.stats.record_failure()
                     log.info("mailchimp %s failed after %d attempt(s): %s", endpoint, attempt, error.kind)
                     raise error from exc
                 wait = self.retry.delay(attempt, error.retry_after)
