@@ -373,17 +373,24 @@ class MailchimpClient:
         status: str | None = None,
         since_last_changed: datetime | str | None = None,
         page_size: int = PAGE_MAX,
+        **filters: Any,
     ) -> Iterator[dict]:
         """Yield the audience's members one by one, fetching ``page_size`` at a time.
 
         ``fields`` limits each member to those properties (e.g. ``["email_address", "status",
         "merge_fields", "tags"]``); ``status`` filters (``archived`` included);
-        ``since_last_changed`` restricts to members changed after that time.
+        ``since_last_changed`` restricts to members changed after that time; other Mailchimp
+        filters (``sort_field="last_changed"``, ``unsubscribed_since``…) pass through ``filters``.
         """
         return self._paged(
             f"lists/{list_id}/members", "members", page_size=page_size, fields=fields,
-            status=status, since_last_changed=_iso(since_last_changed),
+            status=status, since_last_changed=_iso(since_last_changed), **filters,
         )
+
+    def get_member_tags(self, list_id: str, email_or_hash: str) -> list[str]:
+        """All tag names of one member (the member object itself carries at most 50)."""
+        path = f"lists/{list_id}/members/{member_hash(email_or_hash)}/tags"
+        return [t.get("name", "") for t in self._paged(path, "tags")]
 
     def get_member(self, list_id: str, email_or_hash: str) -> dict | None:
         """One member (archived ones included), or None when Mailchimp does not know it."""

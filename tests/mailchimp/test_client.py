@@ -170,6 +170,7 @@ def test_tags_on_a_member_and_through_static_segments(mc, account):
     mc.set_member_tags(list_id, "person0@exemple.fr", add=["Clients", "VIP"])
     mc.set_member_tags(list_id, "person0@exemple.fr", remove=["VIP"])
     assert [t["name"] for t in mc.get_member(list_id, "person0@exemple.fr")["tags"]] == ["Clients"]
+    assert mc.get_member_tags(list_id, "person0@exemple.fr") == ["Clients"]
     segment = mc.create_segment(list_id, "Prospects", ["person1@exemple.fr"])
     answer = mc.update_segment_members(list_id, segment["id"], add=["person2@exemple.fr"],
                                        remove=["person1@exemple.fr"])
