@@ -218,7 +218,7 @@ def sent_to(ctx, campaign_id):
                       "merge_fields": rec["merge"], "vip": rec["vip"], "status": rec["status"],
                       "open_count": len(opens),
                       "last_open": iso(opens[-1]["timestamp"]) if opens else "",
-                      "absplit_group": "", "gmt_offset": 0, "campaign_id": c.id,
+                      "gmt_offset": 0, "campaign_id": c.id,
                       "list_id": c.list_id, "list_is_active": True,
                       "_links": [link("self", f"/reports/{c.id}/sent-to/{rec['hash']}")]})
     doc = {"sent_to": items, "campaign_id": c.id, "total_items": len(c.recipients),

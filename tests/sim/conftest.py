@@ -104,12 +104,31 @@ class Receiver:
             return [c for c in self.calls if c["method"] == "POST"]
 
 
-@pytest.fixture
-def receiver():
-    """A running webhook receiver, stopped after the test."""
+def running_receiver():
+    """Start a receiver; the caller stops it with ``stop_receiver``."""
     rec = Receiver()
     rec.thread.start()
-    yield rec
+    return rec
+
+
+def stop_receiver(rec):
+    """Stop a receiver started by ``running_receiver``."""
     rec.server.shutdown()
     rec.server.server_close()
     rec.thread.join(timeout=5)
+
+
+@pytest.fixture
+def receiver():
+    """A running webhook receiver, stopped after the test."""
+    rec = running_receiver()
+    yield rec
+    stop_receiver(rec)
+
+
+@pytest.fixture(scope="module")
+def module_receiver():
+    """A webhook receiver shared by one test module."""
+    rec = running_receiver()
+    yield rec
+    stop_receiver(rec)
