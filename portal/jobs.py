@@ -51,3 +51,17 @@ def initial_copy(run_id: int) -> None:
     from portal.sync import initial_copy as copy
 
     copy.run(run_id)
+
+
+def retry_contacts(connector_id: int, contact_ids: list[int] | None = None) -> dict:
+    """Push these contacts again (None: every contact in error) (R19)."""
+    from portal.sync import connectors
+
+    return connectors.retry_now(connector_id, contact_ids)
+
+
+def resume_stale_runs() -> list[int]:
+    """Re-enqueue the runs whose worker died (stale heartbeat) (R8)."""
+    from portal.sync import runs
+
+    return runs.resume_stale_runs()

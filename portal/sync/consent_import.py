@@ -1,0 +1,150 @@
+"""Import each contact's consent from the audience when a connector is submitted (R6, R16).
+
+The audience is read page by page (only ``email_address``, ``status`` and
+``unsubscribe_reason``), contacts are matched by normalised e-mail a page at a time, and:
+
+- ``subscribed`` → opt-in (this also lifts a lock: the person subscribed again);
+- ``unsubscribed`` → opt-out, *locked* when the member unsubscribed themself (any reason
+  other than Mailchimp's admin one, ``N/A (Unsubscribed by admin)``): only the person can
+  subscribe again, through Mailchimp (R16);
+- ``cleaned`` → the address is marked bounced.
+
+Every consent change goes through :func:`portal.crm.contacts.record_consent` with the
+channel ``mailchimp_import`` (an audit event each). Contacts absent from the audience keep
+their consent. Running it twice changes nothing the second time.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from portal.crm.contacts import mark_bounced, record_consent
+from portal.crm.events import contacts_changed
+from portal.extensions import db
+from portal.mailchimp import MailchimpError
+from portal.models import Connector, Contact, SyncRun
+from portal.sync import runs as run_rows
+
+log = logging.getLogger(__name__)
+
+ADMIN_UNSUBSCRIBE = "N/A (Unsubscribed by admin)"
+ACTOR = "Mailchimp"
+CHANNEL = "mailchimp_import"
+PAGE = 1000
+
+
+def run(run_id: int) -> None:
+    """Run (or re-run) the consent import `run_id`; then let the connector's preview start."""
+    token = run_rows.claim(run_id)
+    if token is None:
+        return
+    run = db.session.get(SyncRun, run_id)
+    connector = db.session.get(Connector, run.connector_id)
+    try:
+        _import(run, connector, token)
+        run_rows.finish(run, token)
+    except MailchimpError as exc:
+        log.warning("consent import %s: %s", run_id, exc)
+        run_rows.fail(run_id, token, exc.message)
+    except run_rows.LeaseLost:
+        return
+    except Exception as exc:
+        run_rows.fail(run_id, token, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        _start_waiting_previews(run.connector_id)
+
+
+def _import(run: SyncRun, connector: Connector, token: str) -> None:
+    from portal.sync.connectors import client_for
+
+    counts = {"members": 0, "matched": 0, "opt_in": 0, "opt_out": 0, "locked": 0, "bounced": 0, "unchanged": 0}
+    with client_for(connector) as client:
+        stats = client.get_list(connector.audience_id).get("stats") or {}
+        run.total = sum(int(stats.get(k) or 0) for k in ("member_count", "unsubscribe_count", "cleaned_count"))
+        run_rows.checkpoint(run, token)
+        db.session.commit()
+        page: list[dict] = []
+        members = client.iter_members(connector.audience_id, fields=["email_address", "status", "unsubscribe_reason"],
+                                      page_size=PAGE)
+        for member in members:
+            page.append(member)
+            if len(page) >= PAGE:
+                _apply(run, connector, page, counts, token)
+                page = []
+        if page:
+            _apply(run, connector, page, counts, token)
+    run.total = max(run.total, counts["members"])
+    run.done = counts["members"]
+    run.counts = counts
+    run.result = dict(counts)
+
+
+def _apply(run: SyncRun, connector: Connector, members: list[dict], counts: dict, token: str) -> None:
+    """Apply one page of members to the matching contacts, then commit with a heartbeat."""
+    by_email: dict[str, dict] = {}
+    for member in members:
+        email = (member.get("email_address") or "").strip().lower()
+        if email:
+            by_email[email] = member
+    counts["members"] += len(members)
+    changed: list[int] = []
+    if by_email:
+        contacts = db.session.scalars(
+            select(Contact).where(Contact.workspace_id == connector.workspace_id, Contact.deleted_at.is_(None),
+                                  Contact.email_normalized.in_(list(by_email)))
+        )
+        for contact in contacts:
+            member = by_email[contact.email_normalized]
+            counts["matched"] += 1
+            if _apply_member(contact, member, counts):
+                changed.append(contact.id)
+            else:
+                counts["unchanged"] += 1
+    run.done = counts["members"]
+    run.counts = dict(counts)
+    run_rows.checkpoint(run, token)
+    db.session.commit()
+    if changed:
+        contacts_changed(connector.workspace_id, changed, "consent")
+
+
+def _apply_member(contact: Contact, member: dict, counts: dict) -> bool:
+    """Apply one member's status to its contact; True when the contact changed."""
+    status = member.get("status")
+    if status == "subscribed":
+        if record_consent(contact, "opt_in", actor=ACTOR, channel=CHANNEL):
+            counts["opt_in"] += 1
+            return True
+        return False
+    if status == "unsubscribed":
+        reason = (member.get("unsubscribe_reason") or "").strip()
+        locked = reason != ADMIN_UNSUBSCRIBE
+        changed = record_consent(
+            contact, "opt_out", actor=ACTOR, channel=CHANNEL, locked=locked,
+            note=reason[:300],
+            lock_reason=_("Unsubscribed through Mailchimp") if locked else "",
+        )
+        if changed:
+            counts["locked" if locked else "opt_out"] += 1
+        return changed
+    if status == "cleaned":
+        if mark_bounced(contact, actor=ACTOR, channel=CHANNEL):
+            counts["bounced"] += 1
+            return True
+    return False
+
+
+def _start_waiting_previews(connector_id: int) -> None:
+    """The preview waits for the consent import (its skip counts depend on consent)."""
+    try:
+        waiting = list(db.session.scalars(
+            select(SyncRun).where(SyncRun.connector_id == connector_id, SyncRun.kind == "preview",
+                                  SyncRun.status == "queued")
+        ))
+        for preview in waiting:
+            run_rows.enqueue_run(preview)
+    except Exception:  # never hide the import's own outcome
+        log.exception("could not enqueue the preview of connector %s", connector_id)

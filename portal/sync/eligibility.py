@@ -1,0 +1,132 @@
+"""Which contacts go to Mailchimp, and why the others do not (R2, R14, R17, R19).
+
+A contact is eligible when it is live (not deleted), has an e-mail Mailchimp accepts the
+syntax of, its consent is opt-in, its address has not bounced, it is not marked "do not
+sync", and it *owns* its e-mail address.
+
+Shared e-mail owner rule: several live contacts of a workspace may share one address, but a
+Mailchimp member has one address. Among the contacts sharing it that are otherwise eligible,
+the one whose sync row has ``owner_chosen`` (set by the customer, R19) owns it; otherwise the
+oldest contact (lowest id) does. The others are "not synced" with the reason
+``shared_email`` and the "choose the owner" fix.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.mailchimp.payload import email_syntax_ok
+from portal.models import Contact, ContactSync
+
+# Reasons in the order they are checked; the first that applies is shown (R17).
+REASONS = (
+    "deleted", "no_email", "invalid_email", "do_not_sync", "bounced", "consent_locked",
+    "opt_out", "no_consent", "shared_email",
+)
+
+OWNER_COLUMNS = (
+    Contact.id, Contact.email_normalized, Contact.email, Contact.consent, Contact.email_bounced,
+    Contact.do_not_sync, Contact.deleted_at,
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Eligibility of one contact: ``reason`` is empty when it goes to Mailchimp."""
+
+    contact_id: int
+    reason: str = ""
+
+    @property
+    def eligible(self) -> bool:
+        """True when the contact is sent to Mailchimp."""
+        return not self.reason
+
+
+def own_reason(contact) -> str:
+    """Why this contact cannot be sent whatever the others sharing its e-mail do ("" if it can).
+
+    `contact` is a Contact or a row with the same attribute names.
+    """
+    if getattr(contact, "deleted_at", None) is not None:
+        return "deleted"
+    email = (getattr(contact, "email", None) or "").strip()
+    if not email:
+        return "no_email"
+    if not email_syntax_ok(email):
+        return "invalid_email"
+    if getattr(contact, "do_not_sync", False):
+        return "do_not_sync"
+    if getattr(contact, "email_bounced", False):
+        return "bounced"
+    consent = getattr(contact, "consent", "unknown")
+    if consent == "opt_out":
+        return "consent_locked" if getattr(contact, "consent_locked", False) else "opt_out"
+    if consent != "opt_in":
+        return "no_consent"
+    return ""
+
+
+def owners_for(workspace_id: int, connector_id: int | None, emails: Iterable[str]) -> dict[str, int]:
+    """The owning contact id of each of these (normalised) e-mails, by the owner rule.
+
+    One query over the contacts using these addresses (indexed by workspace and e-mail),
+    plus one over the sync rows that carry a chosen owner.
+    """
+    emails = sorted({e for e in emails if e})
+    owners: dict[str, int] = {}
+    if not emails:
+        return owners
+    candidates: dict[str, list[int]] = {}
+    for start in range(0, len(emails), 500):
+        part = emails[start:start + 500]
+        rows = db.session.execute(
+            select(Contact.id, Contact.email_normalized, Contact.email, Contact.consent, Contact.consent_locked,
+                   Contact.email_bounced, Contact.do_not_sync, Contact.deleted_at)
+            .where(Contact.workspace_id == workspace_id, Contact.email_normalized.in_(part),
+                   Contact.deleted_at.is_(None), Contact.consent == "opt_in")
+            .order_by(Contact.id)
+        )
+        for row in rows:
+            if not own_reason(row):
+                candidates.setdefault(row.email_normalized, []).append(row.id)
+    shared = [cid for ids in candidates.values() if len(ids) > 1 for cid in ids]
+    chosen: set[int] = set()
+    if shared and connector_id is not None:
+        for start in range(0, len(shared), 500):
+            chosen.update(db.session.scalars(
+                select(ContactSync.contact_id).where(
+                    ContactSync.connector_id == connector_id, ContactSync.owner_chosen.is_(True),
+                    ContactSync.contact_id.in_(shared[start:start + 500]))
+            ))
+    for email, ids in candidates.items():
+        picked = [cid for cid in ids if cid in chosen]
+        owners[email] = picked[0] if picked else ids[0]
+    return owners
+
+
+def judge(workspace_id: int, connector_id: int | None, contacts: Sequence) -> dict[int, Verdict]:
+    """Eligibility of each of these contacts (Contact objects or rows), by contact id."""
+    verdicts: dict[int, Verdict] = {}
+    pending_owner = []
+    for contact in contacts:
+        reason = own_reason(contact)
+        verdicts[contact.id] = Verdict(contact.id, reason)
+        if not reason:
+            pending_owner.append(contact)
+    owners = owners_for(workspace_id, connector_id, (c.email_normalized or (c.email or "").strip().lower()
+                                                     for c in pending_owner))
+    for contact in pending_owner:
+        email = contact.email_normalized or (contact.email or "").strip().lower()
+        owner = owners.get(email)
+        if owner is not None and owner != contact.id:
+            verdicts[contact.id] = Verdict(contact.id, "shared_email")
+    return verdicts
+
+
+def state_for_reason(reason: str) -> str:
+    """The R17 state shown for a contact left out for `reason`."""
+    return "bounced" if reason == "bounced" else "not_synced"

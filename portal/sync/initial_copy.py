@@ -1,0 +1,220 @@
+"""The initial copy of a workspace's contacts into its Mailchimp audience (R8).
+
+Resumable by construction (ARCHITECTURE habit 6): the run's ``cursor`` is the id of the last
+contact whose result is committed, and ``result["phase"]`` says which phase it is in.
+
+- Phase 0 — create the merge fields the mapping needs and the audience lacks.
+- Phase 1 — contacts in id order, in chunks holding 500 eligible contacts each:
+  :func:`portal.sync.push.push_contacts` sends them with one batch-subscribe call and leaves
+  their results, and their tag changes as PendingTagOp rows, in the session; the cursor then
+  advances and everything commits together, with the lease re-checked in that transaction.
+  A chunk replayed after a crash rewrites the same values: harmless.
+- Phase 2 — tag changes, grouped by tag, 500 e-mails per static-segment call (a missing
+  tag is created with its first 500 e-mails); each call's rows are deleted once it succeeds.
+
+API calls are therefore about members/500 + Σ over tags of ceil(changes/500): the fewest the
+API allows. A revoked key or a deleted audience pauses the run and the connector (nobody is
+marked failed); transient Mailchimp failures are retried by the client, then per chunk.
+At the end the connector is active and the customers get an e-mail with the counts.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import delete, select
+
+from portal.extensions import db
+from portal.mailchimp import MailchimpError
+from portal.mailchimp.payload import FieldMapping
+from portal.models import Connector, Contact, PendingTagOp, SyncRun, utcnow
+from portal.sync import runs as run_rows
+from portal.sync.eligibility import judge
+from portal.sync.push import SegmentDirectory, managed_tag_names, push_contacts, send_tag_group
+
+log = logging.getLogger(__name__)
+
+CHUNK_ELIGIBLE = 500
+MAX_CHUNK_CONTACTS = 5000
+TAG_BATCH = 500
+CHUNK_RETRIES = 5
+T = TypeVar("T")
+
+
+def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Run or resume the initial copy `run_id` (does nothing if another worker holds it)."""
+    token = run_rows.claim(run_id)
+    if token is None:
+        return
+    run = db.session.get(SyncRun, run_id)
+    connector = db.session.get(Connector, run.connector_id)
+    if connector is None or connector.status == "deleted":
+        run_rows.fail(run_id, token, "connector deleted")
+        return
+    from portal.sync.connectors import client_for, notify_copy_finished, pause_connector
+
+    try:
+        with client_for(connector) as client:
+            phase = int((run.result or {}).get("phase", 0))
+            if phase == 0:
+                _create_merge_fields(client, connector, sleep)
+                _set_phase(run, token, 1)
+            if int(run.result.get("phase", 0)) == 1:
+                _copy_contacts(client, run, connector, token, sleep)
+                _set_phase(run, token, 2)
+            _drain_tags(client, run, connector, token, sleep)
+    except MailchimpError as exc:
+        db.session.rollback()
+        if exc.pauses_connector:
+            log.warning("copy %s paused: %s", run_id, exc)
+            run_rows.pause(run, token, exc.message)
+            pause_connector(connector.id, exc)
+            return
+        run_rows.fail(run_id, token, exc.message)
+        raise
+    except run_rows.LeaseLost:
+        log.info("copy %s: lease lost, another worker continues it", run_id)
+        return
+    except Exception as exc:
+        run_rows.fail(run_id, token, f"{type(exc).__name__}: {exc}")
+        raise
+
+    run = db.session.get(SyncRun, run_id)
+    connector = db.session.get(Connector, run.connector_id)
+    activated = connector.status == "copying"
+    if activated:
+        connector.status = "active"
+        connector.activated_at = connector.activated_at or utcnow()
+    run.result = dict(run.result or {}, phase=3, finished_at=utcnow().isoformat())
+    run.done = max(run.done, run.total)
+    run_rows.finish(run, token)
+    if activated:
+        notify_copy_finished(connector, run)
+
+
+def _retrying(fn: Callable[[], T], sleep: Callable[[float], None]) -> T:
+    """Call `fn`; on a transient Mailchimp failure (after the client's own retries), roll
+    back and try again a few times, slower. Replaying a chunk or a tag call is harmless."""
+    for attempt in range(CHUNK_RETRIES + 1):
+        try:
+            return fn()
+        except MailchimpError as exc:
+            if not exc.transient or attempt == CHUNK_RETRIES:
+                raise
+            db.session.rollback()
+            wait = min(60.0, exc.retry_after or 2.0 * (2 ** attempt))
+            log.warning("copy: %s, retrying the chunk in %.1fs", exc.kind, wait)
+            sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _set_phase(run: SyncRun, token: str, phase: int) -> None:
+    run.result = dict(run.result or {}, phase=phase)
+    run_rows.checkpoint(run, token)
+    db.session.commit()
+
+
+def _create_merge_fields(client, connector: Connector, sleep) -> None:
+    """Phase 0: create the mapped merge fields the audience does not have yet."""
+    wanted = [FieldMapping.from_dict(m) for m in connector.merge_fields_to_create or []]
+    if not wanted:
+        return
+    existing = {str(f.get("tag", "")).upper() for f in _retrying(lambda: client.get_merge_fields(connector.audience_id), sleep)}
+    for mapping in wanted:
+        if mapping.tag in existing:
+            continue
+        try:
+            _retrying(lambda m=mapping: client.create_merge_field(
+                connector.audience_id, m.tag, m.name or m.tag.title(), m.type), sleep)
+        except MailchimpError as exc:
+            if exc.transient or exc.pauses_connector:
+                raise
+            # Created by an attempt whose answer was lost ("already exists"): check, go on.
+            tags = {str(f.get("tag", "")).upper() for f in client.get_merge_fields(connector.audience_id)}
+            if mapping.tag not in tags:
+                raise
+        existing.add(mapping.tag)
+
+
+def next_chunk(connector: Connector, after_id: int) -> tuple[list[int], int]:
+    """The next contacts after `after_id` holding CHUNK_ELIGIBLE eligible ones, and the last id.
+
+    Ineligible contacts ride along (they get their "not synced" result in the same commit),
+    so every batch-subscribe call carries close to 500 members.
+    """
+    ids: list[int] = []
+    eligible = 0
+    cursor = after_id
+    while eligible < CHUNK_ELIGIBLE and len(ids) < MAX_CHUNK_CONTACTS:
+        rows = db.session.execute(
+            select(Contact.id, Contact.email, Contact.email_normalized, Contact.consent, Contact.consent_locked,
+                   Contact.email_bounced, Contact.do_not_sync, Contact.deleted_at)
+            .where(Contact.workspace_id == connector.workspace_id, Contact.deleted_at.is_(None), Contact.id > cursor)
+            .order_by(Contact.id).limit(1000)
+        ).all()
+        if not rows:
+            break
+        verdicts = judge(connector.workspace_id, connector.id, rows)
+        for row in rows:
+            ids.append(row.id)
+            cursor = row.id
+            if verdicts[row.id].eligible:
+                eligible += 1
+                if eligible >= CHUNK_ELIGIBLE:
+                    break
+    return ids, cursor
+
+
+def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep) -> None:
+    """Phase 1: chunks of contacts, each committed with its results and the new cursor."""
+    managed = managed_tag_names(connector.workspace_id)
+    while True:
+        ids, last_id = next_chunk(connector, run.cursor)
+        if not ids:
+            return
+
+        def one_chunk(ids=ids):
+            return push_contacts(connector.id, ids, run, client=client, commit=False, managed_tags=managed)
+
+        result = _retrying(one_chunk, sleep)
+        run.cursor = last_id
+        run.done = (run.done or 0) + len(ids)
+        run.error_count = (run.error_count or 0) + result.errors
+        run.counts = result.add_to(run.counts)
+        run_rows.checkpoint(run, token)
+        db.session.commit()
+
+
+def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep) -> None:
+    """Phase 2: send the run's pending tag changes, one tag at a time, 500 e-mails per call."""
+    directory = SegmentDirectory(client, connector.audience_id)
+    tags = list(db.session.scalars(
+        select(PendingTagOp.tag).where(PendingTagOp.run_id == run.id).distinct().order_by(PendingTagOp.tag)
+    ))
+    for tag in tags:
+        while True:
+            adds = db.session.execute(
+                select(PendingTagOp.id, PendingTagOp.email).where(
+                    PendingTagOp.run_id == run.id, PendingTagOp.tag == tag, PendingTagOp.op == "add")
+                .order_by(PendingTagOp.id).limit(TAG_BATCH)
+            ).all()
+            removes = db.session.execute(
+                select(PendingTagOp.id, PendingTagOp.email).where(
+                    PendingTagOp.run_id == run.id, PendingTagOp.tag == tag, PendingTagOp.op == "remove")
+                .order_by(PendingTagOp.id).limit(TAG_BATCH)
+            ).all()
+            if not adds and not removes:
+                break
+            db.session.commit()  # end the read transaction before the (slow) HTTP call
+            calls = _retrying(lambda: send_tag_group(directory, tag, [r.email for r in adds],
+                                                     [r.email for r in removes]), sleep)
+            done_ids = [r.id for r in adds] + [r.id for r in removes]
+            db.session.execute(delete(PendingTagOp).where(PendingTagOp.id.in_(done_ids)))
+            counts = dict(run.counts or {})
+            counts["tag_calls"] = int(counts.get("tag_calls", 0)) + calls
+            counts["tag_changes_sent"] = int(counts.get("tag_changes_sent", 0)) + len(done_ids)
+            run.counts = counts
+            run_rows.checkpoint(run, token)
+            db.session.commit()
