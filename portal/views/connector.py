@@ -1,0 +1,430 @@
+"""The customer's Mailchimp area: the set-up wizard (R5), the connector page with the live
+progress of its runs (R8), deletion (R9) and the sync errors with their fix actions (R19).
+
+Views stay thin: they read the request, call one function of ``portal.sync.connectors`` (or
+``portal.crm.contacts``) and render. Between wizard steps the API key lives only encrypted in
+the session (Fernet, app config ``FERNET_KEY``) and is never rendered back whole.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal.crm import contacts as crm
+from portal.extensions import db
+from portal.htmx import is_htmx, render
+from portal.mailchimp import MailchimpError, decrypt_secret, encrypt_secret, mask_api_key, message_for
+from portal.models import SyncRun
+from portal.sync import connectors as service
+from portal.sync.state import live_connector
+from portal.views.access import customer_required, workspace_id
+
+bp = Blueprint("connector", __name__, url_prefix="/mailchimp")
+
+WIZARD = "mc_wizard"
+# Runs the page stops polling for: nothing moves them until someone acts.
+STILL_STATUSES = ("finished", "failed", "paused")
+
+
+# --- helpers shared with the support area and the R17 partials ---------------------------------
+
+def locale_code() -> str:
+    """The current UI language as "fr" or "en"."""
+    return str(get_locale() or "fr")
+
+
+def error_text(err: Exception) -> str:
+    """A Mailchimp or connector error in the reader's language."""
+    if isinstance(err, MailchimpError):
+        return err.message_in(locale_code())
+    return getattr(err, "message", "") or str(err)
+
+
+@bp.app_template_global("mc_error_message")
+def mc_error_message(kind: str | None, field: str | None = None, fallback: str | None = None) -> str:
+    """The plain-words message of a Mailchimp error kind in the reader's language (R19)."""
+    if not kind:
+        return fallback or ""
+    return message_for(kind, locale_code(), field=field or None)
+
+
+@bp.app_template_global("contact_url")
+def contact_url(contact: Any) -> str | None:
+    """The address of a contact's record (where it is edited), when the contacts area offers one."""
+    from flask import current_app as app
+
+    for endpoint in ("contacts.record", "contacts.show", "contacts.detail"):
+        if endpoint in app.view_functions:
+            for arg in ("contact_id", "id"):
+                try:
+                    return url_for(endpoint, **{arg: contact.id})
+                except Exception:  # werkzeug BuildError: that endpoint names its argument differently
+                    continue
+    return None
+
+
+def progress_context(run: SyncRun | None, poll_url: str) -> dict[str, Any]:
+    """What ``connector/_progress.html`` needs: the run, its figures, whether to keep polling."""
+    if run is None:
+        return {"run": None}
+    progress = service.run_progress(run)
+    status = progress.get("status") or run.status
+    return {"run": run, "progress": progress, "poll_url": poll_url, "polling": status not in STILL_STATUSES}
+
+
+def redirect_to(url: str):
+    """A redirect that also works for htmx requests (which would otherwise swap the target page in)."""
+    if is_htmx():
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url)
+
+
+def _connector_or_404():
+    connector = live_connector(workspace_id())
+    if connector is None:
+        abort(404)
+    return connector
+
+
+# --- connector page ------------------------------------------------------------------------
+
+@bp.get("/")
+@customer_required
+def index():
+    """The connector's status in plain words, its configuration, runs and the delete button."""
+    connector = live_connector(workspace_id())
+    if connector is None:
+        return render("connector/index.html", "status_card", connector=None)
+    runs = service.runs(connector.id)
+    copy_run = service.latest_run(connector.id, "initial_copy")
+    consent_run = service.latest_run(connector.id, "consent_import")
+    return render(
+        "connector/index.html", "status_card", connector=connector, runs=runs,
+        copy=progress_context(copy_run, url_for("connector.progress", run_id=copy_run.id) if copy_run else ""),
+        consent=progress_context(
+            consent_run, url_for("connector.progress", run_id=consent_run.id) if consent_run else ""),
+    )
+
+
+@bp.get("/runs/<int:run_id>/progress")
+@customer_required
+def progress(run_id: int):
+    """The progress bar of one of the workspace's runs; it polls itself until the run is over."""
+    run = db.session.get(SyncRun, run_id)
+    if run is None or run.workspace_id != workspace_id():
+        abort(404)
+    return progress_response(run, url_for("connector.progress", run_id=run.id))
+
+
+def progress_response(run: SyncRun, poll_url: str):
+    """Render the progress partial; tell the page (HX-Trigger ``run-over``) when the run has ended."""
+    ctx = progress_context(run, poll_url)
+    body = render("connector/_progress.html", **ctx)
+    headers = {"HX-Trigger": "run-over"} if is_htmx() and not ctx["polling"] else {}
+    return body, 200, headers
+
+
+@bp.post("/delete")
+@customer_required
+def delete():
+    """Delete the connector (R9): replication stops, anaba data stays, the audience is left alone."""
+    connector = _connector_or_404()
+    try:
+        service.delete_connector(connector.id, current_user._get_current_object())
+    except service.ConnectorError as exc:
+        flash(error_text(exc), "error")
+        return redirect_to(url_for("connector.index"))
+    session.pop(WIZARD, None)
+    flash(_("The connector is deleted. Nothing more is sent to Mailchimp; your contacts and their consent "
+            "stay in anaba, and the Mailchimp audience is left as it is."), "success")
+    if request.form.get("next") == "setup":
+        return redirect_to(url_for("connector.setup"))
+    return redirect_to(url_for("connector.index"))
+
+
+# --- wizard (R5) --------------------------------------------------------------------------
+
+def _wizard() -> dict:
+    return dict(session.get(WIZARD) or {})
+
+
+def _save_wizard(**values: Any) -> None:
+    data = _wizard()
+    data.update(values)
+    session[WIZARD] = data
+
+
+def _wizard_key() -> str | None:
+    """The API key typed at step 1, decrypted; None when absent or unreadable."""
+    token = _wizard().get("key")
+    if not token:
+        return None
+    try:
+        return decrypt_secret(token, current_app.config["FERNET_KEY"])
+    except Exception:  # a key changed or a tampered cookie: ask for the key again
+        return None
+
+
+def _existing_refusal():
+    """The "one connector per workspace" page (R9), or None when the wizard may run."""
+    connector = live_connector(workspace_id())
+    if connector is None:
+        return None
+    status = 200 if request.method == "GET" else 409
+    return render("connector/setup.html", "wizard", step="exists", connector=connector), status
+
+
+def _step(step: str, status: int = 200, **ctx: Any):
+    wizard = _wizard()
+    return render("connector/setup.html", "wizard", step=step, key_hint=wizard.get("hint", ""),
+                  audience_name=wizard.get("audience_name", ""), **ctx), status
+
+
+@bp.get("/setup")
+@customer_required
+def setup():
+    """Step 1: the API key."""
+    return _existing_refusal() or _step("key")
+
+
+@bp.post("/setup/key")
+@customer_required
+def setup_key():
+    """Check the key at once (R5); on success keep it encrypted and show the account's audiences."""
+    refusal = _existing_refusal()
+    if refusal:
+        return refusal
+    api_key = (request.form.get("api_key") or "").strip()
+    if not api_key and request.form.get("keep") and _wizard_key():
+        api_key = _wizard_key()
+    if not api_key:
+        return _step("key", 422, error=_("Paste your Mailchimp API key."))
+    try:
+        account = service.check_api_key(api_key)
+    except MailchimpError as exc:
+        return _step("key", 422, error=error_text(exc))
+    except service.ConnectorError as exc:
+        return _step("key", 422, error=error_text(exc))
+    audiences = [
+        {"id": str(a.get("id")), "name": a.get("name", ""), "member_count": a.get("member_count", 0)}
+        for a in account.get("audiences", [])
+    ]
+    session[WIZARD] = {
+        "key": encrypt_secret(api_key, current_app.config["FERNET_KEY"]),
+        "hint": mask_api_key(api_key),
+        "account": _account_name(account.get("account")),
+        "audiences": audiences,
+    }
+    return _step("audience", audiences=audiences, account=_wizard()["account"])
+
+
+def _account_name(account: Any) -> str:
+    if isinstance(account, dict):
+        return str(account.get("account_name") or account.get("name") or account.get("email") or "")
+    return str(account or "")
+
+
+@bp.get("/setup/audience")
+@customer_required
+def setup_audience_form():
+    """Step 2 again (the "back" link of step 3)."""
+    refusal = _existing_refusal()
+    if refusal:
+        return refusal
+    if not _wizard_key():
+        return redirect_to(url_for("connector.setup"))
+    wizard = _wizard()
+    return _step("audience", audiences=wizard.get("audiences", []), account=wizard.get("account", ""),
+                 selected=wizard.get("audience_id"))
+
+
+@bp.post("/setup/audience")
+@customer_required
+def setup_audience():
+    """Step 2 → 3: read the chosen audience's merge fields and propose a mapping."""
+    refusal = _existing_refusal()
+    if refusal:
+        return refusal
+    api_key = _wizard_key()
+    if not api_key:
+        return _step("key", 422, error=_("Your session expired: paste the API key again."))
+    wizard = _wizard()
+    audiences = {a["id"]: a for a in wizard.get("audiences", [])}
+    audience_id = request.form.get("audience_id", "")
+    if audience_id not in audiences:
+        return _step("audience", 422, audiences=list(audiences.values()), account=wizard.get("account", ""),
+                     error=_("Choose one of your audiences."))
+    try:
+        fields = service.audience_fields(api_key, audience_id)
+    except MailchimpError as exc:
+        return _step("audience", 422, audiences=list(audiences.values()), account=wizard.get("account", ""),
+                     error=error_text(exc))
+    _save_wizard(audience_id=audience_id, audience_name=audiences[audience_id]["name"],
+                 fields=_compact_fields(fields))
+    return _step("mapping", **_mapping_context(_wizard()["fields"]))
+
+
+def _compact_fields(fields: dict) -> dict:
+    """The part of ``audience_fields`` the last step needs, small enough for the session cookie."""
+    merge_fields = []
+    for mf in fields.get("merge_fields", []):
+        size = mf.get("size") or (mf.get("options") or {}).get("size")
+        merge_fields.append({"tag": mf.get("tag"), "name": mf.get("name", ""), "type": mf.get("type", "text"),
+                             "required": bool(mf.get("required")), "size": size})
+    return {
+        "merge_fields": merge_fields,
+        "proposed": [dict(p) for p in fields.get("proposed_mapping", [])],
+        "anaba_fields": [list(f) for f in fields.get("anaba_fields", [])],
+        "unfillable_required": list(fields.get("unfillable_required", [])),
+    }
+
+
+def _mapping_context(fields: dict, chosen: dict | None = None) -> dict:
+    proposed = {p["field"]: p for p in fields.get("proposed", [])}
+    if chosen is None:
+        chosen = {p["field"]: p["tag"] for p in fields.get("proposed", [])}
+    existing = {mf["tag"] for mf in fields.get("merge_fields", [])}
+    required = {mf["tag"]: mf for mf in fields.get("merge_fields", []) if mf.get("required") and mf["tag"] != "EMAIL"}
+    mapped = {tag for tag in chosen.values() if tag}
+    unfillable = [required[t] for t in required if t not in mapped]
+    for tag in fields.get("unfillable_required", []):
+        if tag not in mapped and tag not in {mf["tag"] for mf in unfillable}:
+            unfillable.append(required.get(tag) or {"tag": tag, "name": tag, "type": "", "required": True})
+    return {
+        "merge_fields": [mf for mf in fields.get("merge_fields", []) if mf["tag"] != "EMAIL"],
+        "proposed": proposed, "anaba_fields": fields.get("anaba_fields", []), "chosen": chosen,
+        "existing": existing, "unfillable": unfillable,
+    }
+
+
+@bp.post("/setup/submit")
+@customer_required
+def setup_submit():
+    """Step 3: read the mapping, create the connector (waits for support; nothing sent to Mailchimp)."""
+    refusal = _existing_refusal()
+    if refusal:
+        return refusal
+    api_key = _wizard_key()
+    wizard = _wizard()
+    fields = wizard.get("fields")
+    if not api_key or not fields:
+        return _step("key", 422, error=_("Your session expired: paste the API key again."))
+    chosen = {f: (request.form.get(f"map-{f}") or "").strip().upper() for f, _label in fields["anaba_fields"]}
+    create_missing = request.form.get("create_missing") == "1"
+    mapping, error = _read_mapping(fields, chosen, create_missing)
+    if error:
+        return _step("mapping", 422, error=error, create_missing=create_missing,
+                     **_mapping_context(fields, chosen))
+    try:
+        service.create_connector(workspace_id(), current_user._get_current_object(), api_key,
+                                 wizard["audience_id"], mapping, create_missing)
+    except (service.ConnectorError, MailchimpError) as exc:
+        return _step("mapping", 422, error=error_text(exc), create_missing=create_missing,
+                     **_mapping_context(fields, chosen))
+    session.pop(WIZARD, None)
+    flash(_("Your connector is saved. anaba's support team will check it before anything is written to "
+            "Mailchimp."), "success")
+    return redirect_to(url_for("connector.index"))
+
+
+def _read_mapping(fields: dict, chosen: dict, create_missing: bool) -> tuple[list[dict], str | None]:
+    """The mapping entries chosen on the form, in ``audience_fields``' proposed_mapping shape."""
+    merge_fields = {mf["tag"]: mf for mf in fields["merge_fields"]}
+    proposed = {p["field"]: p for p in fields["proposed"]}
+    labels = dict((f, label) for f, label in fields["anaba_fields"])
+    mapping, seen = [], {}
+    for field, tag in chosen.items():
+        if not tag:
+            continue
+        if tag in seen:
+            return [], _("%(a)s and %(b)s both go to the merge field %(tag)s: choose one merge field per anaba "
+                         "field.", a=labels.get(seen[tag], seen[tag]), b=labels.get(field, field), tag=tag)
+        seen[tag] = field
+        if tag in merge_fields:
+            mf = merge_fields[tag]
+            mapping.append({"field": field, "tag": tag, "type": mf["type"], "exists": True,
+                            "required": mf["required"], "size": mf["size"], "name": mf["name"],
+                            "max_length": mf["size"] or None})
+        elif field in proposed and proposed[field]["tag"] == tag:
+            if not create_missing:
+                return [], _("The merge field %(tag)s does not exist in the audience yet: tick \"create the "
+                             "missing merge fields\" or choose another merge field for %(field)s.",
+                             tag=tag, field=labels.get(field, field))
+            mapping.append(dict(proposed[field]))
+        else:
+            return [], _("Choose a merge field of the list for %(field)s.", field=labels.get(field, field))
+    return mapping, None
+
+
+@bp.post("/setup/cancel")
+@customer_required
+def setup_cancel():
+    """Forget what the wizard kept (the encrypted key included)."""
+    session.pop(WIZARD, None)
+    return redirect_to(url_for("connector.index"))
+
+
+# --- errors (R19) -------------------------------------------------------------------------
+
+@bp.get("/errors")
+@customer_required
+def errors():
+    """The workspace's sync errors grouped by kind, each with its fix actions."""
+    connector = live_connector(workspace_id())
+    groups = service.error_groups(workspace_id(), connector.id) if connector else []
+    return render("connector/errors.html", "errors_list", connector=connector, groups=groups)
+
+
+def _contact_id_from_form() -> int:
+    try:
+        contact_id = int(request.form.get("contact_id", ""))
+    except ValueError:
+        abort(400)
+    crm.get_contact(workspace_id(), contact_id)  # another workspace's contact → 404
+    return contact_id
+
+
+def _after_action(message: str):
+    if is_htmx():
+        connector = live_connector(workspace_id())
+        groups = service.error_groups(workspace_id(), connector.id) if connector else []
+        return render("connector/errors.html", "errors_list", connector=connector, groups=groups,
+                      notice=message)
+    flash(message, "success")
+    return redirect(url_for("connector.errors"))
+
+
+@bp.post("/errors/retry")
+@customer_required
+def retry():
+    """Retry one contact (``contact_id``) or every contact in error (no ``contact_id``)."""
+    connector = _connector_or_404()
+    contact_ids = [_contact_id_from_form()] if request.form.get("contact_id") else None
+    service.retry_contacts(connector.id, contact_ids)
+    if contact_ids:
+        return _after_action(_("The contact will be sent to Mailchimp again in a few seconds."))
+    return _after_action(_("Every contact in error will be sent to Mailchimp again in a few seconds."))
+
+
+@bp.post("/errors/do-not-sync")
+@customer_required
+def do_not_sync():
+    """Exclude a contact from Mailchimp (R19 "mark as not to be synced")."""
+    _connector_or_404()
+    contact_id = _contact_id_from_form()
+    crm.set_do_not_sync(workspace_id(), contact_id, True, actor=current_user.email, channel="ui")
+    return _after_action(_("This contact will no longer be sent to Mailchimp."))
+
+
+@bp.post("/errors/owner")
+@customer_required
+def choose_owner():
+    """This contact owns its shared e-mail address; the others sharing it are not synced (R19)."""
+    _connector_or_404()
+    contact_id = _contact_id_from_form()
+    service.choose_email_owner(workspace_id(), contact_id)
+    return _after_action(_("This contact now owns the e-mail address; it will be sent to Mailchimp."))

@@ -1,0 +1,161 @@
+"""Support's connector area: the validation queue, the validation page with its audience checks
+and dry-run preview (R7), validate / send back, the copy's live progress (R8), and the sync
+errors of every workspace (R19).
+
+Views stay thin: they read the request, call one function of ``portal.sync.connectors`` and
+render. Listing the queue and naming workspaces are plain reads of the models.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.htmx import is_htmx, render
+from portal.mailchimp import MailchimpError
+from portal.models import Connector, SyncRun, Workspace
+from portal.sync import connectors as service
+from portal.views.access import support_required
+from portal.views.connector import error_text, progress_context, progress_response
+
+bp = Blueprint("support_connectors", __name__, url_prefix="/support/connectors")
+
+STATUS_FILTERS = ("pending_validation", "sent_back", "copying", "active", "paused", "deleted", "all")
+
+
+def _connector(connector_id: int) -> Connector:
+    connector = db.session.get(Connector, connector_id)
+    if connector is None:
+        abort(404)
+    return connector
+
+
+@bp.get("/")
+@support_required
+def queue():
+    """Connectors of every workspace, oldest submitted first; waiting for validation by default."""
+    status = request.args.get("status", "pending_validation")
+    if status not in STATUS_FILTERS:
+        status = "pending_validation"
+    query = select(Connector, Workspace).join(Workspace, Workspace.id == Connector.workspace_id)
+    if status != "all":
+        query = query.where(Connector.status == status)
+    query = query.order_by(db.func.coalesce(Connector.submitted_at, Connector.created_at), Connector.id)
+    rows = db.session.execute(query).all()
+    return render("support/connectors/queue.html", "queue_table", rows=rows, status=status,
+                  statuses=STATUS_FILTERS)
+
+
+def _preview_context(connector: Connector) -> dict:
+    run = service.latest_run(connector.id, "preview")
+    ctx = progress_context(run, url_for("support_connectors.preview", connector_id=connector.id))
+    ctx["connector"] = connector
+    return ctx
+
+
+def _page(connector: Connector, status: int = 200, **extra):
+    """The validation page, or its "decision" block (status, decision forms, copy progress) for htmx."""
+    try:
+        checks, checks_error = service.audience_checks(connector), None
+    except MailchimpError as exc:
+        checks, checks_error = [], error_text(exc)
+    copy_run = service.latest_run(connector.id, "initial_copy")
+    consent_run = service.latest_run(connector.id, "consent_import")
+    body = render(
+        "support/connectors/show.html", "decision", connector=connector, checks=checks,
+        checks_error=checks_error, preview=_preview_context(connector), runs=service.runs(connector.id),
+        copy=progress_context(copy_run, url_for("support_connectors.progress", run_id=copy_run.id) if copy_run else ""),
+        consent=progress_context(
+            consent_run, url_for("support_connectors.progress", run_id=consent_run.id) if consent_run else ""),
+        **extra,
+    )
+    return body, status
+
+
+@bp.get("/<int:connector_id>")
+@support_required
+def show(connector_id: int):
+    """The validation page: configuration, audience checks, preview, decision, progress, history."""
+    return _page(_connector(connector_id))
+
+
+@bp.get("/<int:connector_id>/preview")
+@support_required
+def preview(connector_id: int):
+    """The preview partial ("computing…" polls itself while the preview run is running)."""
+    connector = _connector(connector_id)
+    return render("support/connectors/_preview.html", **_preview_context(connector))
+
+
+@bp.post("/<int:connector_id>/preview")
+@support_required
+def recompute_preview(connector_id: int):
+    """Start a fresh preview (the base or the audience changed since)."""
+    connector = _connector(connector_id)
+    error = None
+    try:
+        service.start_preview(connector.id)
+    except (service.ConnectorError, MailchimpError) as exc:
+        error = error_text(exc)
+    if is_htmx():
+        return render("support/connectors/_preview.html", preview_error=error, **_preview_context(connector))
+    if error:
+        flash(error, "error")
+    return redirect(url_for("support_connectors.show", connector_id=connector.id))
+
+
+def _decided(connector: Connector, message: str):
+    if is_htmx():
+        return _page(connector, notice=message)
+    flash(message, "success")
+    return redirect(url_for("support_connectors.show", connector_id=connector.id))
+
+
+@bp.post("/<int:connector_id>/validate")
+@support_required
+def validate(connector_id: int):
+    """Validate: missing merge fields are created and the first copy starts (R8)."""
+    connector = _connector(connector_id)
+    if request.form.get("confirm") != "1":
+        return _page(connector, 422, validate_error=_("Tick the box to confirm that the first copy may start."))
+    try:
+        service.validate(connector.id, current_user._get_current_object())
+    except (service.ConnectorError, MailchimpError) as exc:
+        return _page(connector, 409, validate_error=error_text(exc))
+    return _decided(connector, _("Connector validated: the first copy has started."))
+
+
+@bp.post("/<int:connector_id>/send-back")
+@support_required
+def send_back(connector_id: int):
+    """Send the connector back to the customer with a reason they see and receive by e-mail."""
+    connector = _connector(connector_id)
+    reason = (request.form.get("reason") or "").strip()
+    if not reason:
+        return _page(connector, 422, send_back_error=_("Write the reason the customer will read."))
+    try:
+        service.send_back(connector.id, current_user._get_current_object(), reason)
+    except service.ConnectorError as exc:
+        return _page(connector, 409, send_back_error=error_text(exc), reason=reason)
+    return _decided(connector, _("Connector sent back; the customer has been told by e-mail."))
+
+
+@bp.get("/runs/<int:run_id>/progress")
+@support_required
+def progress(run_id: int):
+    """The progress bar of any run, for support; it polls itself until the run is over."""
+    run = db.session.get(SyncRun, run_id)
+    if run is None:
+        abort(404)
+    return progress_response(run, url_for("support_connectors.progress", run_id=run.id))
+
+
+@bp.get("/errors")
+@support_required
+def errors():
+    """Sync errors of every workspace, grouped by kind, with the workspace of each contact."""
+    groups = service.error_groups(None, None)
+    workspaces = {w.id: w.name for w in db.session.scalars(select(Workspace))}
+    return render("support/connectors/errors.html", groups=groups, workspaces=workspaces)
