@@ -7,6 +7,7 @@ subscribe, ``/batches`` operations and control actions (API-NOTES §1, §2, §14
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -43,7 +44,17 @@ def iso(ts: float | None) -> str:
     """Mailchimp's timestamp format (``2026-11-27T08:24:52+00:00``), or "" when unset."""
     if not ts:
         return ""
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return _iso_seconds(int(ts))
+
+
+@functools.lru_cache(maxsize=65536)
+def _iso_seconds(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(seconds))
+
+
+def random_hex(digits: int) -> str:
+    """Random lowercase hex ids (not secrets: the simulator only needs them unique)."""
+    return f"{random.getrandbits(digits * 4):0{digits}x}"
 
 
 def parse_iso(value: str) -> float:
@@ -149,11 +160,11 @@ class Member:
                  "tags", "unsubscribe_reason", "compliance", "status_before_archive", "activity",
                  "member_rating")
 
-    def __init__(self, email: str, web_id: int):
-        self.id = subscriber_hash(email)
+    def __init__(self, email: str, web_id: int, member_hash: str | None = None):
+        self.id = member_hash or subscriber_hash(email)
         self.email = email
-        self.unique_email_id = secrets.token_hex(5)
-        self.contact_id = secrets.token_hex(16)
+        self.unique_email_id = random_hex(10)
+        self.contact_id = random_hex(32)
         self.web_id = web_id
         self.email_type = "html"
         self.status = "subscribed"
@@ -450,13 +461,15 @@ def set_status(store: Store, lst: AudienceList, member: Member, status: str, sou
 
 
 def _create(store: Store, lst: AudienceList, email: str, body: dict, status: str,
-            *, skip_merge: bool, with_tags: bool) -> Member:
-    h = subscriber_hash(email)
-    if h in lst.forgotten:
-        raise problems.forgotten(email)
-    validation.check_email(email)
+            *, skip_merge: bool, with_tags: bool, checked_hash: str = "") -> Member:
+    h = checked_hash
+    if not h:
+        h = subscriber_hash(email)
+        if h in lst.forgotten:
+            raise problems.forgotten(email)
+        validation.check_email(email)
     _check_merge(lst, body.get("merge_fields"), creating=True, skip=skip_merge)
-    member = Member(email, next(store.web_ids))
+    member = Member(email, next(store.web_ids), h)
     for tag, field in lst.merge_fields.items():
         if field.default_value:
             member.merge[tag] = field.default_value
@@ -672,8 +685,8 @@ def batch_subscribe(store: Store, lst: AudienceList, body: dict, *, skip_merge: 
             validation.check_email(email)
             member = lst.members.get(h)
             if member is None:
-                created.append(_create(store, lst, email, clean, status,
-                                       skip_merge=skip_merge, with_tags=False))
+                created.append(_create(store, lst, email, clean, status, skip_merge=skip_merge,
+                                       with_tags=False, checked_hash=h))
             elif member.status == "archived":
                 created.append(_revive(store, lst, member, clean, status, skip_merge=skip_merge))
             elif not update_existing:

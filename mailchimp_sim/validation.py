@@ -80,6 +80,8 @@ def _is_empty(value) -> bool:
 def value_message(field, value) -> str | None:
     """The message for one merge value that does not fit its field's type, or None."""
     kind = field.type
+    if kind == "text" and type(value) is str:  # the common case, kept cheap for batches
+        return None if len(value) <= TEXT_MAX else f"Value must be {TEXT_MAX} characters or fewer"
     if _is_empty(value):
         return None
     if kind == "address":

@@ -1,0 +1,112 @@
+"""Benchmark the Mailchimp simulator: load members through batch subscribe (``POST /lists/{id}``,
+500 per call) with N parallel clients, and print JSON figures.
+
+    .venv/bin/python bench/sim_load.py [--members 100000] [--clients 4] [--root-url URL]
+
+Without ``--root-url`` a simulator is started (and stopped) on a free loopback port. Each
+client keeps one pooled connection (``requests.Session``). Output: wall time, members/s,
+client-side p50/p95 per call, server-side p50/p95 (from ``/_sim/requests``), sim RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mailchimp_sim.testing import SimControl, SimulatorProcess  # noqa: E402
+
+
+def percentile(values, q):
+    """The q-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def run(root_url: str, members: int, clients: int, batch: int, pid: int | None) -> dict:
+    """Load ``members`` into a fresh audience and measure."""
+    control = SimControl(root_url)
+    key = control.new_account("bench")
+    list_id = control.create_list(key, name="Bench")["id"]
+    control.clear_requests()
+    chunks = [range(i, min(members, i + batch)) for i in range(0, members, batch)]
+    durations, errors, lock = [], [], threading.Lock()
+    cursor = iter(chunks)
+
+    def worker():
+        with requests.Session() as session:
+            session.auth = ("bench", key)
+            while True:
+                with lock:
+                    chunk = next(cursor, None)
+                if chunk is None:
+                    return
+                body = {"members": [{"email_address": f"user{i:06d}@anaba-bench.fr",
+                                     "status": "subscribed",
+                                     "merge_fields": {"FNAME": f"User{i}", "LNAME": "Bench"}}
+                                    for i in chunk], "update_existing": True}
+                started = time.perf_counter()
+                response = session.post(f"{root_url}/3.0/lists/{list_id}", json=body, timeout=120)
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    durations.append(elapsed)
+                    if response.status_code != 200 or response.json()["error_count"]:
+                        errors.append(response.status_code)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    server = [e["duration_ms"] for e in control.requests_log() if e["method"] == "POST"]
+    total = requests.get(f"{root_url}/3.0/lists/{list_id}", auth=("bench", key),
+                         timeout=30).json()["stats"]["member_count"]
+    rss = None
+    if pid:
+        import psutil
+        rss = round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    control.close()
+    return {
+        "members_requested": members, "members_in_audience": total, "clients": clients,
+        "batch_size": batch, "calls": len(durations), "failed_calls": len(errors),
+        "wall_s": round(wall, 2), "members_per_s": round(members / wall),
+        "client_ms_p50": round(percentile(durations, 50), 1),
+        "client_ms_p95": round(percentile(durations, 95), 1),
+        "server_ms_p50": round(percentile(server, 50), 1) if server else None,
+        "server_ms_p95": round(percentile(server, 95), 1) if server else None,
+        "server_ms_mean": round(statistics.mean(server), 1) if server else None,
+        "sim_rss_mb": rss,
+    }
+
+
+def main() -> None:
+    """Parse options, run, print one JSON object."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--members", type=int, default=100_000)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--root-url", help="use a running simulator instead of starting one")
+    p.add_argument("--pid", type=int, help="with --root-url: the simulator's pid, for RSS")
+    args = p.parse_args()
+    if args.root_url:
+        result = run(args.root_url.rstrip("/"), args.members, args.clients, args.batch, args.pid)
+    else:
+        with SimulatorProcess() as sim:
+            result = run(sim.root_url, args.members, args.clients, args.batch, sim.process.pid)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
