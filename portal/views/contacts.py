@@ -1,15 +1,464 @@
-"""Contacts area (placeholder; the contacts helper replaces this module)."""
+"""Contacts area: the contacts table, a contact's record, and CSV import.
+
+Every route reads the customer's workspace from `workspace_id()` and goes through
+`portal.crm` for reads and writes, so another workspace's id is a 404 everywhere.
+Validation problems come back as 422 with the form and its messages; a refused
+opt-in on a locked contact comes back as 409 with the R16 explanation.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Response, abort, flash, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
 
-from portal.views.access import customer_required
+from portal import htmx
+from portal.crm import contacts as crm
+from portal.crm import csv_import
+from portal.crm.errors import ConsentLocked, ValidationFailed
+from portal.extensions import db
+from portal.models import CONSENT_VALUES, Activity, ConsentEvent, Contact, CsvImport, SyncEvent
+from portal.sync import state as sync_state
+from portal.views.access import customer_required, workspace_id
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
+PER_PAGE = 50
+FORM_FIELDS = Contact.EDITABLE + ("tags", "consent")
+ACTIVITY_LIMIT = 200
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _actor() -> str:
+    return current_user.email
+
+
+def _filters() -> dict:
+    """The table's filters from the query string, cleaned (unknown values fall back to defaults)."""
+    args = request.args
+    consent = args.get("consent", "")
+    sort = args.get("sort", "name")
+    return {
+        "q": args.get("q", "").strip()[:200],
+        "tag": args.get("tag", type=int),
+        "consent": consent if consent in CONSENT_VALUES else "",
+        "sort": sort if sort in crm.SORTS else "name",
+        "page": max(1, min(args.get("page", 1, type=int) or 1, 10**6)),
+    }
+
+
+def _query_args(filters: dict, **changes) -> dict:
+    """URL arguments for the table with some filters changed (defaults left out so URLs stay short)."""
+    merged = {**filters, **changes}
+    args = {k: v for k, v in merged.items() if v not in (None, "", 0)}
+    if args.get("sort") == "name":
+        args.pop("sort")
+    if args.get("page") == 1:
+        args.pop("page")
+    return args
+
+
+def _rows_context(contacts: list[Contact]) -> dict:
+    """What each row needs beyond the contact: the R17 mark's sync rows and the shared e-mail counts."""
+    ws = workspace_id()
+    connector = sync_state.live_connector(ws)
+    ids = [c.id for c in contacts]
+    return {
+        "connector": connector,
+        "states": sync_state.states_for(connector.id, ids) if connector else {},
+        "shared": crm.shared_email_counts(ws, [c.email_normalized for c in contacts if c.email_normalized]),
+    }
+
+
+def _form_data(form) -> dict:
+    """The contact fields posted by a create/edit form (only those present)."""
+    return {name: form.get(name, "") for name in FORM_FIELDS if name in form}
+
+
+def _contact(contact_id: int) -> Contact:
+    return crm.get_contact(workspace_id(), contact_id)
+
+
+def _subscribe_url() -> str:
+    connector = sync_state.live_connector(workspace_id())
+    return connector.subscribe_url if connector else ""
+
+
+def _common() -> dict:
+    return {
+        "labels": csv_import.field_labels(),
+        "ws_tags": crm.workspace_tags(workspace_id()),
+        "subscribe_url": _subscribe_url(),
+    }
+
+
+# --------------------------------------------------------------------------- the table
 
 @bp.get("/")
 @customer_required
 def index():
-    """The contacts table."""
-    return "contacts"
+    """The contacts table: search, filters, sort, pages; htmx gets only the results block."""
+    ws = workspace_id()
+    filters = _filters()
+    page = crm.search_contacts(ws, q=filters["q"], tag_id=filters["tag"], consent=filters["consent"],
+                               sort=filters["sort"], page=filters["page"], per_page=PER_PAGE)
+    if not page.items and page.page > page.pages:
+        filters["page"] = page.pages
+        page = crm.search_contacts(ws, q=filters["q"], tag_id=filters["tag"], consent=filters["consent"],
+                                   sort=filters["sort"], page=page.pages, per_page=PER_PAGE)
+    return htmx.render(
+        "contacts/index.html", "results", page=page, filters=filters, args=_query_args,
+        **_rows_context(page.items), **_common(),
+    )
+
+
+@bp.get("/new")
+@customer_required
+def new():
+    """The inline create form (htmx) or a page with it."""
+    return htmx.render("contacts/new.html", "create_form", values={}, errors={}, **_common())
+
+
+@bp.post("/")
+@customer_required
+def create():
+    """Create a contact from the inline form."""
+    data = _form_data(request.form)
+    try:
+        contact = crm.create_contact(workspace_id(), data, actor=_actor(), channel="ui")
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return htmx.render("contacts/new.html", "create_form", values=data, errors=exc.errors,
+                           **_common()), 422
+    if htmx.is_htmx():
+        response = Response(htmx.render("contacts/new.html", "create_done", created=contact, **_common()))
+        response.headers["HX-Trigger"] = "contactsChanged"
+        return response
+    flash(_("Contact created."), "success")
+    return redirect(url_for("contacts.record", contact_id=contact.id))
+
+
+@bp.get("/<int:contact_id>/row")
+@customer_required
+def row(contact_id: int):
+    """One table row (used by "Cancel" on an inline edit)."""
+    contact = _contact(contact_id)
+    return htmx.render("contacts/_row.html", None, c=contact, **_rows_context([contact]))
+
+
+@bp.get("/<int:contact_id>/edit")
+@customer_required
+def edit(contact_id: int):
+    """The edit form: a table row (`?row=1`), the record's details panel, or the record page."""
+    contact = _contact(contact_id)
+    values = _values(contact)
+    if request.args.get("row") and htmx.is_htmx():
+        return htmx.render("contacts/_row_edit.html", None, c=contact, values=values, errors={}, **_common())
+    return _record_page(contact, "details", editing=True, values=values, errors={})
+
+
+@bp.post("/<int:contact_id>/edit")
+@customer_required
+def update(contact_id: int):
+    """Save the edit form; 422 with the messages when a field is wrong, 409 when consent is locked."""
+    contact = _contact(contact_id)
+    data = _form_data(request.form)
+    if data.get("consent") == contact.consent:
+        data.pop("consent")  # unchanged: never re-check the lock for a value nobody touched
+    in_row = bool(request.form.get("row")) and htmx.is_htmx()
+    status, errors, locked = 200, {}, ""
+    try:
+        contact = crm.update_contact(workspace_id(), contact_id, data, actor=_actor(), channel="ui")
+    except ValidationFailed as exc:
+        status, errors = 422, exc.errors
+    except ConsentLocked as exc:
+        status, locked = 409, exc.message
+    if status != 200:
+        db.session.rollback()
+        contact = _contact(contact_id)
+        values = {**_values(contact), **data}
+        if in_row:
+            return htmx.render("contacts/_row_edit.html", None, c=contact, values=values, errors=errors,
+                               locked_message=locked, **_common()), status
+        return _record_page(contact, "details", editing=True, values=values, errors=errors,
+                            locked_message=locked, status=status)
+    if in_row:
+        return htmx.render("contacts/_row.html", None, c=contact, **_rows_context([contact]))
+    if htmx.is_htmx():
+        return _record_page(contact, "details", saved=True)
+    flash(_("Changes saved."), "success")
+    return redirect(url_for("contacts.record", contact_id=contact.id))
+
+
+def _values(contact: Contact) -> dict:
+    values = {name: getattr(contact, name) or "" for name in Contact.EDITABLE}
+    values["tags"] = ", ".join(contact.tag_names)
+    values["consent"] = contact.consent
+    return values
+
+
+@bp.get("/<int:contact_id>/delete")
+@customer_required
+def confirm_delete(contact_id: int):
+    """Ask for confirmation: a table row (`?row=1`) or a page."""
+    contact = _contact(contact_id)
+    if request.args.get("row") and htmx.is_htmx():
+        return htmx.render("contacts/_row_delete.html", None, c=contact)
+    return htmx.render("contacts/delete.html", None, c=contact)
+
+
+@bp.post("/<int:contact_id>/delete")
+@customer_required
+def delete(contact_id: int):
+    """Delete (soft) a contact after confirmation."""
+    contact = _contact(contact_id)
+    crm.delete_contact(workspace_id(), contact.id, actor=_actor(), channel="ui")
+    message = _("%(name)s was deleted.", name=contact.full_name)
+    if htmx.is_htmx() and request.form.get("row"):
+        response = Response(htmx.render("contacts/_row_deleted.html", None, message=message))
+        response.headers["HX-Trigger"] = "contactsChanged"
+        return response
+    flash(message, "success")
+    if htmx.is_htmx():
+        response = Response("")
+        response.headers["HX-Redirect"] = url_for("contacts.index")
+        return response
+    return redirect(url_for("contacts.index"))
+
+
+# --------------------------------------------------------------------------- tags
+
+@bp.get("/<int:contact_id>/tags")
+@customer_required
+def tags(contact_id: int):
+    """The tag editor of a contact, or (`?done=1`) its tags as shown in the table."""
+    contact = _contact(contact_id)
+    if request.args.get("done"):
+        return htmx.render("contacts/_tags_cell.html", None, c=contact)
+    return htmx.render("contacts/_tags_editor.html", None, c=contact, errors={}, **_common())
+
+
+@bp.post("/<int:contact_id>/tags")
+@customer_required
+def edit_tags(contact_id: int):
+    """Add tags (comma-separated `add`) and/or remove one (`remove`)."""
+    contact = _contact(contact_id)
+    names = contact.tag_names
+    remove = request.form.get("remove", "").strip().lower()
+    if remove:
+        names = [n for n in names if n.lower() != remove]
+    names += [n for n in request.form.get("add", "").split(",") if n.strip()]
+    try:
+        contact = crm.update_contact(workspace_id(), contact.id, {"tags": names}, actor=_actor(), channel="ui")
+    except ValidationFailed as exc:
+        db.session.rollback()
+        contact = _contact(contact_id)
+        return htmx.render("contacts/_tags_editor.html", None, c=contact, errors=exc.errors,
+                           typed=request.form.get("add", ""), **_common()), 422
+    if htmx.is_htmx():
+        return htmx.render("contacts/_tags_editor.html", None, c=contact, errors={}, **_common())
+    return redirect(url_for("contacts.record", contact_id=contact.id))
+
+
+# --------------------------------------------------------------------------- the record
+
+def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra):
+    ws = workspace_id()
+    connector = sync_state.live_connector(ws)
+    sync = sync_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None
+    context = {
+        "c": contact, "tab": tab, "connector": connector, "sync": sync, "editing": False, "values": {},
+        "errors": {}, "locked_message": "", "saved": False,
+        "shared": crm.shared_email_counts(ws, [contact.email_normalized] if contact.email_normalized else []),
+        **_common(), **extra,
+    }
+    if tab == "activity":
+        context["activities"] = list(db.session.scalars(
+            select(Activity).where(Activity.workspace_id == ws, Activity.contact_id == contact.id)
+            .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(ACTIVITY_LIMIT)
+        ))
+    elif tab == "history":
+        context["history"] = _history(ws, contact.id)
+    return htmx.render("contacts/record.html", "record_tabs", **context), status
+
+
+def _history(ws: int, contact_id: int) -> list[dict]:
+    """Consent changes and sync events of one contact, newest first."""
+    items = [
+        {"at": e.created_at, "kind": "consent", "event": e}
+        for e in db.session.scalars(
+            select(ConsentEvent).where(ConsentEvent.workspace_id == ws, ConsentEvent.contact_id == contact_id))
+    ]
+    items += [
+        {"at": e.created_at, "kind": "sync", "event": e}
+        for e in db.session.scalars(
+            select(SyncEvent).where(SyncEvent.workspace_id == ws, SyncEvent.contact_id == contact_id))
+    ]
+    items.sort(key=lambda item: (item["at"], item["event"].id), reverse=True)
+    return items
+
+
+@bp.get("/<int:contact_id>")
+@customer_required
+def record(contact_id: int):
+    """A contact's record, Details tab."""
+    return _record_page(_contact(contact_id), "details")
+
+
+@bp.get("/<int:contact_id>/activity")
+@customer_required
+def activity(contact_id: int):
+    """A contact's record, Marketing communication tab (R18)."""
+    return _record_page(_contact(contact_id), "activity")
+
+
+@bp.get("/<int:contact_id>/history")
+@customer_required
+def history(contact_id: int):
+    """A contact's record, History tab: consent changes and sync events (R15)."""
+    return _record_page(_contact(contact_id), "history")
+
+
+@bp.post("/<int:contact_id>/consent")
+@customer_required
+def consent(contact_id: int):
+    """Change consent from the record (channel "ui", actor the user); 409 with the R16 text when locked."""
+    contact = _contact(contact_id)
+    value = request.form.get("consent", "")
+    try:
+        contact = crm.set_consent(workspace_id(), contact.id, value, actor=_actor(), channel="ui")
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return _record_page(_contact(contact_id), "details", errors=exc.errors, status=422)
+    except ConsentLocked as exc:
+        db.session.rollback()
+        return _record_page(_contact(contact_id), "details", locked_message=exc.message, status=409)
+    if htmx.is_htmx():
+        return _record_page(contact, "details", saved=True)
+    flash(_("Consent changed."), "success")
+    return redirect(url_for("contacts.record", contact_id=contact.id))
+
+
+# --------------------------------------------------------------------------- CSV import
+
+def _import(import_id: int) -> CsvImport:
+    imp = db.session.scalar(
+        select(CsvImport).where(CsvImport.id == import_id, CsvImport.workspace_id == workspace_id()))
+    if imp is None:
+        abort(404)
+    return imp
+
+
+def _recent_imports() -> list[CsvImport]:
+    return list(db.session.scalars(
+        select(CsvImport).where(CsvImport.workspace_id == workspace_id())
+        .order_by(CsvImport.id.desc()).limit(10)))
+
+
+def _upload_page(error: str = "", status: int = 200):
+    limit_mb = (request.max_content_length or 0) // (1024 * 1024)
+    return htmx.render("contacts/import_upload.html", None, error=error, limit_mb=limit_mb,
+                       imports=_recent_imports()), status
+
+
+@bp.get("/import")
+@customer_required
+def import_form():
+    """Upload a CSV file."""
+    return _upload_page()
+
+
+@bp.post("/import")
+@customer_required
+def import_upload():
+    """Read the uploaded file; a broken file is explained and nothing is stored."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _upload_page(_("Choose a CSV file to upload."), 422)
+    content = upload.read()
+    try:
+        analysis = csv_import.analyze(content)
+    except csv_import.BrokenFile as exc:
+        return _upload_page(exc.message, 422)
+    imp = CsvImport(
+        workspace_id=workspace_id(), user_id=current_user.id, filename=upload.filename[:255], content=content,
+        encoding=analysis.encoding, delimiter=analysis.delimiter, total=analysis.total, message=analysis.notice,
+        mapping={"header": analysis.header, "columns": csv_import.guess_columns(analysis.header),
+                 "samples": analysis.samples},
+    )
+    db.session.add(imp)
+    db.session.commit()
+    return redirect(url_for("contacts.import_status", import_id=imp.id))
+
+
+def _mapping_page(imp: CsvImport, columns: list[str], problems: list[str], status: int = 200, block=None):
+    rows = csv_import.preview(imp, columns) if not problems else []
+    return htmx.render(
+        "contacts/import_mapping.html", block, imp=imp, columns=columns, problems=problems, rows=rows,
+        labels=csv_import.field_labels(), header=imp.mapping.get("header", []),
+        samples=imp.mapping.get("samples", []),
+        delimiter_name={",": _("comma"), ";": _("semicolon"), "\t": _("tab")}.get(imp.delimiter, imp.delimiter),
+    ), status
+
+
+@bp.get("/import/<int:import_id>")
+@customer_required
+def import_status(import_id: int):
+    """An import's page: mapping and preview before it starts, progress while it runs, then the report."""
+    imp = _import(import_id)
+    if imp.status == "uploaded":
+        columns = list(imp.mapping.get("columns", []))
+        return _mapping_page(imp, columns, csv_import.check_columns(columns))
+    return htmx.render("contacts/import_status.html", None, imp=imp)
+
+
+@bp.post("/import/<int:import_id>/preview")
+@customer_required
+def import_preview(import_id: int):
+    """Re-compute the preview for the mapping being edited (htmx, on every change)."""
+    imp = _import(import_id)
+    columns = csv_import.columns_from_form(request.form, len(imp.mapping.get("header", [])))
+    return _mapping_page(imp, columns, csv_import.check_columns(columns), block="preview")
+
+
+@bp.post("/import/<int:import_id>/start")
+@customer_required
+def import_start(import_id: int):
+    """Save the mapping and queue the import job; 422 when the mapping cannot work."""
+    from portal import jobs
+
+    imp = _import(import_id)
+    if imp.status != "uploaded":
+        return redirect(url_for("contacts.import_status", import_id=imp.id))
+    columns = csv_import.columns_from_form(request.form, len(imp.mapping.get("header", [])))
+    problems = csv_import.check_columns(columns)
+    if problems:
+        return _mapping_page(imp, columns, problems, status=422)
+    if csv_import.start(imp, columns):
+        jobs.enqueue("bulk", jobs.import_csv, imp.id, job_id=f"csv-import-{imp.id}")
+    return redirect(url_for("contacts.import_status", import_id=imp.id))
+
+
+@bp.get("/import/<int:import_id>/progress")
+@customer_required
+def import_progress(import_id: int):
+    """The progress partial; it polls itself until the import is over, then shows the report."""
+    return htmx.render("contacts/_import_progress.html", None, imp=_import(import_id))
+
+
+@bp.get("/import/<int:import_id>/rejects.csv")
+@customer_required
+def import_rejects(import_id: int):
+    """The rejected rows, each with its line number and reason, as a CSV file."""
+    imp = _import(import_id)
+    body = "\ufeff" + csv_import.rejects_csv(imp)
+    name = imp.filename.rsplit(".", 1)[0] or "import"
+    return Response(
+        body.encode("utf-8"), mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{_ascii_name(name)}-rejected.csv"'},
+    )
+
+
+def _ascii_name(name: str) -> str:
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in name)[:80] or "import"

@@ -1,0 +1,606 @@
+"""CSV import of contacts: read the file, guess the columns, preview, then import in chunks.
+
+The steps, as the screens follow them:
+
+1. `analyze(content)` when the file is uploaded: decodes it (UTF-8 with or without BOM, UTF-16
+   with a BOM, else Windows-1252 with a notice), finds the delimiter (`,` `;` tab), reads the
+   header and counts the rows. A broken file raises `BrokenFile` and nothing is stored.
+2. `guess_columns(header)` proposes a field for each column from French and English headers.
+3. `preview(...)` says, for the first rows, what the import would do with each one.
+4. `run_import(import_id)` (the `import_csv` background job) imports the rows, 1,000 at a time:
+   each chunk's contacts, tags, consent events and the import's progress are committed
+   together, so a restarted job resumes after the last committed chunk without duplicates.
+
+Matching rule (shown on the mapping screen): a row whose e-mail belongs to exactly one live
+contact of the workspace updates that contact. Only the mapped, non-empty cells change it
+(an empty cell never erases a value) and tags are added, never removed. When several contacts
+share that e-mail the row is rejected. A row without an e-mail always creates a contact, and
+a later row with the same e-mail as an earlier row of the file updates the contact that
+earlier row created.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from sqlalchemy import insert, select
+
+from portal.crm.contacts import record_consent, tags_by_name, validate_contact_data
+from portal.crm.errors import ConsentLocked, ValidationFailed
+from portal.crm.events import contacts_changed
+from portal.extensions import db
+from portal.models import ConsentEvent, Contact, CsvImport, User, contact_tags, utcnow
+
+FIELDS = (
+    "email", "first_name", "last_name", "phone", "company", "job_title",
+    "street", "postal_code", "city", "country", "tags", "consent",
+)
+IDENTITY_FIELDS = ("email", "first_name", "last_name", "company")
+CHUNK_SIZE = 1000
+MAX_STORED_REJECTS = 100_000
+PREVIEW_ROWS = 10
+
+# Headers people actually write, folded (lower case, no accents, no spaces or punctuation).
+_ALIASES = {
+    "email": ("email", "e-mail", "mail", "courriel", "adresse email", "adresse e-mail", "adresse mail",
+              "adresse courriel", "adresse electronique", "email address", "e-mail address", "mel", "emailaddress"),
+    "first_name": ("prenom", "first name", "firstname", "given name", "forename", "prenom du contact"),
+    "last_name": ("nom", "nom de famille", "last name", "lastname", "surname", "family name", "name"),
+    "phone": ("telephone", "tel", "phone", "phone number", "mobile", "portable", "numero de telephone",
+              "telephone mobile", "telephone portable", "gsm"),
+    "company": ("societe", "entreprise", "company", "organisation", "organization", "raison sociale",
+                "structure", "company name", "nom de la societe", "nom de l'entreprise", "employeur"),
+    "job_title": ("fonction", "poste", "job title", "title", "titre", "job", "position", "metier", "intitule du poste"),
+    "street": ("adresse", "rue", "street", "address", "adresse postale", "street address", "voie", "address line 1"),
+    "postal_code": ("code postal", "cp", "postal code", "zip", "zip code", "postcode", "codepostal"),
+    "city": ("ville", "city", "commune", "town", "localite"),
+    "country": ("pays", "country"),
+    "tags": ("tags", "tag", "etiquettes", "etiquette", "labels", "label", "groupes", "segments", "mots cles"),
+    "consent": ("consentement", "consent", "opt-in", "optin", "opt in", "rgpd", "gdpr", "consentement rgpd",
+                "accepte les e-mails", "newsletter consent"),
+}
+
+_CONSENT_WORDS = {
+    "opt_in": ("opt_in", "optin", "opt-in", "opt in", "oui", "yes", "y", "o", "1", "true", "vrai", "x",
+               "inscrit", "inscrite", "abonne", "abonnee", "subscribed", "accepte", "consent"),
+    "opt_out": ("opt_out", "optout", "opt-out", "opt out", "non", "no", "n", "0", "false", "faux", "desinscrit",
+                "desinscrite", "desabonne", "desabonnee", "unsubscribed", "refuse", "refus"),
+    "unknown": ("unknown", "inconnu", "inconnue", "?", "nsp", "-"),
+}
+
+# (signature, what it is) — files people mistake for CSV.
+_MAGIC = (
+    (b"PK\x03\x04", "zip"),
+    (b"\xd0\xcf\x11\xe0", "xls"),
+    (b"%PDF", "pdf"),
+    (b"\x89PNG", "image"),
+    (b"\xff\xd8\xff", "image"),
+    (b"GIF8", "image"),
+    (b"\x1f\x8b", "gzip"),
+)
+
+
+class BrokenFile(Exception):
+    """The file cannot be imported at all; `message` tells the user why and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RowRejected(Exception):
+    """One row cannot be imported; `reason` says why in the user's language."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def field_labels() -> dict[str, str]:
+    """The importable fields with their names in the current language, in display order."""
+    return {
+        "email": _("E-mail"), "first_name": _("First name"), "last_name": _("Last name"),
+        "phone": _("Phone"), "company": _("Company"), "job_title": _("Job title"),
+        "street": _("Street address"), "postal_code": _("Postal code"), "city": _("City"),
+        "country": _("Country"), "tags": _("Tags"), "consent": _("Consent"),
+    }
+
+
+def _fold_header(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return re.sub(r"[^a-z0-9]+", "", plain)
+
+
+_ALIAS_INDEX = {_fold_header(alias): name for name, aliases in _ALIASES.items() for alias in aliases}
+_CONSENT_INDEX = {_fold_header(w) or w: name for name, words in _CONSENT_WORDS.items() for w in words}
+
+
+# --------------------------------------------------------------------------- reading the file
+
+@dataclass
+class Analysis:
+    """What `analyze` learnt about an uploaded file."""
+
+    encoding: str
+    delimiter: str
+    header: list[str]
+    total: int
+    notice: str = ""
+    samples: list[list[str]] = field(default_factory=list)
+
+
+def decode(content: bytes) -> tuple[str, str, str]:
+    """The file's text, the encoding used and a notice for the user (empty when UTF-8).
+
+    Raises BrokenFile for an empty, binary or undecodable file.
+    """
+    if not content or not content.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+        raise BrokenFile(_("The file is empty."))
+    for signature, kind in _MAGIC:
+        if content.startswith(signature):
+            if kind in ("zip", "xls"):
+                raise BrokenFile(_("This looks like a spreadsheet (Excel or similar), not a CSV file. "
+                                   "Open it in your spreadsheet and save it as “CSV UTF-8”, then upload that file."))
+            raise BrokenFile(_("This is not a CSV file (it looks like a PDF, an image or an archive). "
+                               "Export your contacts as CSV and upload that file."))
+    notice = ""
+    if content.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"
+    elif content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        try:
+            content.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            if b"\x00" in content:
+                raise BrokenFile(_("This file is not text (it contains binary data). "
+                                   "Export your contacts as CSV and upload that file.")) from None
+            try:
+                content.decode("cp1252")
+                encoding = "cp1252"
+            except UnicodeDecodeError:
+                encoding = "latin-1"
+            notice = _("This file is not in UTF-8: it was read as Western European (Windows) text. "
+                       "Check that accented letters look right in the preview before importing.")
+    try:
+        text = content.decode(encoding)
+    except UnicodeDecodeError:
+        raise BrokenFile(_("The file says it is Unicode text but some of its bytes are not. "
+                           "Save it again as “CSV UTF-8” and upload it again.")) from None
+    head = text[:65536]
+    controls = sum(1 for c in head if (ord(c) < 32 and c not in "\t\r\n\f") or c == "\ufffd")
+    if "\x00" in head or controls > max(2, len(head) // 100):
+        raise BrokenFile(_("This file is not text (it contains binary data). "
+                           "Export your contacts as CSV and upload that file."))
+    start = head.lstrip()[:1]
+    if start == "<":
+        raise BrokenFile(_("This file is a web page or XML document, not a CSV file."))
+    if start in ("{", "["):
+        raise BrokenFile(_("This file is JSON, not a CSV file."))
+    return text, encoding, notice
+
+
+def sniff_delimiter(text: str) -> str:
+    """`,`, `;` or a tab: the one that splits the first lines into the most consistent columns."""
+    sample = text[:65536]
+    if len(text) > len(sample) and "\n" in sample:
+        sample = sample[: sample.rfind("\n")]
+    best, best_score = ",", (0.0, 0)
+    for delimiter in (",", ";", "\t"):
+        try:
+            rows = list(itertools.islice(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter), 50))
+        except csv.Error:
+            continue
+        widths = [len(r) for r in rows if any(c.strip() for c in r)]
+        if not widths or widths[0] < 2:
+            continue
+        consistent = sum(1 for w in widths if w == widths[0]) / len(widths)
+        score = (consistent, widths[0])
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def iter_records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """Every non-blank record with the file line it starts on (1-based), the header included.
+
+    Raises BrokenFile when a record cannot be parsed at all.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise BrokenFile(_("Line %(line)d cannot be read as CSV (%(error)s).", line=start, error=str(exc))) from None
+        if any(cell.strip() for cell in row):
+            yield start, row
+        start = reader.line_num + 1
+
+
+def analyze(content: bytes) -> Analysis:
+    """Decode the upload, find its delimiter and header, count its rows; BrokenFile when unusable."""
+    text, encoding, notice = decode(content)
+    delimiter = sniff_delimiter(text)
+    records = iter_records(text, delimiter)
+    first = next(records, None)
+    if first is None:
+        raise BrokenFile(_("The file is empty."))
+    header = [h.strip() or _("Column %(n)d", n=i + 1) for i, h in enumerate(first[1])]
+    header[0] = header[0].lstrip("\ufeff")
+    samples: list[list[str]] = []
+    total = 0
+    for _line, row in records:
+        total += 1
+        if len(samples) < 3:
+            samples.append(row)
+    if total == 0:
+        raise BrokenFile(_("The file only has a header line: there are no contacts to import."))
+    return Analysis(encoding=encoding, delimiter=delimiter, header=header, total=total, notice=notice,
+                    samples=samples)
+
+
+def data_records(imp: CsvImport) -> Iterator[tuple[int, list[str]]]:
+    """The stored file's rows after the header, with their line numbers."""
+    records = iter_records(imp.content.decode(imp.encoding), imp.delimiter)
+    next(records, None)
+    yield from records
+
+
+# --------------------------------------------------------------------------- mapping
+
+def guess_columns(header: Sequence[str]) -> list[str]:
+    """The field each column probably holds ("" when unsure); each field is used at most once."""
+    used: set[str] = set()
+    guesses = []
+    for name in header:
+        guess = _ALIAS_INDEX.get(_fold_header(name), "")
+        if guess in used:
+            guess = ""
+        if guess:
+            used.add(guess)
+        guesses.append(guess)
+    return guesses
+
+
+def check_columns(columns: Sequence[str]) -> list[str]:
+    """Problems with a column mapping (empty list when it can be imported)."""
+    problems = []
+    chosen = [c for c in columns if c]
+    for name in sorted({c for c in chosen if chosen.count(c) > 1}):
+        problems.append(_("“%(field)s” is chosen for several columns.", field=field_labels().get(name, name)))
+    if not any(c in IDENTITY_FIELDS for c in chosen):
+        problems.append(_("Choose at least one column for the e-mail, the first name, the last name or the company."))
+    return problems
+
+
+def columns_from_form(form: Mapping, width: int) -> list[str]:
+    """The mapping posted by the mapping form (`col-0`, `col-1`…); unknown values are ignored."""
+    columns = []
+    for i in range(width):
+        value = form.get(f"col-{i}", "")
+        columns.append(value if value in FIELDS else "")
+    return columns
+
+
+# --------------------------------------------------------------------------- one row
+
+def parse_consent(value: str) -> str:
+    """"opt_in" / "opt_out" / "unknown" from what people write ("oui", "non", "opt-in"…)."""
+    key = _fold_header(value) or value.strip()
+    if key in _CONSENT_INDEX:
+        return _CONSENT_INDEX[key]
+    raise RowRejected(_("Consent “%(value)s” is not understood (use opt_in, opt_out or unknown; oui and non work too).",
+                        value=value))
+
+
+def split_tags(value: str) -> list[str]:
+    """Tag names from one cell: separated by commas, semicolons or vertical bars."""
+    return [t.strip() for t in re.split(r"[,;|]", value) if t.strip()]
+
+
+def row_to_clean(row: Sequence[str], columns: Sequence[str]) -> dict:
+    """The validated contact fields of one row (only mapped, non-empty cells); RowRejected otherwise."""
+    extra = row[len(columns):]
+    if any(cell.strip() for cell in extra):
+        raise RowRejected(_("This line has %(n)d values but the header has %(m)d columns.", n=len(row), m=len(columns)))
+    data: dict = {}
+    for value, name in zip(row, columns):
+        value = value.strip()
+        if not name or not value:
+            continue
+        if name == "tags":
+            data["tags"] = split_tags(value)
+        elif name == "consent":
+            data["consent"] = parse_consent(value)
+        else:
+            data[name] = value
+    try:
+        return validate_contact_data(data)
+    except ValidationFailed as exc:
+        labels = field_labels()
+        raise RowRejected("; ".join(f"{labels.get(k, k)}: {v}" for k, v in exc.errors.items())) from None
+
+
+def _email_key(clean: Mapping) -> str | None:
+    return clean["email"].lower() if clean.get("email") else None
+
+
+def _matches(workspace_id: int, emails: set[str]) -> dict[str, list[int]]:
+    """Live contacts of the workspace by normalised e-mail (one query)."""
+    found: dict[str, list[int]] = defaultdict(list)
+    if emails:
+        rows = db.session.execute(
+            select(Contact.email_normalized, Contact.id)
+            .where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_(None),
+                   Contact.email_normalized.in_(sorted(emails)))
+            .order_by(Contact.id)
+        )
+        for email, contact_id in rows:
+            found[email].append(contact_id)
+    return found
+
+
+def shared_email_reason() -> str:
+    """The rejection reason for an e-mail used by several contacts."""
+    return _("several contacts share this e-mail")
+
+
+# --------------------------------------------------------------------------- preview
+
+@dataclass
+class PreviewRow:
+    """What the import would do with one row: `action` is new, update or reject."""
+
+    line: int
+    values: list[str]
+    action: str
+    reason: str = ""
+    contact: Contact | None = None
+
+
+def preview(imp: CsvImport, columns: Sequence[str], limit: int = PREVIEW_ROWS) -> list[PreviewRow]:
+    """The first rows of the file with the action the import would take on each (writes nothing)."""
+    rows = list(itertools.islice(data_records(imp), limit))
+    prepared: list[tuple[int, list[str], dict | None, str]] = []
+    for line, row in rows:
+        try:
+            prepared.append((line, row, row_to_clean(row, columns), ""))
+        except RowRejected as exc:
+            prepared.append((line, row, None, exc.reason))
+    found = _matches(imp.workspace_id, {k for _l, _r, c, _e in prepared if c and (k := _email_key(c))})
+    contacts = {c.id: c for c in db.session.scalars(
+        select(Contact).where(Contact.id.in_([i for ids in found.values() if len(ids) == 1 for i in ids])))}
+    seen: set[str] = set()
+    result = []
+    for line, row, clean, reason in prepared:
+        if clean is None:
+            result.append(PreviewRow(line, row, "reject", reason))
+            continue
+        key = _email_key(clean)
+        ids = found.get(key, []) if key else []
+        if len(ids) > 1:
+            result.append(PreviewRow(line, row, "reject", shared_email_reason()))
+        elif ids:
+            contact = contacts[ids[0]]
+            if clean.get("consent") == "opt_in" and contact.consent_locked:
+                result.append(PreviewRow(line, row, "reject", _locked_reason()))
+            else:
+                result.append(PreviewRow(line, row, "update", contact=contact))
+        elif key and key in seen:
+            result.append(PreviewRow(line, row, "update"))
+        else:
+            result.append(PreviewRow(line, row, "new"))
+        if key:
+            seen.add(key)
+    return result
+
+
+def _locked_reason() -> str:
+    return _("consent is locked: this contact unsubscribed through Mailchimp and has to subscribe again there")
+
+
+# --------------------------------------------------------------------------- the job
+
+def start(imp: CsvImport, columns: list[str]) -> bool:
+    """Save the mapping and mark the import queued; False when it was already started."""
+    claimed = db.session.execute(
+        CsvImport.__table__.update()
+        .where(CsvImport.id == imp.id, CsvImport.status == "uploaded")
+        .values(status="queued", mapping={**(imp.mapping or {}), "columns": columns})
+    ).rowcount
+    db.session.commit()
+    db.session.refresh(imp)
+    return bool(claimed)
+
+
+def run_import(import_id: int) -> None:
+    """Import an uploaded file in chunks (the `import_csv` job); resumes after the last committed chunk."""
+    imp = db.session.get(CsvImport, import_id, populate_existing=True)  # the session may hold a stale copy
+    if imp is None or imp.status not in ("queued", "running"):
+        return
+    user = db.session.get(User, imp.user_id) if imp.user_id else None
+    actor = user.email if user else f"csv-import-{imp.id}"
+    with force_locale((user.locale if user else None) or "fr"):
+        imp.status = "running"
+        db.session.commit()
+        try:
+            _import_rows(imp, actor)
+        except Exception:
+            db.session.rollback()
+            imp = db.session.get(CsvImport, import_id)
+            imp.status = "failed"
+            imp.message = _("The import stopped on an unexpected error after %(n)d rows; those rows are imported. "
+                            "Contact support if it happens again.", n=imp.done)
+            imp.finished_at = utcnow()
+            db.session.commit()
+            raise
+        imp.status = "finished"
+        imp.finished_at = utcnow()
+        db.session.commit()
+
+
+def _import_rows(imp: CsvImport, actor: str) -> None:
+    columns = list((imp.mapping or {}).get("columns") or [])
+    records = itertools.islice(data_records(imp), imp.done, None)
+    while True:
+        chunk = list(itertools.islice(records, CHUNK_SIZE))
+        if not chunk:
+            return
+        _import_chunk(imp, chunk, columns, actor)
+
+
+@dataclass
+class _NewContact:
+    line: int
+    clean: dict
+
+
+def _import_chunk(imp: CsvImport, chunk: list[tuple[int, list[str]]], columns: list[str], actor: str) -> None:
+    """Write one chunk's contacts, tags and consent events with the import's progress, in one commit."""
+    workspace_id = imp.workspace_id
+    rejects: list[list] = []
+    prepared: list[tuple[int, dict]] = []
+    for line, row in chunk:
+        try:
+            prepared.append((line, row_to_clean(row, columns)))
+        except RowRejected as exc:
+            rejects.append([line, exc.reason])
+
+    found = _matches(workspace_id, {k for _line, clean in prepared if (k := _email_key(clean))})
+    existing = {c.id: c for c in db.session.scalars(
+        select(Contact).where(Contact.id.in_([ids[0] for ids in found.values() if len(ids) == 1])))}
+    new: list[_NewContact] = []
+    new_by_email: dict[str, _NewContact] = {}
+    updated_ids: list[int] = []
+    updated_rows = 0
+    for line, clean in prepared:
+        key = _email_key(clean)
+        ids = found.get(key, []) if key else []
+        if len(ids) > 1:
+            rejects.append([line, shared_email_reason()])
+        elif ids:
+            contact = existing[ids[0]]
+            try:
+                _update(contact, clean, actor=actor, note=imp.filename)
+            except ConsentLocked:
+                rejects.append([line, _locked_reason()])
+                continue
+            updated_ids.append(contact.id)
+            updated_rows += 1
+        elif key and key in new_by_email:
+            _merge(new_by_email[key].clean, clean)
+            updated_rows += 1
+        else:
+            item = _NewContact(line, clean)
+            new.append(item)
+            if key:
+                new_by_email[key] = item
+
+    new_ids = _insert_new(workspace_id, new, actor=actor, note=imp.filename)
+    rejects.sort()
+    imp.done += len(chunk)
+    imp.imported += len(new)
+    imp.updated += updated_rows
+    imp.rejected += len(rejects)
+    room = MAX_STORED_REJECTS - len(imp.rejects or [])
+    if rejects and room > 0:
+        imp.rejects = list(imp.rejects or []) + rejects[:room]
+    db.session.commit()
+    contacts_changed(workspace_id, new_ids + sorted(set(updated_ids)), "imported")
+
+
+def _update(contact: Contact, clean: Mapping, *, actor: str, note: str) -> None:
+    """Apply a row to an existing contact: non-empty cells replace, tags are added, consent is audited."""
+    if "consent" in clean:
+        record_consent(contact, clean["consent"], actor=actor, channel="csv_import", note=note[:300])
+    changed = False
+    for name in Contact.EDITABLE:
+        if name in clean and clean[name] and (getattr(contact, name) or "") != clean[name]:
+            setattr(contact, name, clean[name])
+            changed = True
+    if clean.get("tags"):
+        have = {t.name.lower() for t in contact.tags}
+        for tag in tags_by_name(contact.workspace_id, clean["tags"]):
+            if tag.name.lower() not in have:
+                contact.tags.append(tag)
+                have.add(tag.name.lower())
+                changed = True
+    if changed:
+        contact.refresh_derived()
+        contact.updated_at = utcnow()
+
+
+def _merge(into: dict, later: Mapping) -> None:
+    """A later row of the file for a contact the file creates: its non-empty values win, tags add up."""
+    for key, value in later.items():
+        if key == "tags":
+            into["tags"] = list(into.get("tags", [])) + [t for t in value if t.lower() not in
+                                                         {x.lower() for x in into.get("tags", [])}]
+        elif value:
+            into[key] = value
+
+
+def _insert_new(workspace_id: int, new: list[_NewContact], *, actor: str, note: str) -> list[int]:
+    """Bulk-insert the chunk's new contacts, their tag links and consent events; their ids."""
+    if not new:
+        return []
+    now = utcnow()
+    rows = []
+    for item in new:
+        probe = Contact(**{k: v for k, v in item.clean.items() if k in Contact.EDITABLE})
+        probe.refresh_derived()
+        row = {name: (item.clean.get(name) or "") for name in Contact.EDITABLE}
+        row.update(
+            workspace_id=workspace_id, email=item.clean.get("email") or None,
+            email_normalized=probe.email_normalized, sort_name=probe.sort_name, search_text=probe.search_text,
+            consent=item.clean.get("consent", "unknown"), consent_locked=False, consent_lock_reason="",
+            email_bounced=False, do_not_sync=False, created_at=now, updated_at=now, deleted_at=None,
+        )
+        rows.append(row)
+    ids = db.session.scalars(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), rows).all()
+
+    names = [n for item in new for n in item.clean.get("tags", [])]
+    if names:
+        tags = {t.name.lower(): t for t in tags_by_name(workspace_id, names)}
+        db.session.flush()
+        links = {(cid, tags[n.lower()].id) for cid, item in zip(ids, new) for n in item.clean.get("tags", [])}
+        db.session.execute(insert(contact_tags), [{"contact_id": c, "tag_id": t} for c, t in sorted(links)])
+
+    events = [
+        {"workspace_id": workspace_id, "contact_id": cid, "old": "unknown", "new": item.clean["consent"],
+         "locked": False, "actor": actor, "channel": "csv_import", "note": note[:300], "created_at": now}
+        for cid, item in zip(ids, new) if item.clean.get("consent", "unknown") != "unknown"
+    ]
+    if events:
+        db.session.execute(insert(ConsentEvent), events)
+    return list(ids)
+
+
+# --------------------------------------------------------------------------- the report
+
+def rejects_csv(imp: CsvImport) -> str:
+    """The rejected rows as CSV (line, reason, then the row as it was), in the file's delimiter."""
+    reasons = {line: reason for line, reason in (imp.rejects or [])}
+    header = list((imp.mapping or {}).get("header") or [])
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=imp.delimiter, lineterminator="\r\n")
+    writer.writerow([_("Line"), _("Reason"), *header])
+    if reasons:
+        for line, row in data_records(imp):
+            if line in reasons:
+                writer.writerow([line, reasons[line], *row])
+    return out.getvalue()

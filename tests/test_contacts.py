@@ -1,0 +1,438 @@
+"""The contacts table and a contact's record: what a customer sees and can do (issue 2, R15–R17)."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+import factories
+from portal.crm.contacts import set_consent
+from portal.extensions import db
+from portal.models import Activity, ConsentEvent, Contact, SyncEvent, Tag, utcnow
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def ui(customer_client, customer):
+    """The customer's client, with the interface in English so assertions read plainly."""
+    customer.locale = "en"
+    db.session.commit()
+    return customer_client
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def row_names(html: str) -> list[str]:
+    """The names in the table's rows, in order."""
+    return re.findall(r'<a href="/contacts/\d+">([^<]+)</a>', html)
+
+
+def lock(workspace, contact):
+    """Lock a contact's consent as a Mailchimp unsubscribe would (R16)."""
+    return set_consent(workspace.id, contact.id, "opt_out", actor="Mailchimp", channel="mailchimp_webhook",
+                       locked=True, lock_reason="Unsubscribed through a Mailchimp link")
+
+
+# --------------------------------------------------------------------------- the table
+
+def test_table_shows_each_contact_with_email_company_tags_and_consent(ui, workspace):
+    factories.contact(workspace, email="elodie@example.org", first_name="Élodie", last_name="Moreau",
+                      company="Atelier Nacre", tags=["VIP", "Clients"], consent="opt_in")
+    html = text(ui.get("/contacts/"))
+    assert "1 contact" in html
+    assert row_names(html) == ["Élodie Moreau"]
+    assert "elodie@example.org" in html and "Atelier Nacre" in html
+    assert '<span class="tag">Clients</span><span class="tag">VIP</span>' in html
+    assert "Opt-in" in html
+
+
+def test_shared_email_is_flagged_on_every_contact_using_it(ui, workspace):
+    factories.contact(workspace, email="accueil@example.org", first_name="Anne")
+    factories.contact(workspace, email="Accueil@Example.org", first_name="Bruno")
+    factories.contact(workspace, email="seule@example.org", first_name="Chloé")
+    html = text(ui.get("/contacts/"))
+    assert html.count("shared by 2 contacts") == 2
+
+
+def test_search_matches_name_email_or_company_without_accents(ui, workspace):
+    factories.contact(workspace, email="a@example.org", first_name="Élodie", last_name="Moreau")
+    factories.contact(workspace, email="b@example.org", first_name="Hugo", last_name="Petit", company="Hôtel des Cèdres")
+    factories.contact(workspace, email="zoe.lambert@orange.fr", first_name="Zoé", last_name="Lambert")
+    assert row_names(text(ui.get("/contacts/?q=elodie"))) == ["Élodie Moreau"]
+    assert row_names(text(ui.get("/contacts/?q=hotel cedres"))) == ["Hugo Petit"]
+    assert row_names(text(ui.get("/contacts/?q=orange.fr"))) == ["Zoé Lambert"]
+    empty = text(ui.get("/contacts/?q=personne"))
+    assert row_names(empty) == [] and "No contact matches these filters." in empty
+
+
+def test_tag_and_consent_filters_narrow_the_table(ui, workspace):
+    factories.contact(workspace, email="a@example.org", first_name="Anne", tags=["VIP"], consent="opt_in")
+    factories.contact(workspace, email="b@example.org", first_name="Bruno", tags=["VIP"], consent="opt_out")
+    factories.contact(workspace, email="c@example.org", first_name="Chloé", consent="opt_in")
+    vip = db.session.scalar(select(Tag).where(Tag.name == "VIP"))
+    assert row_names(text(ui.get(f"/contacts/?tag={vip.id}"))) == ["Anne Martin", "Bruno Martin"]
+    assert row_names(text(ui.get("/contacts/?consent=opt_in"))) == ["Anne Martin", "Chloé Martin"]
+    assert row_names(text(ui.get(f"/contacts/?tag={vip.id}&consent=opt_out"))) == ["Bruno Martin"]
+
+
+def test_sorting_by_name_and_by_creation(ui, workspace):
+    for first, last in (("Camille", "Bernard"), ("Arthur", "Dubois"), ("Léa", "Amiel")):
+        factories.contact(workspace, email=f"{first.lower()}@example.org", first_name=first, last_name=last)
+    assert row_names(text(ui.get("/contacts/"))) == ["Léa Amiel", "Camille Bernard", "Arthur Dubois"]
+    assert row_names(text(ui.get("/contacts/?sort=-name"))) == ["Arthur Dubois", "Camille Bernard", "Léa Amiel"]
+    assert row_names(text(ui.get("/contacts/?sort=-created"))) == ["Léa Amiel", "Arthur Dubois", "Camille Bernard"]
+
+
+def test_pages_hold_fifty_contacts_and_show_the_total(ui, workspace):
+    from portal.crm.demo import insert_contacts
+
+    insert_contacts(workspace.id, 120, bad_email_rate=0, duplicate_rate=0)
+    first = text(ui.get("/contacts/"))
+    assert len(row_names(first)) == 50 and "120 contacts" in first and "1–50 of 120" in first
+    assert "Page 1 of 3" in first and 'href="/contacts/?page=2"' in first
+    last = text(ui.get("/contacts/?page=3"))
+    assert len(row_names(last)) == 20 and "101–120 of 120" in last
+    beyond = text(ui.get("/contacts/?page=99"))
+    assert "Page 3 of 3" in beyond and len(row_names(beyond)) == 20
+
+
+def test_filters_stay_in_the_links_so_reload_and_back_work(ui, workspace):
+    factories.contact(workspace, tags=["VIP"])
+    vip = db.session.scalar(select(Tag).where(Tag.name == "VIP"))
+    html = text(ui.get(f"/contacts/?q=martin&tag={vip.id}&consent=opt_in&sort=-name", headers=HX))
+    assert f'hx-get="/contacts/?q=martin&amp;tag={vip.id}&amp;consent=opt_in&amp;sort=-name"' in html
+    full = text(ui.get(f"/contacts/?q=martin&tag={vip.id}&consent=opt_in"))
+    assert 'value="martin"' in full and f'<option value="{vip.id}" selected>' in full
+    assert '<option value="opt_in" selected>' in full and 'hx-push-url="true"' in full
+
+
+def test_htmx_gets_only_the_table_block(ui, workspace):
+    factories.contact(workspace)
+    response = ui.get("/contacts/?q=jeanne", headers=HX)
+    html = text(response)
+    assert "<html" not in html and html.lstrip().startswith('<div id="contacts-results"')
+    assert row_names(html) == ["Jeanne Martin"]
+    assert "HX-Request" in response.headers.get("Vary", "")
+
+
+def test_table_renders_with_a_mailchimp_connector(ui, workspace):
+    from portal.models import Connector, ContactSync
+
+    contact = factories.contact(workspace)
+    connector = Connector(workspace_id=workspace.id, status="active", api_key_encrypted="x", api_key_hint="…-us1",
+                          audience_id="aud1")
+    db.session.add(connector)
+    db.session.flush()
+    db.session.add(ContactSync(connector_id=connector.id, workspace_id=workspace.id, contact_id=contact.id,
+                               state="error"))
+    db.session.commit()
+    table = ui.get("/contacts/")
+    record = ui.get(f"/contacts/{contact.id}")
+    assert table.status_code == 200 and row_names(text(table)) == ["Jeanne Martin"]
+    assert record.status_code == 200 and "Jeanne Martin" in text(record)
+
+
+# --------------------------------------------------------------------------- create, edit, delete
+
+def test_inline_create_adds_the_contact_and_refreshes_the_table(ui, workspace):
+    form = text(ui.get("/contacts/new", headers=HX))
+    assert "<html" not in form and 'name="first_name"' in form
+    response = ui.post("/contacts/", data={"first_name": "Inès", "last_name": "Roux", "email": "ines@example.org",
+                                           "tags": "Salon 2026, VIP", "consent": "opt_in"}, headers=HX)
+    assert response.status_code == 200
+    assert "Inès Roux was created." in text(response)
+    assert response.headers["HX-Trigger"] == "contactsChanged"
+    contact = db.session.scalar(select(Contact))
+    assert contact.tag_names == ["Salon 2026", "VIP"] and contact.consent == "opt_in"
+    assert row_names(text(ui.get("/contacts/"))) == ["Inès Roux"]
+
+
+def test_create_with_a_bad_email_shows_the_message_next_to_the_field(ui, workspace):
+    response = ui.post("/contacts/", data={"first_name": "Inès", "email": "ines@"}, headers=HX)
+    assert response.status_code == 422
+    html = text(response)
+    assert re.search(r'name="email" value="ines@"[^>]*>\s*<span class="error-text" id="err-email">'
+                     r'This is not a valid e-mail address.</span>', html.replace('aria-invalid="true" aria-describedby="err-email" ', ""))
+    assert 'value="Inès"' in html  # what was typed is kept
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 0
+
+
+def test_create_without_name_email_or_company_is_refused(ui, workspace):
+    response = ui.post("/contacts/", data={"phone": "01 02 03 04 05"})
+    assert response.status_code == 422
+    assert "Give at least an e-mail, a name or a company." in text(response)
+
+
+def test_too_long_field_is_refused_not_a_server_error(ui, workspace):
+    response = ui.post("/contacts/", data={"first_name": "A" * 500})
+    assert response.status_code == 422 and "At most 100 characters." in text(response)
+
+
+def test_inline_edit_saves_and_shows_the_updated_row(ui, workspace):
+    contact = factories.contact(workspace)
+    form = text(ui.get(f"/contacts/{contact.id}/edit?row=1", headers=HX))
+    assert form.lstrip().startswith(f'<tr id="contact-{contact.id}"') and 'value="Jeanne"' in form
+    response = ui.post(f"/contacts/{contact.id}/edit", headers=HX, data={
+        "row": "1", "first_name": "Jeanne", "last_name": "Martin-Leroy", "email": "jeanne@example.org",
+        "company": "Pépinières Roche", "tags": "Clients", "consent": "unknown"})
+    assert response.status_code == 200
+    html = text(response)
+    assert "Jeanne Martin-Leroy" in html and "Pépinières Roche" in html and "<form" not in html
+    db.session.refresh(contact)
+    assert contact.email == "jeanne@example.org" and contact.tag_names == ["Clients"]
+
+
+def test_inline_edit_with_an_invalid_email_keeps_the_form_with_the_message(ui, workspace):
+    contact = factories.contact(workspace)
+    response = ui.post(f"/contacts/{contact.id}/edit", headers=HX,
+                       data={"row": "1", "first_name": "Jeanne", "email": "jeanne at example"})
+    assert response.status_code == 422
+    html = text(response)
+    assert "This is not a valid e-mail address." in html and 'value="jeanne at example"' in html
+    db.session.refresh(contact)
+    assert contact.email == "jeanne.martin@example.org"
+
+
+def test_edit_from_the_record_page_redirects_back_with_a_message(ui, workspace):
+    contact = factories.contact(workspace)
+    page = text(ui.get(f"/contacts/{contact.id}/edit"))
+    assert "<html" in page and 'name="postal_code"' in page
+    response = ui.post(f"/contacts/{contact.id}/edit", data={"first_name": "Jeanne", "city": "Dijon"})
+    assert response.status_code == 302
+    assert "Changes saved." in text(ui.get(response.location))
+    db.session.refresh(contact)
+    assert contact.city == "Dijon"
+
+
+def test_delete_asks_for_confirmation_then_hides_the_contact(ui, workspace):
+    contact = factories.contact(workspace)
+    confirm = text(ui.get(f"/contacts/{contact.id}/delete?row=1", headers=HX))
+    assert "Delete Jeanne Martin?" in confirm and "Yes, delete" in confirm
+    db.session.refresh(contact)
+    assert contact.deleted_at is None  # asking is not deleting
+    response = ui.post(f"/contacts/{contact.id}/delete", data={"row": "1"}, headers=HX)
+    assert response.status_code == 200 and "Jeanne Martin was deleted." in text(response)
+    assert row_names(text(ui.get("/contacts/"))) == []
+    assert ui.get(f"/contacts/{contact.id}").status_code == 404
+    db.session.refresh(contact)
+    assert contact.deleted_at is not None  # the row stays for the Mailchimp archive (R12)
+
+
+def test_delete_without_javascript_has_a_confirmation_page(ui, workspace):
+    contact = factories.contact(workspace)
+    assert "Delete Jeanne Martin?" in text(ui.get(f"/contacts/{contact.id}/delete"))
+    response = ui.post(f"/contacts/{contact.id}/delete")
+    assert response.status_code == 302 and response.location.endswith("/contacts/")
+    assert "Jeanne Martin was deleted." in text(ui.get("/contacts/"))
+
+
+# --------------------------------------------------------------------------- tags
+
+def test_tag_editor_suggests_the_workspaces_existing_tags(ui, workspace):
+    factories.contact(workspace, email="a@example.org", tags=["Presse", "Revendeurs"])
+    contact = factories.contact(workspace, email="b@example.org")
+    html = text(ui.get("/contacts/"))
+    assert '<datalist id="workspace-tags"><option value="Presse"><option value="Revendeurs"></datalist>' in html
+    editor = text(ui.get(f"/contacts/{contact.id}/tags", headers=HX))
+    assert 'list="workspace-tags"' in editor and 'name="add"' in editor
+
+
+def test_adding_tags_reuses_existing_ones_and_creates_new_ones(ui, workspace):
+    factories.contact(workspace, email="a@example.org", tags=["Presse"])
+    contact = factories.contact(workspace, email="b@example.org")
+    response = ui.post(f"/contacts/{contact.id}/tags", data={"add": "presse, Salon 2026"}, headers=HX)
+    assert response.status_code == 200
+    assert "Presse" in text(response) and "Salon 2026" in text(response)
+    db.session.refresh(contact)
+    assert contact.tag_names == ["Presse", "Salon 2026"]
+    assert db.session.scalar(select(func.count()).select_from(Tag)) == 2
+
+
+def test_removing_a_tag_keeps_the_others(ui, workspace):
+    contact = factories.contact(workspace, tags=["Clients", "VIP", "Presse"])
+    response = ui.post(f"/contacts/{contact.id}/tags", data={"remove": "VIP"}, headers=HX)
+    assert 'aria-label="Remove tag VIP"' not in text(response)
+    db.session.refresh(contact)
+    assert contact.tag_names == ["Clients", "Presse"]
+    done = text(ui.get(f"/contacts/{contact.id}/tags?done=1", headers=HX))
+    assert '<span class="tag">Clients</span><span class="tag">Presse</span>' in done
+
+
+def test_too_long_tag_is_refused_with_a_message(ui, workspace):
+    contact = factories.contact(workspace, tags=["Clients"])
+    response = ui.post(f"/contacts/{contact.id}/tags", data={"add": "x" * 150}, headers=HX)
+    assert response.status_code == 422 and "A tag has at most 100 characters." in text(response)
+    db.session.refresh(contact)
+    assert contact.tag_names == ["Clients"]
+
+
+# --------------------------------------------------------------------------- consent
+
+def test_consent_change_from_the_record_is_recorded_in_history(ui, workspace, customer):
+    contact = factories.contact(workspace)
+    response = ui.post(f"/contacts/{contact.id}/consent", data={"consent": "opt_in"}, headers=HX)
+    assert response.status_code == 200 and "Changes saved." in text(response)
+    event = db.session.scalar(select(ConsentEvent))
+    assert (event.old, event.new, event.channel, event.actor) == ("unknown", "opt_in", "ui", customer.email)
+    history = text(ui.get(f"/contacts/{contact.id}/history"))
+    assert "Consent: Unknown → Opt-in" in history and customer.email in history and "Portal" in history
+
+
+def test_opt_in_on_a_locked_contact_is_refused_with_the_mailchimp_explanation(ui, workspace):
+    contact = factories.contact(workspace)
+    lock(workspace, contact)
+    response = ui.post(f"/contacts/{contact.id}/consent", data={"consent": "opt_in"}, headers=HX)
+    assert response.status_code == 409
+    html = text(response)
+    assert "Consent cannot be set back to opt-in from anaba." in html
+    assert "re-subscribe through Mailchimp" in html
+    db.session.refresh(contact)
+    assert contact.consent == "opt_out" and contact.consent_locked
+    assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == 1
+
+
+def test_locked_consent_is_explained_when_set_from_the_edit_form_too(ui, workspace):
+    from portal.models import Connector
+
+    contact = factories.contact(workspace)
+    lock(workspace, contact)
+    db.session.add(Connector(workspace_id=workspace.id, status="active", api_key_encrypted="x",
+                             api_key_hint="…-us1", audience_id="aud1",
+                             subscribe_url="https://example.us1.list-manage.com/subscribe?u=1&id=2"))
+    db.session.commit()
+    response = ui.post(f"/contacts/{contact.id}/edit", data={"row": "1", "first_name": "Jeanne", "consent": "opt_in"},
+                       headers=HX)
+    assert response.status_code == 409
+    html = text(response)
+    assert "re-subscribe through Mailchimp" in html
+    assert 'href="https://example.us1.list-manage.com/subscribe?u=1&amp;id=2"' in html
+
+
+def test_unchanged_consent_on_a_locked_contact_does_not_block_other_edits(ui, workspace):
+    contact = factories.contact(workspace)
+    lock(workspace, contact)
+    response = ui.post(f"/contacts/{contact.id}/edit", data={"first_name": "Jeanne", "city": "Lyon", "consent": "opt_out"})
+    assert response.status_code == 302
+    db.session.refresh(contact)
+    assert contact.city == "Lyon"
+
+
+def test_lock_is_shown_with_its_reason_in_table_and_record(ui, workspace):
+    contact = factories.contact(workspace)
+    lock(workspace, contact)
+    assert 'title="Unsubscribed through a Mailchimp link">🔒' in text(ui.get("/contacts/"))
+    record = text(ui.get(f"/contacts/{contact.id}"))
+    assert "Locked: Unsubscribed through a Mailchimp link" in record
+
+
+# --------------------------------------------------------------------------- the record
+
+def test_record_details_show_every_field(ui, workspace):
+    contact = factories.contact(workspace, phone="04 72 00 00 00", company="Studio Nacre", job_title="Gérante",
+                                street="12 rue du Moulin", postal_code="69003", city="Lyon", country="France",
+                                tags=["VIP"], consent="opt_in")
+    html = text(ui.get(f"/contacts/{contact.id}"))
+    for value in ("Jeanne", "Martin", "jeanne.martin@example.org", "04 72 00 00 00", "Studio Nacre", "Gérante",
+                  "12 rue du Moulin", "69003", "Lyon", "France", "VIP", "Opt-in"):
+        assert value in html
+    assert 'aria-selected="true" class="active"' in html and ">Details<" in html
+
+
+def test_record_tabs_load_as_fragments(ui, workspace):
+    contact = factories.contact(workspace)
+    html = text(ui.get(f"/contacts/{contact.id}/history", headers=HX))
+    assert "<html" not in html and html.lstrip().startswith('<div id="contact-record"')
+
+
+def test_marketing_tab_is_empty_until_activity_is_imported(ui, workspace):
+    contact = factories.contact(workspace)
+    assert "No campaign activity yet." in text(ui.get(f"/contacts/{contact.id}/activity"))
+
+
+def test_marketing_tab_lists_activity_newest_first(ui, workspace):
+    contact = factories.contact(workspace)
+    now = utcnow()
+    db.session.add_all([
+        Activity(workspace_id=workspace.id, contact_id=contact.id, campaign_id="c1", campaign_title="Soldes d'hiver",
+                 action="sent", occurred_at=now - timedelta(days=3)),
+        Activity(workspace_id=workspace.id, contact_id=contact.id, campaign_id="c1", campaign_title="Soldes d'hiver",
+                 action="click", url="https://example.org/soldes", url_key="k", occurred_at=now - timedelta(days=2)),
+    ])
+    db.session.commit()
+    html = text(ui.get(f"/contacts/{contact.id}/activity"))
+    assert html.index("Clicked") < html.index("Received")
+    assert "https://example.org/soldes" in html
+
+
+def test_history_merges_consent_and_sync_events_by_time(ui, workspace):
+    contact = factories.contact(workspace, consent="opt_in")
+    db.session.add(SyncEvent(workspace_id=workspace.id, contact_id=contact.id, kind="pushed",
+                             detail="member created", created_at=utcnow() + timedelta(minutes=1)))
+    db.session.commit()
+    set_consent(workspace.id, contact.id, "opt_out", actor="Mailchimp", channel="mailchimp_webhook")
+    db.session.execute(ConsentEvent.__table__.update().where(ConsentEvent.new == "opt_out")
+                       .values(created_at=utcnow() + timedelta(minutes=2)))
+    db.session.commit()
+    html = text(ui.get(f"/contacts/{contact.id}/history"))
+    newest, middle, oldest = (html.index("Opt-in → Opt-out"), html.index("member created"),
+                              html.index("Unknown → Opt-in"))
+    assert newest < middle < oldest
+
+
+# --------------------------------------------------------------------------- scoping and protection
+
+ROUTES = [
+    ("get", "/contacts/{id}"),
+    ("get", "/contacts/{id}/activity"),
+    ("get", "/contacts/{id}/history"),
+    ("get", "/contacts/{id}/row"),
+    ("get", "/contacts/{id}/edit"),
+    ("get", "/contacts/{id}/edit?row=1"),
+    ("post", "/contacts/{id}/edit"),
+    ("get", "/contacts/{id}/delete"),
+    ("post", "/contacts/{id}/delete"),
+    ("get", "/contacts/{id}/tags"),
+    ("post", "/contacts/{id}/tags"),
+    ("post", "/contacts/{id}/consent"),
+]
+
+
+@pytest.mark.parametrize("method, path", ROUTES)
+def test_another_workspaces_contact_is_not_found(ui, workspace, method, path):
+    other = factories.workspace("Concurrent SARL")
+    theirs = factories.contact(other, email="secret@concurrent-sarl.fr", first_name="Secret", tags=["Theirs"])
+    data = {"first_name": "Hacked", "consent": "opt_in", "add": "Mine", "remove": "Theirs", "row": "1"}
+    response = getattr(ui, method)(path.format(id=theirs.id), **({"data": data} if method == "post" else {}),
+                                   headers=HX)
+    assert response.status_code == 404
+    assert "secret@concurrent-sarl.fr" not in text(response)
+    db.session.refresh(theirs)
+    assert (theirs.first_name, theirs.consent, theirs.tag_names, theirs.deleted_at) == ("Secret", "unknown", ["Theirs"], None)
+
+
+def test_other_workspaces_contacts_never_appear_in_the_table(ui, workspace):
+    factories.contact(factories.workspace("Concurrent SARL"), email="secret@concurrent-sarl.fr", first_name="Secret")
+    factories.contact(workspace)
+    html = text(ui.get("/contacts/?q=secret"))
+    assert "Secret" not in html and row_names(text(ui.get("/contacts/"))) == ["Jeanne Martin"]
+
+
+def test_post_without_csrf_token_is_refused(ui, workspace):
+    contact = factories.contact(workspace)
+    del ui.client.environ_base["HTTP_X_CSRFTOKEN"]
+    assert ui.post("/contacts/", data={"first_name": "Sans jeton"}).status_code == 400
+    assert ui.post(f"/contacts/{contact.id}/delete").status_code == 400
+    assert ui.post(f"/contacts/{contact.id}/consent", data={"consent": "opt_out"}).status_code == 400
+    assert ui.post("/contacts/import", data={}).status_code == 400
+    db.session.refresh(contact)
+    assert contact.deleted_at is None and contact.consent == "unknown"
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 1
+
+
+def test_support_agents_do_not_use_the_customer_contacts_pages(support_client):
+    assert support_client.get("/contacts/").status_code == 403
