@@ -263,11 +263,12 @@ def test_connector_page_shows_mapping_consent_import_result_and_history(mc_app, 
     run_jobs()
     db.session.expire_all()
     assert db.session.get(Contact, kept.id).consent == "opt_in"
-    page = text(customer_client.get("/mailchimp/"))
+    response = customer_client.get("/mailchimp/")
+    page = words(response)
     assert "FNAME" in page and "First name" in page
     assert "Consent import" in page
-    assert "1 now opt-in" in page or "1 now opt-in".replace(" ", "") in page.replace(" ", "")
-    assert 'data-run-kind="consent_import"' in customer_client.get("/mailchimp/").get_data(as_text=True)
+    assert "1 now opt-in" in page
+    assert 'data-run-kind="consent_import"' in response.get_data(as_text=True)
 
 
 def test_delete_explains_r9_stops_replication_and_keeps_contacts(mc_app, sim, sim_key, customer_client,
