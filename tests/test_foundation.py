@@ -76,3 +76,16 @@ def test_failed_smtp_delivery_is_logged_not_raised(app, workspace):
     finally:
         state.port = old
     assert entry.status == "failed" and EmailLog.query.count() == 1
+
+
+def _explode(message):
+    raise RuntimeError(message)
+
+
+def test_a_failing_job_is_listed_for_support(app, support_client, run_jobs):
+    from portal.jobs import enqueue
+
+    enqueue("bulk", _explode, "the disk is on fire")
+    run_jobs(["bulk"])
+    page = support_client.get("/support/").get_data(as_text=True)
+    assert "the disk is on fire" in page and "_explode" in page

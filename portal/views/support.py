@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 from sqlalchemy import func, select
 
-from portal.extensions import db
+from portal.extensions import db, rq
 from portal.models import EmailLog, Workspace, Contact
 from portal.views.access import support_required
 
@@ -20,7 +20,25 @@ def home():
         .outerjoin(Contact, (Contact.workspace_id == Workspace.id) & Contact.deleted_at.is_(None))
         .group_by(Workspace.id).order_by(Workspace.name)
     ).all()
-    return render_template("support/home.html", rows=rows)
+    return render_template("support/home.html", rows=rows, failed_jobs=failed_jobs())
+
+
+def failed_jobs(limit: int = 20) -> list[dict]:
+    """The most recent failed background jobs across queues (RQ's failed registry)."""
+    from rq.job import Job
+
+    found = []
+    for name in rq.NAMES:
+        registry = rq.queue(name).failed_job_registry
+        ids = registry.get_job_ids(0, limit - 1)
+        for job in Job.fetch_many(ids, connection=rq.redis):
+            if job is not None:
+                result = job.latest_result()
+                trace = (result.exc_string if result is not None else "") or ""
+                lines = trace.strip().splitlines()
+                found.append({"id": job.id, "queue": name, "func": job.func_name, "ended_at": job.ended_at,
+                              "error": lines[-1] if lines else ""})
+    return sorted(found, key=lambda j: str(j["ended_at"]), reverse=True)[:limit]
 
 
 @bp.get("/outbox")
