@@ -5,7 +5,8 @@
 
 Without ``--root-url`` a simulator is started (and stopped) on a free loopback port. Each
 client keeps one pooled connection (``requests.Session``). Output: wall time, members/s,
-client-side p50/p95 per call, server-side p50/p95 (from ``/_sim/requests``), sim RSS.
+client-side p50/p95 per call, server-side p50/p95 (from ``/_sim/requests``), sim RSS, and
+the rate of small single-member PATCH calls afterwards.
 """
 
 from __future__ import annotations
@@ -33,7 +34,42 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def run(root_url: str, members: int, clients: int, batch: int, pid: int | None) -> dict:
+def small_calls(root_url, key, list_id, count, clients, members) -> dict:
+    """``count`` single-member PATCH calls spread over the clients (pooled sessions)."""
+    if not count or not members:
+        return {}
+    durations, lock = [], threading.Lock()
+    numbers = iter(range(count))
+
+    def worker():
+        with requests.Session() as session:
+            session.auth = ("bench", key)
+            while True:
+                with lock:
+                    n = next(numbers, None)
+                if n is None:
+                    return
+                email = f"user{n % members:06d}@anaba-bench.fr"
+                started = time.perf_counter()
+                session.patch(f"{root_url}/3.0/lists/{list_id}/members/{email}",
+                              json={"merge_fields": {"LNAME": f"Patched{n}"}}, timeout=60)
+                with lock:
+                    durations.append((time.perf_counter() - started) * 1000)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"small_calls": count, "small_calls_per_s": round(count / wall),
+            "small_call_ms_p50": round(percentile(durations, 50), 2),
+            "small_call_ms_p95": round(percentile(durations, 95), 2)}
+
+
+def run(root_url: str, members: int, clients: int, batch: int, pid: int | None,
+        args_server: str = "", small_count: int = 2000) -> dict:
     """Load ``members`` into a fresh audience and measure."""
     control = SimControl(root_url)
     key = control.new_account("bench")
@@ -71,12 +107,15 @@ def run(root_url: str, members: int, clients: int, batch: int, pid: int | None) 
         thread.join()
     wall = time.perf_counter() - started
     server = [e["duration_ms"] for e in control.requests_log() if e["method"] == "POST"]
+    small = small_calls(root_url, key, list_id, small_count, clients, members)
     total = requests.get(f"{root_url}/3.0/lists/{list_id}", auth=("bench", key),
                          timeout=30).json()["stats"]["member_count"]
     rss = None
     if pid:
         import psutil
-        rss = round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+        process = psutil.Process(pid)  # gunicorn: the worker holding the state is a child
+        rss = round(sum(p.memory_info().rss for p in [process] + process.children(recursive=True))
+                    / 2**20, 1)
     control.close()
     return {
         "members_requested": members, "members_in_audience": total, "clients": clients,
@@ -87,7 +126,7 @@ def run(root_url: str, members: int, clients: int, batch: int, pid: int | None) 
         "server_ms_p50": round(percentile(server, 50), 1) if server else None,
         "server_ms_p95": round(percentile(server, 95), 1) if server else None,
         "server_ms_mean": round(statistics.mean(server), 1) if server else None,
-        "sim_rss_mb": rss,
+        "sim_rss_mb": rss, "server": args_server, **small,
     }
 
 
@@ -97,14 +136,20 @@ def main() -> None:
     p.add_argument("--members", type=int, default=100_000)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--small-calls", type=int, default=2000,
+                   help="single-member PATCH calls measured after the load (0: none)")
     p.add_argument("--root-url", help="use a running simulator instead of starting one")
     p.add_argument("--pid", type=int, help="with --root-url: the simulator's pid, for RSS")
+    p.add_argument("--server", choices=("gunicorn", "werkzeug"), default="gunicorn",
+                   help="server of the simulator started by the benchmark")
     args = p.parse_args()
     if args.root_url:
-        result = run(args.root_url.rstrip("/"), args.members, args.clients, args.batch, args.pid)
+        result = run(args.root_url.rstrip("/"), args.members, args.clients, args.batch, args.pid,
+                     "external", args.small_calls)
     else:
-        with SimulatorProcess() as sim:
-            result = run(sim.root_url, args.members, args.clients, args.batch, sim.process.pid)
+        with SimulatorProcess(extra_args=["--server", args.server]) as sim:
+            result = run(sim.root_url, args.members, args.clients, args.batch, sim.process.pid,
+                         args.server, args.small_calls)
     print(json.dumps(result))
 
 

@@ -36,7 +36,11 @@ class Ctx:
         self.api_key = api_key
         self.args = request.args
         self._body = internal_body
-        self.root_url = request.host_url.rstrip("/")
+
+    @property
+    def root_url(self) -> str:
+        """``http://host:port`` as the client reached it."""
+        return self.request.host_url.rstrip("/")
 
     def body(self) -> dict:
         """The JSON body (``{}`` when empty); a parse failure is Mailchimp's JSON Parse Error."""

@@ -1,5 +1,11 @@
-"""Running the simulator: a threaded HTTP/1.1 server (keep-alive) plus its background
-threads (webhook delivery, batches, saving), stopped cleanly on SIGTERM/SIGINT."""
+"""Running the simulator: gunicorn's threaded worker (one process, HTTP/1.1 keep-alive,
+``--threads`` request threads) by default, or werkzeug's threaded server
+(``--server werkzeug``, one thread per connection, no keep-alive); plus the background
+threads (webhook delivery, batches, saving). SIGTERM/SIGINT stop it cleanly and save.
+
+Measured choice (docs/simulator.md, "Performance"): both keep up with batch loads;
+gunicorn keeps pooled connections open, which a ``requests.Session`` client benefits from.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +15,10 @@ import signal
 import sys
 import threading
 
-from werkzeug.serving import WSGIRequestHandler, make_server
-
 from . import persistence
 from .app import SimApp
 from .store import Store
 from .webhooks import Dispatcher
-
-
-class QuietHandler(WSGIRequestHandler):
-    """HTTP/1.1 so pooled clients keep their connection; no per-request log line."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "openresty"
-    sys_version = ""
-
-    def log_request(self, *args, **kwargs):
-        """Requests are logged in ``GET /_sim/requests`` instead."""
-
-    def log(self, type, message, *args):  # noqa: A002 - werkzeug's signature
-        """Only errors reach stderr."""
-        if type == "error":
-            super().log(type, message, *args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,14 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bootstrap-list", help="and an audience of this name if it has none")
     p.add_argument("--webhook-retry-scale", type=float, default=1.0,
                    help="multiply Mailchimp's 5/25/75-minute retry schedule (0.004 → ~1 s)")
+    p.add_argument("--server", choices=("gunicorn", "werkzeug"), default="gunicorn")
+    p.add_argument("--threads", type=int, default=64, help="request threads (gunicorn)")
     return p.parse_args(argv)
-
-
-def bootstrap(store: Store, key: str, list_name: str | None) -> None:
-    """Ensure the account with ``key`` exists and, if asked, that it has an audience."""
-    account = store.add_account("Demo", key)
-    if list_name and not account.list_ids:
-        store.add_list(account, default_list_body(list_name))
 
 
 def default_list_body(name: str) -> dict:
@@ -70,43 +53,121 @@ def default_list_body(name: str) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    """Start, print the ready line, serve until SIGTERM/SIGINT, then stop everything."""
-    args = parse_args(argv)
-    # 100,000 members are ~1M tracked objects: default thresholds make full collections
-    # pause batch calls for 100+ ms; there are no reference cycles worth chasing here.
-    gc.set_threshold(200_000, 50, 100)
-    store = Store()
-    if args.data:
-        persistence.load(store, args.data)
-    if args.bootstrap_key:
-        bootstrap(store, args.bootstrap_key, args.bootstrap_list)
-    dispatcher = Dispatcher(store, retry_scale=args.webhook_retry_scale)
-    app = SimApp(store, dispatcher, latency_ms=args.latency_ms)
-    saver = persistence.Saver(store, args.data, args.save_interval) if args.data else None
-    app.saver = saver
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
+class Runtime:
+    """The store, the WSGI app and the background threads of one simulator process."""
+
+    def __init__(self, args: argparse.Namespace):
+        # 100,000 members are ~1M tracked objects: default thresholds make full collections
+        # pause batch calls for 100+ ms; there are no reference cycles worth chasing here.
+        gc.set_threshold(200_000, 50, 100)
+        self.store = Store()
+        if args.data:
+            persistence.load(self.store, args.data)
+        if args.bootstrap_key:
+            account = self.store.add_account("Demo", args.bootstrap_key)
+            if args.bootstrap_list and not account.list_ids:
+                self.store.add_list(account, default_list_body(args.bootstrap_list))
+        self.dispatcher = Dispatcher(self.store, retry_scale=args.webhook_retry_scale)
+        self.app = SimApp(self.store, self.dispatcher, latency_ms=args.latency_ms)
+        self.saver = (persistence.Saver(self.store, args.data, args.save_interval)
+                      if args.data else None)
+        self.app.saver = self.saver
+        self.stopped = False
+
+    def start(self) -> None:
+        """Start webhook delivery, the batch runner and periodic saves."""
+        self.dispatcher.start()
+        self.app.batch_runner.start()
+        if self.saver:
+            self.saver.start()
+
+    def stop(self) -> None:
+        """Stop the background threads and save a last time (once)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.dispatcher.stop()
+        self.app.batch_runner.stop()
+        if self.saver:
+            self.saver.stop()
+
+
+def ready_line(host: str, port: int) -> None:
+    """The line tests and scripts wait for."""
+    print(f"mailchimp_sim listening on http://{host}:{port}", flush=True)
+
+
+def serve_werkzeug(args: argparse.Namespace) -> int:
+    """werkzeug's threaded server in this process."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        server_version = "openresty"
+        sys_version = ""
+
+        def log_request(self, *a, **k):
+            """Requests are logged in ``GET /_sim/requests`` instead."""
+
+    runtime = Runtime(args)
+    server = make_server(args.host, args.port, runtime.app, threaded=True,
+                         request_handler=QuietHandler)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    dispatcher.start()
-    app.batch_runner.start()
-    if saver:
-        saver.start()
-    serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    serving.start()
-    host, port = server.server_address[:2]
-    print(f"mailchimp_sim listening on http://{host}:{port}", flush=True)
+    runtime.start()
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    ready_line(args.host, server.server_address[1])
     while not stop.wait(0.5):
         pass
     server.shutdown()
     server.server_close()
-    dispatcher.stop()
-    app.batch_runner.stop()
-    if saver:
-        saver.stop()
+    runtime.stop()
     print("mailchimp_sim stopped", flush=True)
     return 0
+
+
+def serve_gunicorn(args: argparse.Namespace) -> int:
+    """gunicorn, one gthread worker holding all the state (built after the fork)."""
+    from gunicorn.app.base import BaseApplication
+
+    holder: dict = {}
+
+    def post_worker_init(worker):
+        holder["runtime"].start()
+        ready_line(args.host, worker.sockets[0].getsockname()[1])
+
+    def worker_exit(server, worker):
+        runtime = holder.get("runtime")
+        if runtime is not None:
+            runtime.stop()
+            print("mailchimp_sim stopped", flush=True)
+
+    class Sim(BaseApplication):
+        def load_config(self):
+            settings = {
+                "bind": f"{args.host}:{args.port}", "workers": 1, "worker_class": "gthread",
+                "threads": args.threads, "keepalive": 5, "timeout": 300,
+                "graceful_timeout": 5, "control_socket_disable": True, "accesslog": None,
+                "errorlog": "-", "loglevel": "warning", "proc_name": "mailchimp_sim",
+                "post_worker_init": post_worker_init, "worker_exit": worker_exit,
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            holder["runtime"] = Runtime(args)
+            return holder["runtime"].app
+
+    Sim().run()
+    return 0
+
+
+def main(argv=None) -> int:
+    """Start, print the ready line, serve until SIGTERM/SIGINT, then stop everything."""
+    args = parse_args(argv)
+    if args.server == "werkzeug":
+        return serve_werkzeug(args)
+    return serve_gunicorn(args)
 
 
 if __name__ == "__main__":
