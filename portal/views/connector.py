@@ -98,12 +98,12 @@ def index():
     """The connector's status in plain words, its configuration, runs and the delete button."""
     connector = live_connector(workspace_id())
     if connector is None:
-        return render("connector/index.html", "status_card", connector=None)
+        return render("connector/index.html", "main", connector=None)
     runs = service.runs(connector.id)
     copy_run = service.latest_run(connector.id, "initial_copy")
     consent_run = service.latest_run(connector.id, "consent_import")
     return render(
-        "connector/index.html", "status_card", connector=connector, runs=runs,
+        "connector/index.html", "main", connector=connector, runs=runs,
         copy=progress_context(copy_run, url_for("connector.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("connector.progress", run_id=consent_run.id) if consent_run else ""),
@@ -270,11 +270,13 @@ def setup_audience():
 
 def _compact_fields(fields: dict) -> dict:
     """The part of ``audience_fields`` the last step needs, small enough for the session cookie."""
-    merge_fields = []
-    for mf in fields.get("merge_fields", []):
-        size = mf.get("size") or (mf.get("options") or {}).get("size")
-        merge_fields.append({"tag": mf.get("tag"), "name": mf.get("name", ""), "type": mf.get("type", "text"),
-                             "required": bool(mf.get("required")), "size": size})
+    # options.size of a text merge field is the width of the sign-up form's input, not a
+    # length limit, so it is not kept (the adapter applies Mailchimp's 255-character limit).
+    merge_fields = [
+        {"tag": mf.get("tag"), "name": mf.get("name", ""), "type": mf.get("type", "text"),
+         "required": bool(mf.get("required"))}
+        for mf in fields.get("merge_fields", [])
+    ]
     return {
         "merge_fields": merge_fields,
         "proposed": [dict(p) for p in fields.get("proposed_mapping", [])],
@@ -347,8 +349,7 @@ def _read_mapping(fields: dict, chosen: dict, create_missing: bool) -> tuple[lis
         if tag in merge_fields:
             mf = merge_fields[tag]
             mapping.append({"field": field, "tag": tag, "type": mf["type"], "exists": True,
-                            "required": mf["required"], "size": mf["size"], "name": mf["name"],
-                            "max_length": mf["size"] or None})
+                            "required": mf["required"], "name": mf["name"]})
         elif field in proposed and proposed[field]["tag"] == tag:
             if not create_missing:
                 return [], _("The merge field %(tag)s does not exist in the audience yet: tick \"create the "
