@@ -80,3 +80,15 @@ def test_batches_are_listed_and_deletable(mc, list_id):
     assert batch["id"] in [b["id"] for b in mc.batches.all(get_all=False)["batches"]]
     mc.batches.delete(batch["id"])
     assert batch["id"] not in [b["id"] for b in mc.batches.all(get_all=False)["batches"]]
+
+
+def test_more_than_500_pending_batches_is_429(sim, api_key):
+    with requests.Session() as session:
+        session.auth = ("x", api_key)
+        body = {"operations": [{"method": "GET", "path": "ping"}]}
+        statuses = []
+        while len(statuses) < 540 and 429 not in statuses:
+            statuses.append(session.post(sim.api_base + "batches", json=body, timeout=10).status_code)
+    # the runner may finish a few batches meanwhile: the limit counts unfinished ones
+    assert statuses[-1] == 429
+    assert statuses[:-1] == [200] * (len(statuses) - 1) and len(statuses) > 500
