@@ -27,12 +27,6 @@ REASONS = (
     "opt_out", "no_consent", "shared_email",
 )
 
-OWNER_COLUMNS = (
-    Contact.id, Contact.email_normalized, Contact.email, Contact.consent, Contact.email_bounced,
-    Contact.do_not_sync, Contact.deleted_at,
-)
-
-
 @dataclass(frozen=True)
 class Verdict:
     """Eligibility of one contact: ``reason`` is empty when it goes to Mailchimp."""
@@ -109,21 +103,51 @@ def owners_for(workspace_id: int, connector_id: int | None, emails: Iterable[str
 
 
 def judge(workspace_id: int, connector_id: int | None, contacts: Sequence) -> dict[int, Verdict]:
-    """Eligibility of each of these contacts (Contact objects or rows), by contact id."""
+    """Eligibility of each of these contacts (Contact objects or rows), by contact id.
+
+    Only the *other* contacts sharing these addresses are read from the database (usually
+    none), so judging a chunk costs one indexed query.
+    """
     verdicts: dict[int, Verdict] = {}
-    pending_owner = []
+    by_email: dict[str, list[int]] = {}
     for contact in contacts:
         reason = own_reason(contact)
         verdicts[contact.id] = Verdict(contact.id, reason)
         if not reason:
-            pending_owner.append(contact)
-    owners = owners_for(workspace_id, connector_id, (c.email_normalized or (c.email or "").strip().lower()
-                                                     for c in pending_owner))
-    for contact in pending_owner:
-        email = contact.email_normalized or (contact.email or "").strip().lower()
-        owner = owners.get(email)
-        if owner is not None and owner != contact.id:
-            verdicts[contact.id] = Verdict(contact.id, "shared_email")
+            email = contact.email_normalized or contact.email.strip().lower()
+            by_email.setdefault(email, []).append(contact.id)
+    if not by_email:
+        return verdicts
+    mine = list(verdicts)
+    emails = list(by_email)
+    for start in range(0, len(emails), 500):
+        rows = db.session.execute(
+            select(Contact.id, Contact.email_normalized, Contact.email, Contact.consent, Contact.consent_locked,
+                   Contact.email_bounced, Contact.do_not_sync, Contact.deleted_at)
+            .where(Contact.workspace_id == workspace_id, Contact.email_normalized.in_(emails[start:start + 500]),
+                   Contact.deleted_at.is_(None), Contact.consent == "opt_in", Contact.id.notin_(mine))
+        )
+        for row in rows:
+            if not own_reason(row):
+                by_email[row.email_normalized].append(row.id)
+    shared = {email: sorted(ids) for email, ids in by_email.items() if len(ids) > 1}
+    if not shared:
+        return verdicts
+    chosen: set[int] = set()
+    if connector_id is not None:
+        candidates = [cid for ids in shared.values() for cid in ids]
+        for start in range(0, len(candidates), 500):
+            chosen.update(db.session.scalars(
+                select(ContactSync.contact_id).where(
+                    ContactSync.connector_id == connector_id, ContactSync.owner_chosen.is_(True),
+                    ContactSync.contact_id.in_(candidates[start:start + 500]))
+            ))
+    for ids in shared.values():
+        picked = [cid for cid in ids if cid in chosen]
+        owner = picked[0] if picked else ids[0]
+        for cid in ids:
+            if cid != owner and cid in verdicts:
+                verdicts[cid] = Verdict(cid, "shared_email")
     return verdicts
 
 

@@ -26,13 +26,14 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from portal.extensions import db
 from portal.mailchimp import BATCH_LIMIT, MailchimpError, classify_batch_error
 from portal.mailchimp.payload import FieldMapping, build_member, payload_fingerprint, tag_changes
-from portal.models import Connector, Contact, ContactSync, PendingTagOp, SyncEvent, SyncRun, Tag, utcnow
+from portal.models import Connector, Contact, ContactSync, PendingTagOp, SyncEvent, SyncRun, Tag, contact_tags, utcnow
 from portal.sync.eligibility import judge, state_for_reason
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,85 @@ def managed_tag_names(workspace_id: int) -> list[str]:
     return list(db.session.scalars(select(Tag.name).where(Tag.workspace_id == workspace_id)))
 
 
+CONTACT_COLUMNS = (
+    Contact.id, Contact.email, Contact.email_normalized, Contact.first_name, Contact.last_name, Contact.phone,
+    Contact.company, Contact.job_title, Contact.street, Contact.postal_code, Contact.city, Contact.country,
+    Contact.consent, Contact.consent_locked, Contact.email_bounced, Contact.do_not_sync, Contact.deleted_at,
+)
+SYNC_COLUMNS = (
+    "state", "reason", "member_email", "member_hash", "fingerprint", "synced_tags", "last_synced_at",
+    "error_kind", "error_message", "error_fix", "error_field", "attempts",
+)
+
+
+class _Row:
+    """A contact's sync row as plain values; written back in bulk when it changed."""
+
+    __slots__ = ("id", "changed") + SYNC_COLUMNS
+
+    def __init__(self, values: dict, row_id: int | None) -> None:
+        self.id = row_id
+        self.changed = row_id is None
+        for name in SYNC_COLUMNS:
+            setattr(self, name, values.get(name))
+
+    def set(self, **values) -> None:
+        for name, value in values.items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                self.changed = True
+
+    def values(self) -> dict:
+        return {name: getattr(self, name) for name in SYNC_COLUMNS}
+
+
+_EMPTY = {"state": "pending", "reason": "", "synced_tags": [], "error_kind": "", "error_message": "",
+          "error_fix": "", "error_field": "", "attempts": 0}
+
+
+def _load_rows(connector: Connector, contact_ids: list[int]) -> dict[int, _Row]:
+    """The contacts' sync rows as plain values (new pending ones where missing)."""
+    rows: dict[int, _Row] = {}
+    cols = [getattr(ContactSync, name) for name in SYNC_COLUMNS]
+    for start in range(0, len(contact_ids), 500):
+        part = contact_ids[start:start + 500]
+        for r in db.session.execute(select(ContactSync.id, ContactSync.contact_id, *cols).where(
+                ContactSync.connector_id == connector.id, ContactSync.contact_id.in_(part))):
+            rows[r.contact_id] = _Row(r._mapping, r.id)
+    for cid in contact_ids:
+        if cid not in rows:
+            rows[cid] = _Row(_EMPTY, None)
+    return rows
+
+
+def _save_rows(connector: Connector, rows: dict[int, _Row]) -> None:
+    """Insert the new rows and update the changed ones, each in one executemany."""
+    now = utcnow()
+    new = [dict(row.values(), connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=cid,
+                owner_chosen=False, updated_at=now)
+           for cid, row in rows.items() if row.id is None]
+    changed = [dict(row.values(), id=row.id, updated_at=now) for row in rows.values() if row.id is not None and row.changed]
+    table = ContactSync.__table__
+    # Core executemany: the ORM's bulk paths split batches by which values are None.
+    if new:
+        db.session.execute(table.insert(), new)
+    if changed:
+        for row in changed:
+            row["_id"] = row.pop("id")
+        db.session.execute(table.update().where(table.c.id == bindparam("_id")), changed)
+
+
+def _contact_tags(contact_ids: list[int]) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = defaultdict(list)
+    for start in range(0, len(contact_ids), 500):
+        for cid, name in db.session.execute(
+            select(contact_tags.c.contact_id, Tag.name).join(Tag, Tag.id == contact_tags.c.tag_id)
+            .where(contact_tags.c.contact_id.in_(contact_ids[start:start + 500]))
+        ):
+            tags[cid].append(name)
+    return {cid: sorted(names) for cid, names in tags.items()}
+
+
 def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | None = None, *,
                   client=None, commit: bool = True, managed_tags: Iterable[str] | None = None) -> PushResult:
     """Send these contacts' current state to Mailchimp and record a result for each.
@@ -86,8 +166,11 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
     With `run`, tag changes are stored as PendingTagOp rows of the run (sent later, grouped by
     tag); without, they are sent before returning. With ``commit=False`` the caller commits
     (the copy adds its cursor to the same transaction). Raises MailchimpError for whole-call
-    failures, leaving the session rolled back to before the push's writes only if the caller
-    rolls back (nothing has been flushed to Mailchimp's detriment: a replay is harmless).
+    failures with nothing written to the database yet: the caller pauses or retries, and a
+    replay of the same contacts is harmless.
+
+    Works on plain rows and writes in bulk (one insert and one update per push), so a chunk
+    of 500 costs a handful of queries.
     """
     from portal.sync.connectors import client_for
 
@@ -99,16 +182,22 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
     own_client = client is None
     client = client or client_for(connector)
     try:
-        mappings = mappings_of(connector)
-        managed = list(managed_tags) if managed_tags is not None else managed_tag_names(connector.workspace_id)
-        contacts = list(db.session.scalars(
-            select(Contact).where(Contact.workspace_id == connector.workspace_id, Contact.id.in_(ids))
-            .order_by(Contact.id)
-        ))
-        rows = _sync_rows(connector, [c.id for c in contacts])
-        verdicts = judge(connector.workspace_id, connector.id, contacts)
+        with db.session.no_autoflush:
+            mappings = mappings_of(connector)
+            managed = list(managed_tags) if managed_tags is not None else managed_tag_names(connector.workspace_id)
+            contacts = []
+            for start in range(0, len(ids), 500):
+                contacts.extend(db.session.execute(
+                    select(*CONTACT_COLUMNS).where(Contact.workspace_id == connector.workspace_id,
+                                                   Contact.id.in_(ids[start:start + 500]))
+                ).all())
+            contacts.sort(key=lambda c: c.id)
+            found = [c.id for c in contacts]
+            rows = _load_rows(connector, found)
+            tags_of = _contact_tags(found)
+            verdicts = judge(connector.workspace_id, connector.id, contacts)
         now = utcnow()
-        to_send: list[tuple[Contact, dict, list[str], str]] = []
+        to_send: list[tuple[Any, dict, list[str], str]] = []
         for contact in contacts:
             row = rows[contact.id]
             result.processed += 1
@@ -124,7 +213,7 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
                 result.skipped[verdict.reason] += 1
                 continue
             payload = build_member(contact, mappings, status="subscribed")
-            tags = contact.tag_names
+            tags = tags_of.get(contact.id, [])
             fingerprint = payload_fingerprint(payload, tags)
             if row.state == "synced" and row.fingerprint == fingerprint:
                 result.unchanged += 1
@@ -155,20 +244,16 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
                     add, remove = tag_changes(current, tags, managed)
                     tag_ops.extend((contact.id, email, t, "add") for t in add)
                     tag_ops.extend((contact.id, email, t, "remove") for t in remove)
-                    row.state, row.reason = "synced", ""
-                    row.member_email = email
-                    row.member_hash = member.get("id") or row.member_hash
-                    row.fingerprint = fingerprint
-                    row.synced_tags = list(tags)
-                    row.last_synced_at = now
-                    row.attempts = 0
+                    row.set(state="synced", reason="", member_email=email,
+                            member_hash=member.get("id") or row.member_hash, fingerprint=fingerprint,
+                            synced_tags=list(tags), last_synced_at=now, attempts=0)
                     _clear_error(row)
                     events.append(_event(connector, contact.id, run, "pushed", how))
                 elif key in failed:
                     error = classify_batch_error(failed[key])
-                    row.attempts = (row.attempts or 0) + 1
+                    row.set(attempts=(row.attempts or 0) + 1)
                     if error.transient:
-                        row.state, row.reason = "pending", ""
+                        row.set(state="pending", reason="")
                         result.deferred += 1
                         continue
                     _record_error(row, error)
@@ -176,21 +261,21 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
                     result.error_kinds[error.kind] += 1
                     events.append(_event(connector, contact.id, run, "error", f"{error.kind}: {error.detail}"[:500]))
                 else:
-                    row.state, row.reason = "pending", ""
+                    row.set(state="pending", reason="")
                     result.deferred += 1
 
         result.tag_ops = len(tag_ops)
-        if tag_ops:
-            if run is not None:
-                db.session.execute(insert(PendingTagOp), [
-                    {"run_id": run.id, "connector_id": connector.id, "contact_id": cid, "email": email,
-                     "tag": tag, "op": op}
-                    for cid, email, tag, op in tag_ops
-                ])
-            else:
-                send_tag_ops(client, connector.audience_id, [(email, tag, op) for _, email, tag, op in tag_ops])
+        if tag_ops and run is None:
+            send_tag_ops(client, connector.audience_id, [(email, tag, op) for _, email, tag, op in tag_ops])
+        _save_rows(connector, rows)
+        if tag_ops and run is not None:
+            db.session.execute(PendingTagOp.__table__.insert(), [
+                {"run_id": run.id, "connector_id": connector.id, "contact_id": cid, "email": email,
+                 "tag": tag, "op": op}
+                for cid, email, tag, op in tag_ops
+            ])
         if events:
-            db.session.execute(insert(SyncEvent), events)
+            db.session.execute(SyncEvent.__table__.insert(), events)
         if commit:
             db.session.commit()
         return result
@@ -199,47 +284,20 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
             client.close()
 
 
-def _sync_rows(connector: Connector, contact_ids: list[int]) -> dict[int, ContactSync]:
-    """The contacts' sync rows, created (pending) where missing."""
-    rows = {}
-    for start in range(0, len(contact_ids), 500):
-        part = contact_ids[start:start + 500]
-        rows.update({r.contact_id: r for r in db.session.scalars(
-            select(ContactSync).where(ContactSync.connector_id == connector.id, ContactSync.contact_id.in_(part))
-        )})
-    for cid in contact_ids:
-        if cid not in rows:
-            row = ContactSync(connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=cid,
-                              state="pending", reason="", synced_tags=[], attempts=0, owner_chosen=False,
-                              error_kind="", error_message="", error_fix="", error_field="")
-            db.session.add(row)
-            rows[cid] = row
-    return rows
-
-
-def _leave_out(row: ContactSync, reason: str) -> None:
-    row.state = state_for_reason(reason)
-    row.reason = reason
+def _leave_out(row: _Row, reason: str) -> None:
     # Whatever was last sent no longer says anything: when the contact becomes eligible
     # again it must be sent even if its fields did not change.
-    row.fingerprint = None
+    row.set(state=state_for_reason(reason), reason=reason, fingerprint=None)
     _clear_error(row)
 
 
-def _record_error(row: ContactSync, error: MailchimpError) -> None:
-    row.state, row.reason = "error", ""
-    row.fingerprint = None
-    row.error_kind = error.kind
-    row.error_message = error.message
-    row.error_fix = error.fix
-    row.error_field = (error.field or "")[:40]
+def _record_error(row: _Row, error: MailchimpError) -> None:
+    row.set(state="error", reason="", fingerprint=None, error_kind=error.kind, error_message=error.message,
+            error_fix=error.fix, error_field=(error.field or "")[:40])
 
 
-def _clear_error(row: ContactSync) -> None:
-    row.error_kind = ""
-    row.error_message = ""
-    row.error_fix = ""
-    row.error_field = ""
+def _clear_error(row: _Row) -> None:
+    row.set(error_kind="", error_message="", error_fix="", error_field="")
 
 
 def _event(connector: Connector, contact_id: int, run: SyncRun | None, kind: str, detail: str) -> dict:

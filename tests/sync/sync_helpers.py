@@ -49,8 +49,18 @@ def members(mc, list_id: str) -> dict:
     return {m["email_address"].lower(): m for m in mc.iter_members(list_id)}
 
 
+def writes(sim, since: int = 0) -> list[dict]:
+    """Every logged API call that is not a GET, after sequence `since`."""
+    return [r for r in sim.control.requests_log(since) if r["method"] != "GET"]
+
+
 def member_writes(sim, since: int = 0) -> list[dict]:
-    """Logged calls that write members (batch subscribe, PUT/PATCH/POST member, tags)."""
-    return [r for r in sim.control.requests_log(since)
-            if r["method"] in ("POST", "PUT", "PATCH", "DELETE") and (
-                r["path_template"].endswith("/lists/<list_id>") or "/members" in r["path_template"])]
+    """Logged calls that write members: batch subscribe and any write under /members."""
+    return [r for r in writes(sim, since)
+            if r["path_template"].endswith("/lists/{list_id}") or "/members" in r["path_template"]]
+
+
+def last_seq(sim) -> int:
+    """The sequence number of the last logged API call (0 when none)."""
+    log = sim.control.requests_log()
+    return log[-1]["seq"] if log else 0

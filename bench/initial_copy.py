@@ -1,0 +1,284 @@
+"""Benchmark of the initial copy (R8) against the Mailchimp simulator; prints one JSON document.
+
+    python -m bench initial_copy --contacts 100000
+    python -m bench initial_copy --contacts 2000 --latency-ms 100 --strategy naive
+
+Starts its own simulator (with ``--latency-ms`` added to every call) and redis-server, fills a
+fresh SQLite database with demo contacts (about 30 % carrying 1–3 of 10 tags) in a separate
+process, then runs the consent import and the copy in this process, as a worker would, and
+reports: wall time, contacts/s, API calls by endpoint, the fewest calls the API allows for
+this data and the ratio, this process's peak RSS, and the member writes of a second run
+(must be 0).
+
+``--strategy naive`` copies the same contacts the way most connectors do — one ``PUT`` per
+member and one tags ``POST`` per tagged member — and then the batch way on a fresh audience,
+and prints the per-contact cost ratio between the two.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
+    exe = shutil.which("redis-server")
+    if not exe:
+        sys.exit("redis-server is not installed")
+    port = _free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(250):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    client.close()
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _make_app(env: dict):
+    os.environ["ANABA_INSTANCE"] = env["ANABA_INSTANCE"]
+    from portal import create_app
+
+    return create_app({"env": env, "MAIL_SUPPRESS_SEND": True})
+
+
+def _setup(env: dict, contacts: int, workspace: str) -> None:
+    """In a separate process (so the worker's RSS is not the loader's): tables and contacts."""
+    import logging
+
+    logging.disable(logging.INFO)
+    app = _make_app(env)
+    with app.app_context():
+        from portal.cli import get_or_create_workspace
+        from portal.crm.demo import insert_contacts
+        from portal.extensions import db
+
+        db.create_all()
+        ws, _ = get_or_create_workspace(workspace)
+        insert_contacts(ws.id, contacts, seed=2026)
+
+
+def _minimum_calls(connector_id: int) -> dict:
+    """The fewest calls the API allows for what was copied: members/500 + Σ tags ceil(n/500)."""
+    from sqlalchemy import func, select
+
+    from portal.extensions import db
+    from portal.models import ContactSync, Tag, contact_tags
+
+    members = db.session.scalar(select(func.count()).select_from(ContactSync).where(
+        ContactSync.connector_id == connector_id, ContactSync.state == "synced")) or 0
+    per_tag = db.session.execute(
+        select(Tag.name, func.count()).select_from(ContactSync)
+        .join(contact_tags, contact_tags.c.contact_id == ContactSync.contact_id)
+        .join(Tag, Tag.id == contact_tags.c.tag_id)
+        .where(ContactSync.connector_id == connector_id, ContactSync.state == "synced")
+        .group_by(Tag.name)
+    ).all()
+    member_calls = math.ceil(members / 500)
+    tag_calls = sum(math.ceil(n / 500) for _name, n in per_tag)
+    return {"members_synced": members, "member_calls": member_calls, "tag_calls": tag_calls,
+            "total": member_calls + tag_calls, "tagged_members_by_tag": dict(per_tag)}
+
+
+def _by_endpoint(log: list[dict]) -> dict:
+    counts = Counter(f'{r["method"]} {r["path_template"]}' for r in log)
+    return dict(sorted(counts.items()))
+
+
+def _writes(log: list[dict]) -> int:
+    return sum(1 for r in log if r["method"] != "GET")
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def _batch_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
+    """Submit, import consent, validate and copy with the engine; then copy again."""
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.models import SyncRun, Workspace
+    from portal.sync import connectors as svc
+    from portal.sync import consent_import, initial_copy
+
+    with app.app_context():
+        ws = db.session.scalar(select(Workspace).where(Workspace.name == workspace))
+        sim.control.clear_requests()
+        started = time.monotonic()
+        connector = svc.create_connector(ws.id, None, key, list_id)
+        consent_run = svc.latest_run(connector.id, "consent_import")
+        consent_import.run(consent_run.id)
+        consent_seconds = time.monotonic() - started
+        copy_run = svc.validate(connector.id, None)
+        copy_started = time.monotonic()
+        initial_copy.run(copy_run.id)
+        copy_seconds = time.monotonic() - copy_started
+        log = sim.control.requests_log()
+        run = db.session.get(SyncRun, copy_run.id)
+        minimum = _minimum_calls(connector.id)
+        copy_log = [r for r in log if r["seq"] > 0]
+        calls = len(copy_log)
+        writes = _writes(copy_log)
+        seq = log[-1]["seq"] if log else 0
+        rerun = svc.start_copy(connector.id)
+        rerun_started = time.monotonic()
+        initial_copy.run(rerun.id)
+        rerun_seconds = time.monotonic() - rerun_started
+        second_log = sim.control.requests_log(seq)
+        contacts = run.total
+        return {
+            "status": run.status, "contacts": contacts, "counts": run.counts,
+            "consent_import_seconds": round(consent_seconds, 2),
+            "copy_seconds": round(copy_seconds, 2),
+            "contacts_per_second": round(contacts / copy_seconds, 1) if copy_seconds else None,
+            "api_calls": calls, "api_writes": writes,
+            "api_calls_by_endpoint": _by_endpoint(copy_log),
+            "minimum_calls": minimum,
+            "ratio_writes_to_minimum": round(writes / minimum["total"], 3) if minimum["total"] else None,
+            "ratio_calls_to_minimum": round(calls / minimum["total"], 3) if minimum["total"] else None,
+            "second_run": {"seconds": round(rerun_seconds, 2), "api_calls": len(second_log),
+                           "member_writes": _writes(second_log),
+                           "calls_by_endpoint": _by_endpoint(second_log)},
+            "seconds_per_synced_contact": (copy_seconds / minimum["members_synced"]) if minimum["members_synced"] else None,
+        }
+
+
+def _naive_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
+    """One PUT per member, one tags POST per tagged member, in contact order (no engine)."""
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.mailchimp.payload import build_member, default_mappings
+    from portal.models import Contact, Workspace
+    from portal.sync.connectors import client_for
+    from portal.sync.eligibility import judge
+
+    with app.app_context():
+        ws = db.session.scalar(select(Workspace).where(Workspace.name == workspace))
+        mappings = [m for m in default_mappings() if m.tag != "COMPANY"]
+        sim.control.clear_requests()
+        synced = errors = 0
+        started = time.monotonic()
+        with client_for(key) as client:
+            last = 0
+            while True:
+                contacts = list(db.session.scalars(select(Contact).where(
+                    Contact.workspace_id == ws.id, Contact.deleted_at.is_(None), Contact.id > last)
+                    .order_by(Contact.id).limit(500)))
+                if not contacts:
+                    break
+                last = contacts[-1].id
+                verdicts = judge(ws.id, None, contacts)
+                for contact in contacts:
+                    if not verdicts[contact.id].eligible:
+                        continue
+                    payload = build_member(contact, mappings, status_key="status_if_new")
+                    try:
+                        client.upsert_member(list_id, contact.email, payload)
+                        if contact.tag_names:
+                            client.set_member_tags(list_id, contact.email, add=contact.tag_names)
+                        synced += 1
+                    except Exception:  # noqa: BLE001 - counted, as a naive connector would log it
+                        errors += 1
+        seconds = time.monotonic() - started
+        log = sim.control.requests_log()
+        return {"seconds": round(seconds, 2), "members_synced": synced, "errors": errors,
+                "api_calls": len(log), "api_calls_by_endpoint": _by_endpoint(log),
+                "seconds_per_synced_contact": seconds / synced if synced else None}
+
+
+def main(argv: list[str]) -> None:
+    """Run the benchmark and print its JSON report."""
+    parser = argparse.ArgumentParser(prog="python -m bench initial_copy")
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--strategy", choices=("batch", "naive"), default="batch")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+
+    import logging
+
+    logging.disable(logging.WARNING)
+    sys.path.insert(0, str(ROOT))
+    from cryptography.fernet import Fernet
+
+    from mailchimp_sim.testing import SimulatorProcess
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-copy-"))
+    redis_proc, redis_url = _start_redis(workdir)
+    workspace = "Bench Copy"
+    report: dict = {"benchmark": "initial_copy", "contacts": args.contacts, "strategy": args.strategy,
+                    "latency_ms": args.latency_ms}
+    try:
+        with SimulatorProcess(latency_ms=args.latency_ms) as sim:
+            env = {
+                "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite'}", "REDIS_URL": redis_url,
+                "SECRET_KEY": "bench", "FERNET_KEY": Fernet.generate_key().decode(),
+                "MAILCHIMP_API_BASE": sim.api_base, "MAILCHIMP_TIMEOUT": "60",
+                "ANABA_INSTANCE": str(workdir / "instance"), "ANABA_ENV": "test",
+                "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(_free_port()),
+                "PUBLIC_BASE_URL": "http://portal.localhost:5000",
+            }
+            setup_started = time.monotonic()
+            loader = multiprocessing.get_context("spawn").Process(target=_setup, args=(env, args.contacts, workspace))
+            loader.start()
+            loader.join()
+            if loader.exitcode:
+                sys.exit("setup failed")
+            report["setup_seconds"] = round(time.monotonic() - setup_started, 2)
+            app = _make_app(env)
+            key = sim.control.new_account("Bench")
+            list_id = sim.control.create_list(key, "Bench audience")["id"]
+            if args.strategy == "naive":
+                naive = _naive_copy(app, sim, key, list_id, workspace)
+                report["naive"] = naive
+                key2 = sim.control.new_account("Bench batch")
+                list2 = sim.control.create_list(key2, "Bench audience (batch)")["id"]
+                batch = _batch_copy(app, sim, key2, list2, workspace)
+                report["batch"] = batch
+                per_naive = naive["seconds_per_synced_contact"]
+                per_batch = batch["seconds_per_synced_contact"]
+                report["per_contact_cost_ratio_naive_to_batch"] = round(per_naive / per_batch, 1) if per_batch else None
+                report["calls_ratio_naive_to_batch"] = round(naive["api_calls"] / batch["api_calls"], 1)
+            else:
+                report.update(_batch_copy(app, sim, key, list_id, workspace))
+            report["worker_peak_rss_mb"] = _peak_rss_mb()
+            with app.app_context():
+                from portal.extensions import db
+
+                db.session.remove()
+                db.engine.dispose()
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

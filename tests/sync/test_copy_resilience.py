@@ -1,0 +1,231 @@
+"""The copy survives what production throws at it (R8, R19, R20): Mailchimp faults, a revoked
+key, a second worker, a re-run, and a worker killed mid-copy."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from sync_helpers import add_contacts, member_writes, members, sync_rows, writes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _copy_run(connector_id):
+    from portal.sync.connectors import latest_run
+
+    return latest_run(connector_id, "initial_copy")
+
+
+def test_injected_faults_lose_nobody(submit, workspace, support_user, sim, mc, audience, run_jobs):
+    from portal.extensions import db
+    from portal.sync import connectors as svc
+
+    ids = add_contacts(workspace, 1100, tags_every=2)
+    connector = submit()
+    sim.control.set_faults(audience[0], error_rate=0.1, statuses=(429, 500, 503), seed=7)
+    svc.validate(connector.id, support_user)
+    run_jobs()
+    sim.control.clear_faults(audience[0])
+    db.session.expire_all()
+    failed = [r for r in sim.control.requests_log() if r["status"] >= 429]
+    assert failed, "the fault injection did not fire"
+    assert connector.status == "active" and _copy_run(connector.id).status == "finished"
+    after = members(mc, audience[1])
+    assert len(after) == 1100
+    assert sum(1 for m in after.values() if {"name": "Clients"} in [{"name": t["name"]} for t in m["tags"]]) == 550
+    rows = sync_rows(connector.id)
+    assert set(rows) == set(ids) and {r.state for r in rows.values()} == {"synced"}
+
+
+def test_revoked_key_mid_copy_pauses_with_a_reconnect_message(submit, workspace, support_user, sim, audience,
+                                                              run_jobs, monkeypatch, mailbox):
+    from portal.extensions import db
+    from portal.sync import connectors as svc
+    from portal.sync import initial_copy
+
+    ids = add_contacts(workspace, 1200)
+    connector = submit()
+    real_push = initial_copy.push_contacts
+    calls = []
+
+    def push_then_revoke(*args, **kwargs):
+        result = real_push(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            sim.control.revoke_key(audience[0])
+        return result
+
+    monkeypatch.setattr(initial_copy, "push_contacts", push_then_revoke)
+    mailbox.clear()
+    svc.validate(connector.id, support_user)
+    run_jobs()
+    db.session.expire_all()
+    run = _copy_run(connector.id)
+    assert run.status == "paused" and run.cursor == ids[499]
+    assert connector.status == "paused"
+    assert "clé d'API" in connector.paused_reason or "API key" in connector.paused_reason
+    rows = sync_rows(connector.id)
+    assert [cid for cid, r in rows.items() if r.state == "synced"] == ids[:500]
+    assert not [r for r in rows.values() if r.state == "error"]
+    assert [m["To"] for m in mailbox] == ["camille@ardent.test"]
+    with pytest.raises(svc.ConnectorError):
+        svc.reconnect(connector.id, None)  # the key is still refused
+
+
+def test_a_rerun_with_nothing_changed_writes_nothing(copy, workspace, sim, audience, run_jobs):
+    from portal.extensions import db
+    from portal.models import Contact
+    from portal.sync import connectors as svc
+
+    ids = add_contacts(workspace, 600)
+    connector = copy()
+    seq = sim.control.requests_log()[-1]["seq"]
+    svc.start_copy(connector.id)
+    run_jobs()
+    assert writes(sim, seq) == []
+    assert _copy_run(connector.id).counts["unchanged"] == 600
+
+    db.session.get(Contact, ids[7]).first_name = "Changée"
+    db.session.commit()
+    seq = sim.control.requests_log()[-1]["seq"]
+    svc.start_copy(connector.id)
+    run_jobs()
+    assert len(member_writes(sim, seq)) == 1
+    assert _copy_run(connector.id).counts["updated"] == 1
+
+
+def test_only_one_worker_holds_a_run(copy, workspace, short_lease):
+    from portal.extensions import db
+    from portal.models import SyncRun
+    from portal.sync import runs
+
+    add_contacts(workspace, 2)
+    connector = copy()
+    run = runs.create_run(connector, "initial_copy")
+    db.session.commit()
+    first = runs.claim(run.id)
+    assert first is not None
+    assert runs.claim(run.id) is None  # held, heartbeat fresh
+    time.sleep(2.2)
+    second = runs.claim(run.id)
+    assert second is not None and second != first  # stale: taken over
+    with pytest.raises(runs.LeaseLost):
+        runs.checkpoint(db.session.get(SyncRun, run.id), first)  # the old holder can no longer commit
+
+
+def test_resume_stale_runs_requeues_an_abandoned_copy(copy, workspace, short_lease, run_jobs):
+    from portal.extensions import db, rq
+    from portal.models import SyncRun, utcnow
+    from portal.sync import runs
+
+    add_contacts(workspace, 3)
+    connector = copy()
+    run = runs.create_run(connector, "initial_copy")
+    db.session.commit()
+    runs.claim(run.id)
+    assert runs.resume_stale_runs() == []
+    db.session.get(SyncRun, run.id).heartbeat_at = utcnow().replace(year=2020)
+    db.session.commit()
+    assert runs.resume_stale_runs() == [run.id]
+    assert rq.queue("bulk").count == 1
+    run_jobs()
+    db.session.expire_all()
+    assert db.session.get(SyncRun, run.id).status == "finished"
+
+
+def _worker(app_env, sim, lease, log_path):
+    env = dict(os.environ)
+    env.update(app_env)
+    env.update({"MAILCHIMP_API_BASE": sim.api_base, "RUN_LEASE_SECONDS": str(lease), "PYTHONPATH": str(ROOT)})
+    with open(log_path, "ab") as log:  # a file, not a pipe: a full pipe would block the worker
+        return subprocess.Popen([sys.executable, "worker.py", "bulk"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _crash(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker and its work horse (RQ puts the horse in its own process group)."""
+    import psutil
+
+    horses = psutil.Process(worker.pid).children(recursive=True)
+    for horse in horses:
+        horse.kill()
+    worker.kill()
+    worker.wait(10)
+    psutil.wait_procs(horses, timeout=10)
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    """SIGTERM the worker (a warm shutdown) and wait for it."""
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        _crash(worker)
+
+
+def _wait(predicate, timeout=60.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.slow
+def test_copy_killed_mid_way_resumes_in_a_new_worker(submit, workspace, support_user, sim, mc, audience,
+                                                     app_env, short_lease, tmp_path):
+    from portal.extensions import db
+    from portal.models import ContactSync, SyncRun
+    from portal.sync import connectors as svc
+    from portal.sync import runs
+
+    ids = add_contacts(workspace, 2600, tags_every=2)
+    connector = submit()
+    sim.control.set_faults(audience[0], latency_ms=150)
+    run_id = svc.validate(connector.id, support_user).id
+
+    def cursor():
+        db.session.expire_all()
+        return db.session.get(SyncRun, run_id).cursor
+
+    first = _worker(app_env, sim, short_lease, tmp_path / "worker.log")
+    t0 = time.monotonic()
+    try:
+        _wait(lambda: cursor() >= ids[999])  # two chunks committed, the third under way
+    finally:
+        _crash(first)
+    killed_at = cursor()
+    assert killed_at < ids[-1]
+    assert db.session.get(SyncRun, run_id).status == "running"
+
+    time.sleep(short_lease + 0.5)
+    assert runs.resume_stale_runs() == [run_id]
+    sim.control.clear_faults(audience[0])
+    print("killed after", time.monotonic() - t0)
+    second = _worker(app_env, sim, short_lease, tmp_path / "worker.log")
+    try:
+        _wait(lambda: (db.session.expire_all(), db.session.get(SyncRun, run_id).status)[1] == "finished", 120)
+    finally:
+        print("finished after", time.monotonic() - t0)
+        _stop(second)
+        print((tmp_path / "worker.log").read_text()[-3000:])
+
+    db.session.expire_all()
+    expected = {f"person{i}@ardent-clients.fr" for i in range(2600)}
+    after = members(mc, audience[1])
+    assert set(after) == expected  # nobody lost; e-mails are unique, so nobody duplicated
+    assert sum(1 for m in after.values() if "Clients" in {t["name"] for t in m["tags"]}) == 1300
+    rows = db.session.execute(select(ContactSync.contact_id, func.count()).where(
+        ContactSync.connector_id == connector.id).group_by(ContactSync.contact_id)).all()
+    assert sorted(cid for cid, _n in rows) == ids and {n for _cid, n in rows} == {1}
+    assert {r.state for r in sync_rows(connector.id).values()} == {"synced"}
+    db.session.refresh(connector)
+    assert connector.status == "active"
