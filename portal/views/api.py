@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from portal.crm import contacts as crm
 from portal.crm.errors import CrmError, ValidationFailed
 from portal.extensions import csrf, db
-from portal.models import CONSENT_VALUES, Contact, Workspace, contact_tags
+from portal.models import CONSENT_VALUES, Contact, Tag, Workspace, contact_tags
 from portal.models.contact import fold
 from portal.models.workspace import hash_token
 from portal.sync import state as sync_state
@@ -411,10 +411,13 @@ def delete_contact(contact_id: int) -> tuple[str, int]:
 def list_tags() -> Response:
     """Every tag of the workspace, by name, with how many live contacts carry it."""
     workspace_id = _workspace_id()
+    # Counted on the (tag_id, contact_id) index alone: deleted contacts are few, so excluding
+    # them by id is far cheaper than joining every live contact.
+    deleted = select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_not(None))
     counts = dict(db.session.execute(
         select(contact_tags.c.tag_id, func.count())
-        .join(Contact, Contact.id == contact_tags.c.contact_id)
-        .where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_(None))
+        .where(contact_tags.c.tag_id.in_(select(Tag.id).where(Tag.workspace_id == workspace_id)),
+               contact_tags.c.contact_id.not_in(deleted))
         .group_by(contact_tags.c.tag_id)
     ).all())
     tags = crm.workspace_tags(workspace_id)
