@@ -316,9 +316,43 @@ def test_paused_connector_says_to_reconnect_with_a_button(mc_app, sim, sim_key, 
     page = text(customer_client.get("/mailchimp/"))
     assert "The connector is paused" in page
     assert "it was revoked or is wrong" in page
-    assert "Reconnect Mailchimp" in page
-    response = customer_client.post("/mailchimp/delete", data={"next": "setup"})
+    assert 'href="/mailchimp/delete?next=setup"' in page
+    confirm = text(customer_client.get("/mailchimp/delete?next=setup"))
+    assert "Reconnect Mailchimp" in confirm and "The Mailchimp audience is left as it is" in confirm
+    response = customer_client.post("/mailchimp/delete", data={"next": "setup", "confirm": "1"})
     assert response.location.endswith("/mailchimp/setup")
+
+
+def test_delete_without_confirmation_deletes_nothing(mc_app, sim, sim_key, customer_client, customer, workspace):
+    english(customer_client)
+    connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
+    response = customer_client.post("/mailchimp/delete", data={})
+    assert response.status_code == 422
+    assert "Tick the box to confirm the deletion" in text(response)
+    db.session.expire_all()
+    assert db.session.get(Connector, connector.id).status == "pending_validation"
+
+
+def test_revoked_key_during_the_copy_pauses_with_the_reconnect_message(mc_app, sim, sim_key, customer_client,
+                                                                       customer, workspace, support_user,
+                                                                       run_jobs):
+    from portal.sync.connectors import validate
+
+    english(customer_client)
+    factories.contact(workspace, email="jeanne@courriel.fr", consent="opt_in")
+    connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
+    run_jobs()
+    copy = validate(connector.id, support_user)
+    sim.control.revoke_key(sim_key)
+    run_jobs()
+    response = customer_client.get("/mailchimp/")
+    page = words(response)
+    assert "The connector is paused" in page and "Reconnect Mailchimp" in page
+    partial = customer_client.get(f"/mailchimp/runs/{copy.id}/progress", headers=htmx())
+    assert "hx-trigger" not in partial.get_data(as_text=True)  # a paused run does not move: polling stops
+    db.session.expire_all()
+    assert db.session.scalar(db.select(db.func.count()).select_from(ContactSync)
+                             .where(ContactSync.state == "error")) == 0
 
 
 # --- progress partial (R8) --------------------------------------------------------------------

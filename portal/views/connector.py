@@ -128,11 +128,23 @@ def progress_response(run: SyncRun, poll_url: str):
     return body, 200, headers
 
 
+@bp.get("/delete")
+@customer_required
+def confirm_delete():
+    """The confirmation page of a deletion (R9); ``next=setup`` when it is the "reconnect" path."""
+    connector = _connector_or_404()
+    return render("connector/delete.html", connector=connector, next=request.args.get("next", ""))
+
+
 @bp.post("/delete")
 @customer_required
 def delete():
     """Delete the connector (R9): replication stops, anaba data stays, the audience is left alone."""
     connector = _connector_or_404()
+    next_step = request.form.get("next", "")
+    if request.form.get("confirm") != "1":
+        return render("connector/delete.html", connector=connector, next=next_step,
+                      error=_("Tick the box to confirm the deletion.")), 422
     try:
         service.delete_connector(connector.id, current_user._get_current_object())
     except service.ConnectorError as exc:
@@ -141,7 +153,7 @@ def delete():
     session.pop(WIZARD, None)
     flash(_("The connector is deleted. Nothing more is sent to Mailchimp; your contacts and their consent "
             "stay in anaba, and the Mailchimp audience is left as it is."), "success")
-    if request.form.get("next") == "setup":
+    if next_step == "setup":
         return redirect_to(url_for("connector.setup"))
     return redirect_to(url_for("connector.index"))
 

@@ -57,10 +57,12 @@ def _preview_context(connector: Connector) -> dict:
 
 def _page(connector: Connector, status: int = 200, **extra):
     """The validation page, or its "decision" block (status, decision forms, copy progress) for htmx."""
-    try:
-        checks, checks_error = service.audience_checks(connector), None
-    except MailchimpError as exc:
-        checks, checks_error = [], error_text(exc)
+    checks, checks_error = [], None
+    if not is_htmx():  # the "decision" block does not show them: spare Mailchimp the calls
+        try:
+            checks = service.audience_checks(connector)
+        except MailchimpError as exc:
+            checks_error = error_text(exc)
     copy_run = service.latest_run(connector.id, "initial_copy")
     consent_run = service.latest_run(connector.id, "consent_import")
     body = render(
