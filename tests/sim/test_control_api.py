@@ -1,0 +1,68 @@
+"""The control API's own contract (docs/simulator.md): accounts, actions, reset."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from mailchimp3.mailchimpclient import MailChimpError
+
+
+def add(mc, list_id, email, status="subscribed"):
+    return mc.lists.members.create(list_id, {"email_address": email, "status": status})
+
+
+def test_new_account_with_a_fixed_key_is_idempotent(sim, control):
+    key = "0" * 31 + "1-us1"
+    assert control.new_account("Demo", api_key=key) == key
+    assert control.new_account("Demo", api_key=key) == key
+
+
+def test_malformed_fixed_key_is_refused(sim, control):
+    response = requests.post(sim.root_url + "/_sim/accounts", json={"api_key": "nope"}, timeout=10)
+    assert response.status_code == 400
+
+
+def test_reset_forgets_accounts(sim, control, api_key, client_for):
+    control.reset()
+    with pytest.raises(MailChimpError) as info:
+        client_for(api_key).ping.get()
+    assert info.value.args[0]["status"] == 401
+
+
+def test_unknown_action_is_refused(control, mc, list_id):
+    add(mc, list_id, "a@anaba.fr")
+    with pytest.raises(RuntimeError, match="unknown action"):
+        control.member_action(list_id, "a@anaba.fr", "teleport")
+
+
+def test_action_on_unknown_member_is_404(control, list_id):
+    with pytest.raises(RuntimeError, match="404"):
+        control.member_action(list_id, "ghost@anaba.fr", "unsubscribe-via-form")
+
+
+def test_resubscribe_via_form_brings_back_a_permanently_deleted_contact(mc, control, list_id):
+    member = add(mc, list_id, "back@anaba.fr")
+    mc.lists.members.delete_permanent(list_id, member["id"])
+    result = control.member_action(list_id, "back@anaba.fr", "resubscribe-via-form")
+    assert result["member"]["status"] == "subscribed"
+    assert mc.lists.members.get(list_id, "back@anaba.fr")["status"] == "subscribed"
+
+
+def test_actions_return_the_member_and_delete_returns_none(mc, control, list_id):
+    add(mc, list_id, "a@anaba.fr")
+    out = control.member_action(list_id, "a@anaba.fr", "unsubscribe-by-admin")
+    assert out["member"]["unsubscribe_reason"] == "N/A (Unsubscribed by admin)"
+    assert control.member_action(list_id, "a@anaba.fr", "delete-permanently")["member"] is None
+
+
+def test_edit_profile_in_mailchimp_changes_merge_fields(mc, control, list_id):
+    member = add(mc, list_id, "a@anaba.fr")
+    control.member_action(list_id, member["id"], "edit-profile", merge_fields={"FNAME": "Edited"})
+    assert mc.lists.members.get(list_id, member["id"])["merge_fields"]["FNAME"] == "Edited"
+
+
+def test_change_email_onto_an_existing_address_is_refused(mc, control, list_id):
+    add(mc, list_id, "a@anaba.fr")
+    add(mc, list_id, "b@anaba.fr")
+    with pytest.raises(RuntimeError, match="Member Exists"):
+        control.member_action(list_id, "a@anaba.fr", "change-email", new_email="b@anaba.fr")
