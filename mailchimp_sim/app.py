@@ -247,6 +247,8 @@ class SimApp:
         """Run one API handler (under the store lock unless it locks itself)."""
         ctx = Ctx(self, request, account, key, internal_body)
         handler = self.handlers[endpoint]
+        if request.method in ("POST", "PUT", "PATCH"):
+            ctx.body()  # parse before taking the lock: a 500-member body is ~100 KB
         if self.locked[endpoint]:
             with self.store.lock:
                 result = handler(ctx, **values)
