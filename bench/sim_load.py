@@ -42,6 +42,7 @@ def small_calls(root_url, key, list_id, count, clients, members) -> dict:
     numbers = iter(range(count))
 
     def worker():
+        """One client: take the next chunk until none is left."""
         with requests.Session() as session:
             session.auth = ("bench", key)
             while True:
@@ -80,6 +81,7 @@ def run(root_url: str, members: int, clients: int, batch: int, pid: int | None,
     cursor = iter(chunks)
 
     def worker():
+        """One client: take the next chunk until none is left."""
         with requests.Session() as session:
             session.auth = ("bench", key)
             while True:

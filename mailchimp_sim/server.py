@@ -102,6 +102,7 @@ def serve_werkzeug(args: argparse.Namespace) -> int:
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     class QuietHandler(WSGIRequestHandler):
+        """No per-request log line; werkzeug's server with openresty's Server header."""
         server_version = "openresty"
         sys_version = ""
 
@@ -133,17 +134,21 @@ def serve_gunicorn(args: argparse.Namespace) -> int:
     holder: dict = {}
 
     def post_worker_init(worker):
+        """Start the background threads in the worker, then say we are ready."""
         holder["runtime"].start()
         ready_line(args.host, worker.sockets[0].getsockname()[1])
 
     def worker_exit(server, worker):
+        """Stop the background threads and save, in the worker."""
         runtime = holder.get("runtime")
         if runtime is not None:
             runtime.stop()
             print("mailchimp_sim stopped", flush=True)
 
     class Sim(BaseApplication):
+        """gunicorn configured from our command line; the app is built after the fork."""
         def load_config(self):
+            """One gthread worker, keep-alive, no control socket, warnings only."""
             settings = {
                 "bind": f"{args.host}:{args.port}", "workers": 1, "worker_class": "gthread",
                 "threads": args.threads, "keepalive": 5, "timeout": 300,
@@ -155,6 +160,7 @@ def serve_gunicorn(args: argparse.Namespace) -> int:
                 self.cfg.set(key, value)
 
         def load(self):
+            """Build the runtime (load ``--data``, bootstrap) in the worker."""
             holder["runtime"] = Runtime(args)
             return holder["runtime"].app
 

@@ -85,6 +85,7 @@ class Receiver:
                                        daemon=True)
 
     def app(self, environ, start_response):
+        """Record the call and answer the next queued status (or the default)."""
         request = Request(environ)
         with self.lock:
             status = self.statuses.pop(0) if self.statuses else self.default_status

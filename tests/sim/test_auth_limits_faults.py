@@ -85,6 +85,7 @@ def _parallel_pings(sim, key, n):
     statuses, lock = [], threading.Lock()
 
     def one():
+        """One ping through its own mailchimp3 client."""
         client = MailChimp(mc_api=key, timeout=30)
         client.base_url = sim.api_base
         try:
@@ -157,6 +158,7 @@ def test_timeout_fault_surfaces_as_raw_requests_timeout(sim, control, api_key, l
 
 def test_faults_with_a_seed_are_repeatable(mc, control, api_key):
     def run():
+        """Twelve pings under the seeded faults."""
         control.set_faults(api_key, error_rate=0.5, statuses=(500,), seed=7)
         outcome = []
         for _ in range(12):

@@ -7,6 +7,7 @@ import requests
 
 
 def members(*emails, status="subscribed", **extra):
+    """Batch subscribe items for these addresses."""
     return [dict(email_address=e, status=status, **extra) for e in emails]
 
 

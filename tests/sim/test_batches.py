@@ -11,6 +11,7 @@ import requests
 
 
 def wait_finished(mc, batch_id, timeout=15.0):
+    """Poll the batch until finished; returns it and the statuses seen."""
     seen = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -24,6 +25,7 @@ def wait_finished(mc, batch_id, timeout=15.0):
 
 
 def results_of(batch):
+    """Download and unpack the results archive."""
     data = requests.get(batch["response_body_url"], timeout=10).content
     out = []
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:

@@ -17,6 +17,7 @@ def populated(mc, list_id):
 
 
 def send(control, list_id, seed=1, **kw):
+    """Send a simulated campaign with visible rates."""
     rates = dict(open_rate=0.5, click_rate=0.2, bounce_rate=0.05, unsubscribe_rate=0.05)
     rates.update(kw)
     return control.send_campaign(list_id, seed=seed, **rates)

@@ -8,6 +8,7 @@ from mailchimp3.mailchimpclient import MailChimpError
 
 
 def add(mc, list_id, email, status="subscribed"):
+    """Add a member through mailchimp3."""
     return mc.lists.members.create(list_id, {"email_address": email, "status": status})
 
 

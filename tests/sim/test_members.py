@@ -18,6 +18,7 @@ def error_of(call, *args, **kwargs) -> dict:
 
 
 def add(mc, list_id, email, status="subscribed", **extra):
+    """Add a member through mailchimp3."""
     return mc.lists.members.create(list_id, dict(email_address=email, status=status, **extra))
 
 

@@ -7,12 +7,14 @@ from mailchimp3.mailchimpclient import MailChimpError
 
 
 def error_of(call, *args, **kwargs):
+    """The problem document of a call that must fail."""
     with pytest.raises(MailChimpError) as info:
         call(*args, **kwargs)
     return info.value.args[0]
 
 
 def add(mc, list_id, email="a@anaba.fr", **merge):
+    """Add a member through mailchimp3."""
     return mc.lists.members.create(list_id, {"email_address": email, "status": "subscribed",
                                              "merge_fields": merge})
 

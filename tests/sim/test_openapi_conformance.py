@@ -94,6 +94,7 @@ def _scenario(sim, session: requests.Session, hook_url: str) -> None:
     base = sim.api_base
 
     def call(method, path, **kw):
+        """One API call; the JSON answer or None."""
         response = session.request(method, base + path, timeout=15, **kw)
         return response.json() if response.content else None
 

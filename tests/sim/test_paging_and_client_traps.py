@@ -6,6 +6,7 @@ import pytest
 
 
 def fill(mc, list_id, n):
+    """Add ``n`` subscribed members by batches of 500."""
     for start in range(0, n, 500):
         mc.lists.update_members(list_id, {"members": [
             {"email_address": f"m{i:05d}@anaba.fr", "status": "subscribed"}

@@ -10,6 +10,7 @@ DEMO_KEY = "0" * 31 + "1-us1"
 
 
 def client(sim, key=DEMO_KEY):
+    """A mailchimp3 client for ``key`` pointed at the simulator."""
     mc = MailChimp(mc_api=key, timeout=10)
     mc.base_url = sim.api_base
     return mc

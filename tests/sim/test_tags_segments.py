@@ -9,6 +9,7 @@ import pytest
 
 
 def add(mc, list_id, email):
+    """Add a member through mailchimp3."""
     return mc.lists.members.create(list_id, {"email_address": email, "status": "subscribed"})
 
 

@@ -24,12 +24,14 @@ def wait_for(predicate, timeout=10.0):
 
 
 def register(mc, list_id, receiver, sources=None, events=None):
+    """Register a webhook to the receiver."""
     return mc.lists.webhooks.create(list_id, {
         "url": receiver.url(), "events": events or ALL_EVENTS,
         "sources": sources or {"user": True, "admin": True, "api": False}})
 
 
 def nothing_queued(sim):
+    """True when no delivery was attempted or is waiting."""
     doc = requests.get(sim.root_url + "/_sim/webhook-deliveries", timeout=10).json()
     return doc["pending"] == 0 and doc["deliveries"] == []
 
@@ -161,6 +163,7 @@ def test_410_disables_the_webhook(sim, mc, control, list_id, receiver):
 
 
 def nothing_after_first(sim):
+    """True when exactly one delivery was attempted and none waits."""
     doc = requests.get(sim.root_url + "/_sim/webhook-deliveries", timeout=10).json()
     return doc["pending"] == 0 and len(doc["deliveries"]) == 1
 

@@ -1,0 +1,196 @@
+"""Server time of the contacts screens with a large workspace (issue 2's performance target).
+
+    python -m bench contacts_ui [--contacts 100000] [--runs 30] [--database-url URL] [--import-rows N]
+                                [--try-index "CREATE INDEX ..."]
+
+Builds a fresh database (a SQLite file in a temporary directory unless `--database-url` names a
+PostgreSQL database, which is WIPED), inserts the contacts with `portal.crm.demo`, logs a
+customer in through the login form with Flask's test client and times each request in-process
+(server time, no network). With `--import-rows`, also times a CSV import of that many rows
+(the background job run in-process). Prints one JSON document; target: every median ≤ 150 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _time(client, url: str, runs: int, headers: dict | None = None) -> dict:
+    """Median, p95, min and max milliseconds of `runs` GETs of `url` (after two warm-up requests)."""
+    for _ in range(2):
+        response = client.get(url, headers=headers)
+        if response.status_code != 200:
+            raise SystemExit(f"{url} answered {response.status_code}")
+    timings, cpu = [], []
+    for _ in range(runs):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        response = client.get(url, headers=headers)
+        response.get_data()
+        timings.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"{url} answered {response.status_code}")
+    return {
+        "url": url, "runs": runs,
+        "median_ms": round(statistics.median(timings), 1), "p95_ms": round(_percentile(timings, 95), 1),
+        "min_ms": round(min(timings), 1), "max_ms": round(max(timings), 1),
+        # CPU time of this process (server + test client): steadier than wall time on a busy machine.
+        "median_cpu_ms": round(statistics.median(cpu), 1),
+    }
+
+
+def _login(client, email: str, password: str) -> None:
+    html = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+    client.environ_base["HTTP_X_CSRFTOKEN"] = token
+    response = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    if response.status_code != 302:
+        raise SystemExit("could not log in")
+
+
+def _csv_file(count: int, seed: int) -> bytes:
+    """A French-style CSV export (semicolons, UTF-8 with BOM) of `count` generated contacts."""
+    from portal.crm.demo import make_rows
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["Prénom", "Nom", "E-mail", "Téléphone", "Société", "Fonction", "Adresse", "Code postal",
+                     "Ville", "Pays", "Tags", "Consentement"])
+    consent_words = {"opt_in": "oui", "opt_out": "non", "unknown": ""}
+    for row, tags in make_rows(0, count, seed=seed):
+        writer.writerow([row["first_name"], row["last_name"], row["email"] or "", row["phone"], row["company"],
+                         row["job_title"], row["street"], row["postal_code"], row["city"], row["country"],
+                         ", ".join(tags), consent_words[row["consent"]]])
+    return out.getvalue().encode("utf-8-sig")
+
+
+def _bench_import(app, client, rows: int) -> dict:
+    """Upload a CSV of `rows` rows, confirm the guessed mapping, run the import job in-process."""
+    from sqlalchemy import Text, cast, func, select
+
+    from portal.crm import csv_import
+    from portal.extensions import db
+    from portal.models import CsvImport
+
+    content = _csv_file(rows, seed=7)
+    started = time.perf_counter()
+    response = client.post("/contacts/import", data={"file": (io.BytesIO(content), "export.csv")},
+                           content_type="multipart/form-data")
+    upload_s = time.perf_counter() - started
+    if response.status_code != 302:
+        raise SystemExit(f"upload answered {response.status_code}")
+    import_id = int(response.location.rstrip("/").rsplit("/", 1)[1])
+    page_started = time.perf_counter()
+    client.get(f"/contacts/import/{import_id}")
+    mapping_page_s = time.perf_counter() - page_started
+    with app.app_context():
+        imp = db.session.get(CsvImport, import_id)
+        columns = imp.mapping["columns"]
+        csv_import.start(imp, columns)
+        started = time.perf_counter()
+        csv_import.run_import(import_id)
+        job_s = time.perf_counter() - started
+        imp = db.session.get(CsvImport, import_id)
+        rejects_bytes = db.session.scalar(select(func.length(cast(CsvImport.rejects, Text)))
+                                          .where(CsvImport.id == import_id))
+        result = {
+            "rows": rows, "file_mb": round(len(content) / 1e6, 1), "status": imp.status,
+            "imported": imp.imported, "updated": imp.updated, "rejected": imp.rejected,
+            "upload_and_analyze_s": round(upload_s, 2), "mapping_page_s": round(mapping_page_s, 2),
+            "job_s": round(job_s, 1), "rows_per_s": round(rows / job_s), "rejects_json_bytes": rejects_bytes,
+        }
+    started = time.perf_counter()
+    client.get(f"/contacts/import/{import_id}/rejects.csv").get_data()
+    result["rejects_download_s"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+def main(argv: list[str]) -> None:
+    """Build the data, time the screens, print JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench contacts_ui", description=__doc__.split("\n")[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--database-url", help="PostgreSQL URL of a database this benchmark may wipe")
+    parser.add_argument("--import-rows", type=int, default=0, help="also time a CSV import of this many rows")
+    parser.add_argument("--try-index", action="append", default=[], metavar="DDL",
+                        help="extra CREATE INDEX statement run after seeding, to measure an index before adding it "
+                             "to the models (repeatable)")
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-contacts-"))
+    database_url = args.database_url or f"sqlite:///{tmp / 'bench.sqlite'}"
+    os.environ["ANABA_INSTANCE"] = str(tmp)
+    sys.path.insert(0, str(ROOT))
+    from portal import create_app
+    from portal.cli import create_user, get_or_create_workspace
+    from portal.crm.demo import insert_contacts
+    from portal.extensions import db
+    from portal.models import Contact, Tag
+
+    env = {"DATABASE_URL": database_url, "ANABA_INSTANCE": str(tmp), "SECRET_KEY": "bench", "ANABA_ENV": "bench"}
+    app = create_app({"env": env})
+    app.logger.disabled = True
+
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+        ws, _ = get_or_create_workspace("Bench SARL")
+        create_user("bench@example.org", "customer", "bench-password", ws)
+        started = time.perf_counter()
+        insert_contacts(ws.id, args.contacts)
+        seed_s = time.perf_counter() - started
+        for ddl in args.try_index:
+            db.session.execute(db.text(ddl))
+        db.session.commit()
+        tag = db.session.scalar(db.select(Tag).where(Tag.workspace_id == ws.id, Tag.name == "VIP"))
+        middle = db.session.scalar(db.select(Contact.id).where(Contact.workspace_id == ws.id)
+                                   .order_by(Contact.id).offset(args.contacts // 2).limit(1))
+        tag_id, contact_id = tag.id, middle
+
+    client = app.test_client()
+    _login(client, "bench@example.org", "bench-password")
+    hx = {"HX-Request": "true"}
+    deep_page = max(1, min(1500, -(-args.contacts // 50)))
+    timings = {
+        "first_page": _time(client, "/contacts/", args.runs),
+        "search": _time(client, "/contacts/?q=martin", args.runs, hx),
+        "search_two_words_rare": _time(client, "/contacts/?q=zoe+fontaine", args.runs, hx),
+        "tag_filter": _time(client, f"/contacts/?tag={tag_id}", args.runs, hx),
+        "tag_and_consent_filter": _time(client, f"/contacts/?tag={tag_id}&consent=opt_in", args.runs, hx),
+        "sort_newest": _time(client, "/contacts/?sort=-created", args.runs, hx),
+        "deep_page": _time(client, f"/contacts/?page={deep_page}", args.runs, hx),
+        "contact_record": _time(client, f"/contacts/{contact_id}", args.runs),
+        "contact_history": _time(client, f"/contacts/{contact_id}/history", args.runs, hx),
+    }
+    result = {
+        "benchmark": "contacts_ui",
+        "database": app.config["SQLALCHEMY_DATABASE_URI"].split(":", 1)[0],
+        "contacts": args.contacts, "seed_s": round(seed_s, 1), "extra_indexes": args.try_index,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "target_median_ms": 150,
+        "timings": timings,
+        "all_medians_within_target": all(t["median_ms"] <= 150 for t in timings.values()),
+    }
+    if args.import_rows:
+        result["csv_import"] = _bench_import(app, client, args.import_rows)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    print(json.dumps(result, indent=2))
