@@ -473,9 +473,13 @@ def error_groups(workspace_id: int | None = None, connector_id: int | None = Non
     errors = (ContactSync.state == "error")
     shared = (ContactSync.state == "not_synced") & (ContactSync.reason == "shared_email")
     kind_col = db.case((shared, "duplicate_email"), else_=ContactSync.error_kind)
-    where = [ContactSync.connector_id.in_(live), errors | shared]
+    # A contact deleted or excluded since its last push is no longer an error to fix.
+    where = [ContactSync.connector_id.in_(live), errors | shared, Contact.deleted_at.is_(None),
+             Contact.do_not_sync.is_(False)]
     counts = db.session.execute(
-        select(kind_col.label("kind"), func.count()).where(*where).group_by(kind_col).order_by(func.count().desc())
+        select(kind_col.label("kind"), func.count()).select_from(ContactSync)
+        .join(Contact, Contact.id == ContactSync.contact_id)
+        .where(*where).group_by(kind_col).order_by(func.count().desc())
     ).all()
     locale = _locale()
     groups = []
@@ -483,7 +487,8 @@ def error_groups(workspace_id: int | None = None, connector_id: int | None = Non
         kind_filter = shared if kind == "duplicate_email" else (errors & (ContactSync.error_kind == kind))
         pairs = db.session.execute(
             select(Contact, ContactSync).join(Contact, Contact.id == ContactSync.contact_id)
-            .where(ContactSync.connector_id.in_(live), kind_filter, Contact.deleted_at.is_(None))
+            .where(ContactSync.connector_id.in_(live), kind_filter, Contact.deleted_at.is_(None),
+                   Contact.do_not_sync.is_(False))
             .order_by(ContactSync.contact_id).limit(50)
         ).all()
         fields = {row.error_field for _c, row in pairs if row.error_field}

@@ -72,6 +72,11 @@ def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
             run_rows.pause(run, token, exc.message)
             pause_connector(connector.id, exc)
             return
+        if exc.transient:
+            # Mailchimp down for longer than the retries: keep the run resumable and come back
+            # once its lease has expired (the worker's scheduler runs the delayed job).
+            run_rows.retry_later(run, exc.message)
+            return
         run_rows.fail(run_id, token, exc.message)
         raise
     except run_rows.LeaseLost:

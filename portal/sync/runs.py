@@ -100,7 +100,7 @@ def claim(run_id: int) -> str | None:
                 and_(SyncRun.status == "running", or_(SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < stale))),
             ~busy,
         )
-        .values(status="running", job_id=token, heartbeat_at=now,
+        .values(status="running", job_id=token, heartbeat_at=now, message="",
                 started_at=db.func.coalesce(SyncRun.started_at, now))
         .execution_options(synchronize_session=False)
     )
@@ -175,6 +175,28 @@ def requeue(run_id: int) -> bool:
     run = db.session.get(SyncRun, run_id)
     enqueue_run(run, suffix=f"-q{int(utcnow().timestamp())}")
     return True
+
+
+def retry_later(run: SyncRun, message: str) -> None:
+    """Leave a running run to be taken over once its lease expires, and schedule that; commits.
+
+    Used when Mailchimp stays unavailable longer than the client's and the chunk's retries:
+    nothing is lost, the run continues from its cursor.
+    """
+    from portal.extensions import rq
+
+    db.session.rollback()
+    db.session.execute(update(SyncRun).where(SyncRun.id == run.id).values(message=message[:2000])
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
+    path, queue = VERBS[run.kind]
+    from importlib import import_module
+
+    module, _, name = path.rpartition(".")
+    delay = timedelta(seconds=lease_seconds() + 5)
+    rq.queue(queue).enqueue_in(delay, getattr(import_module(module), name), run.id,
+                               job_id=f"sync-run-{run.id}-later{int(utcnow().timestamp())}",
+                               job_timeout=6 * 3600)
 
 
 def stale_runs(now: datetime | None = None) -> list[SyncRun]:
