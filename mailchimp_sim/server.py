@@ -103,6 +103,7 @@ def serve_werkzeug(args: argparse.Namespace) -> int:
 
     class QuietHandler(WSGIRequestHandler):
         """No per-request log line; werkzeug's server with openresty's Server header."""
+
         server_version = "openresty"
         sys_version = ""
 
@@ -147,6 +148,7 @@ def serve_gunicorn(args: argparse.Namespace) -> int:
 
     class Sim(BaseApplication):
         """gunicorn configured from our command line; the app is built after the fork."""
+
         def load_config(self):
             """One gthread worker, keep-alive, no control socket, warnings only."""
             settings = {
