@@ -98,6 +98,19 @@ def test_request_without_token_is_refused_with_401_json_and_bearer_challenge(app
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/api/v1/contacts"), ("POST", "/api/v1/contacts"), ("GET", "/api/v1/contacts/1"),
+    ("PATCH", "/api/v1/contacts/1"), ("DELETE", "/api/v1/contacts/1"), ("GET", "/api/v1/tags"),
+])
+def test_every_endpoint_needs_the_token_and_changes_nothing_without_it(app, api, method, path):
+    contact_id = new_contact(api)["id"]
+    response = app.test_client().open(path.replace("/1", f"/{contact_id}"), method=method,
+                                      json={"email": "intruder@example.org", "first_name": "Intrus"})
+    assert response.status_code == 401 and response.get_json()["code"] == "unauthorized"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert [c["email"] for c in api.get("/api/v1/contacts").get_json()["data"]] == ["lea.dupont@example.org"]
+
+
 @pytest.mark.parametrize("header", ["Bearer anb_not-a-real-token", "Basic dXNlcjpwdw==", "Bearer", "anb_x"])
 def test_wrong_or_malformed_token_is_refused(app, ws_a, header):
     response = app.test_client().get("/api/v1/contacts", headers={"Authorization": header})
