@@ -5,7 +5,8 @@
 
 Without ``--root-url`` a simulator is started (and stopped) on a free loopback port. Each
 client keeps one pooled connection (``requests.Session``). Output: wall time, members/s,
-client-side p50/p95 per call, server-side p50/p95 (from ``/_sim/requests``), sim RSS, and
+client-side p50/p95 per call, server-side p50/p95 (from ``/_sim/requests``), the
+simulator's CPU time per call (what it costs, whatever else the machine runs), sim RSS, and
 the rate of small single-member PATCH calls afterwards.
 """
 
@@ -32,6 +33,19 @@ def percentile(values, q):
     if not ordered:
         return None
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def sim_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of the simulator's processes (robust to machine load)."""
+    if not pid:
+        return 0.0
+    import psutil
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in [process] + process.children(recursive=True):
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def small_calls(root_url, key, list_id, count, clients, members) -> dict:
@@ -102,12 +116,14 @@ def run(root_url: str, members: int, clients: int, batch: int, pid: int | None,
                         errors.append(response.status_code)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
+    cpu_before = sim_cpu_seconds(pid)
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    cpu_after = sim_cpu_seconds(pid)
     server = [e["duration_ms"] for e in control.requests_log() if e["method"] == "POST"]
     small = small_calls(root_url, key, list_id, small_count, clients, members)
     total = requests.get(f"{root_url}/3.0/lists/{list_id}", auth=("bench", key),
@@ -128,6 +144,8 @@ def run(root_url: str, members: int, clients: int, batch: int, pid: int | None,
         "server_ms_p50": round(percentile(server, 50), 1) if server else None,
         "server_ms_p95": round(percentile(server, 95), 1) if server else None,
         "server_ms_mean": round(statistics.mean(server), 1) if server else None,
+        "sim_cpu_ms_per_call": (round((cpu_after - cpu_before) * 1000 / len(chunks), 1)
+                                if pid else None),
         "sim_rss_mb": rss, "server": args_server, **small,
     }
 
