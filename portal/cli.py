@@ -101,6 +101,9 @@ def register_cli(app: Flask) -> None:
         existing = db.session.scalar(select(func.count()).select_from(Contact).where(Contact.workspace_id == ws.id))
         if not existing:
             insert_contacts(ws.id, contacts, seed=2026)
+            from portal.db_setup import refresh_statistics
+
+            refresh_statistics(db.engine)
         click.echo(f"demo workspace {DEMO_WORKSPACE!r}: {existing or contacts} contacts")
         if token:
             click.echo(f"demo API token: {token}")

@@ -55,6 +55,11 @@ class Settings:
     MAIL_SERVER: str
     MAIL_PORT: int
     MAIL_DEFAULT_SENDER: str
+    MAIL_USERNAME: str | None
+    MAIL_PASSWORD: str | None
+    MAIL_USE_TLS: bool
+    MAIL_USE_SSL: bool
+    RUN_LEASE_SECONDS: int
     SUPPORT_EMAIL: str
     SESSION_COOKIE_SECURE: bool
     ENV_NAME: str
@@ -120,6 +125,11 @@ def load_settings(env: dict | None = None, instance_path: str | Path = "instance
         MAIL_SERVER=env.get("MAIL_SERVER", "127.0.0.1"),
         MAIL_PORT=_int(env, "MAIL_PORT", 8025),
         MAIL_DEFAULT_SENDER=env.get("MAIL_DEFAULT_SENDER", "anaba <no-reply@anaba.localhost>"),
+        MAIL_USERNAME=env.get("MAIL_USERNAME") or None,
+        MAIL_PASSWORD=env.get("MAIL_PASSWORD") or None,
+        MAIL_USE_TLS=_bool(env.get("MAIL_USE_TLS"), False),
+        MAIL_USE_SSL=_bool(env.get("MAIL_USE_SSL"), False),
+        RUN_LEASE_SECONDS=_int(env, "RUN_LEASE_SECONDS", 60),
         SUPPORT_EMAIL=env.get("SUPPORT_EMAIL", "support@anaba.localhost"),
         SESSION_COOKIE_SECURE=_bool(env.get("SESSION_COOKIE_SECURE"), public.startswith("https://")),
         ENV_NAME=env_name,

@@ -18,3 +18,18 @@ def configure_engine_events(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """Refresh the query planner's statistics after a bulk load (seed, CSV import).
+
+    SQLite has no autovacuum/autoanalyze: without statistics it picks the wrong index for
+    searches and filters on 100,000 contacts (measured: 310 ms instead of 10 ms).
+    PostgreSQL's autovacuum catches up on its own, but an explicit ANALYZE makes it immediate.
+    """
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA analysis_limit=2000")
+            conn.exec_driver_sql("ANALYZE")
+        else:
+            conn.exec_driver_sql("ANALYZE contact, contact_tag, tag, contact_sync")

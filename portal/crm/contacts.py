@@ -118,11 +118,9 @@ def tags_by_name(workspace_id: int, names: Iterable[str], *, create: bool = True
     names = clean_tag_names(names)
     if not names:
         return []
+    # Matched in Python: SQLite's lower() only folds ASCII, so "ÉTÉ" and "été" would differ there.
     existing = {
-        t.name.lower(): t
-        for t in db.session.scalars(
-            select(Tag).where(Tag.workspace_id == workspace_id, func.lower(Tag.name).in_([n.lower() for n in names]))
-        )
+        t.name.lower(): t for t in db.session.scalars(select(Tag).where(Tag.workspace_id == workspace_id))
     }
     result = []
     for name in names:

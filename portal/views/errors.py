@@ -46,7 +46,8 @@ def register(app: Flask) -> None:
         if _wants_json():
             codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                      405: "method_not_allowed", 413: "too_large"}
-            return jsonify(code=codes.get(exc.code, "error"), message=message), exc.code
+            allow = [(k, v) for k, v in exc.get_headers() if k == "Allow"]
+            return jsonify(code=codes.get(exc.code, "error"), message=message), exc.code, allow
         return render_template("errors/error.html", code=exc.code, message=message), exc.code
 
     @app.errorhandler(Exception)
