@@ -78,9 +78,14 @@ def get_list(ctx, list_id):
 
 
 def patch_list(ctx, list_id):
-    """``PATCH /lists/{list_id}`` (name, defaults, flags)."""
+    """``PATCH /lists/{list_id}``: the same required fields as POST (as the spec says)."""
     lst = ctx.store.get_list(ctx.account, list_id)
     body = ctx.body()
+    if not isinstance(body, dict):
+        raise problems.schema_invalid("", "This value should be of type object")
+    missing = [k for k in LIST_REQUIRED if k not in body]
+    if missing:
+        raise problems.schema_invalid("", "Required fields were not provided: " + ", ".join(missing))
     for key in ("name", "contact", "permission_reminder", "campaign_defaults",
                 "notify_on_subscribe", "notify_on_unsubscribe"):
         if key in body:

@@ -47,6 +47,9 @@ ENDPOINTS = [
     ("POST", "/3.0/lists/{list_id}/segments"),
     ("GET", "/3.0/lists/{list_id}/segments/{segment_id}"),
     ("POST", "/3.0/lists/{list_id}/segments/{segment_id}"),
+    ("PATCH", "/3.0/lists/{list_id}/segments/{segment_id}"),
+    ("DELETE", "/3.0/lists/{list_id}/segments/{segment_id}"),
+    ("GET", "/3.0/lists/{list_id}/segments/{segment_id}/members"),
     ("GET", "/3.0/lists/{list_id}/tag-search"),
     ("GET", "/3.0/lists/{list_id}/merge-fields"),
     ("POST", "/3.0/lists/{list_id}/merge-fields"),
@@ -56,15 +59,20 @@ ENDPOINTS = [
     ("GET", "/3.0/lists/{list_id}/webhooks"),
     ("POST", "/3.0/lists/{list_id}/webhooks"),
     ("GET", "/3.0/lists/{list_id}/webhooks/{webhook_id}"),
+    ("PATCH", "/3.0/lists/{list_id}/webhooks/{webhook_id}"),
     ("DELETE", "/3.0/lists/{list_id}/webhooks/{webhook_id}"),
+    ("PATCH", "/3.0/lists/{list_id}"),
+    ("DELETE", "/3.0/lists/{list_id}"),
     ("GET", "/3.0/campaigns"),
     ("GET", "/3.0/campaigns/{campaign_id}"),
     ("GET", "/3.0/reports/{campaign_id}/email-activity"),
+    ("GET", "/3.0/reports/{campaign_id}/email-activity/{subscriber_hash}"),
     ("GET", "/3.0/reports/{campaign_id}/sent-to"),
     ("GET", "/3.0/reports/{campaign_id}/unsubscribed"),
     ("POST", "/3.0/batches"),
     ("GET", "/3.0/batches"),
     ("GET", "/3.0/batches/{batch_id}"),
+    ("DELETE", "/3.0/batches/{batch_id}"),
 ]
 
 
@@ -136,7 +144,10 @@ def _scenario(sim, session: requests.Session, hook_url: str) -> None:
     call("GET", f"lists/{lid}/segments/{seg['id']}")
     call("POST", f"lists/{lid}/segments/{seg['id']}", json={
         "members_to_add": ["m3@anaba.fr", "ghost@anaba.fr"], "members_to_remove": ["m2@anaba.fr"]})
+    call("GET", f"lists/{lid}/segments/{seg['id']}/members")
+    call("PATCH", f"lists/{lid}/segments/{seg['id']}", json={"name": "Prospects 2026"})
     call("GET", f"lists/{lid}/tag-search", params={"name": "Pro"})
+    call("DELETE", f"lists/{lid}/segments/{seg['id']}")
     field = call("POST", f"lists/{lid}/merge-fields", json={"name": "Score", "type": "number", "tag": "SCORE"})
     call("GET", f"lists/{lid}/merge-fields")
     call("GET", f"lists/{lid}/merge-fields/{field['merge_id']}")
@@ -147,6 +158,7 @@ def _scenario(sim, session: requests.Session, hook_url: str) -> None:
         "sources": {"user": True, "admin": True, "api": False}})
     call("GET", f"lists/{lid}/webhooks")
     call("GET", f"lists/{lid}/webhooks/{hook['id']}")
+    call("PATCH", f"lists/{lid}/webhooks/{hook['id']}", json={"events": {"profile": True}})
     call("DELETE", f"lists/{lid}/webhooks/{hook['id']}")
     campaign = sim.control.send_campaign(lid, seed=4, open_rate=0.8, click_rate=0.3,
                                          bounce_rate=0.1, unsubscribe_rate=0.1)
@@ -154,6 +166,7 @@ def _scenario(sim, session: requests.Session, hook_url: str) -> None:
     call("GET", "campaigns", params={"list_id": lid, "status": "sent"})
     call("GET", f"campaigns/{cid}")
     call("GET", f"reports/{cid}/email-activity", params={"count": 50})
+    call("GET", f"reports/{cid}/email-activity/m4@anaba.fr")
     call("GET", f"reports/{cid}/sent-to", params={"count": 50})
     call("GET", f"reports/{cid}/unsubscribed")
     call("GET", f"lists/{lid}/members/m4@anaba.fr/activity")
@@ -168,6 +181,14 @@ def _scenario(sim, session: requests.Session, hook_url: str) -> None:
     deadline = time.monotonic() + 15
     while call("GET", f"batches/{batch['id']}")["status"] != "finished" and time.monotonic() < deadline:
         time.sleep(0.05)
+    call("DELETE", f"batches/{batch['id']}")
+    call("PATCH", f"lists/{lid}", json=dict(
+        name="Clients 2026", permission_reminder="You signed up.", email_type_option=False,
+        contact=lst["contact"], campaign_defaults=lst["campaign_defaults"]))
+    other = call("POST", "lists", json=dict(
+        name="To delete", permission_reminder="x", email_type_option=False,
+        contact=lst["contact"], campaign_defaults=lst["campaign_defaults"]))
+    call("DELETE", f"lists/{other['id']}")
 
 
 @pytest.fixture(scope="module")
