@@ -43,7 +43,8 @@ def run(run_id: int) -> None:
     run = db.session.get(SyncRun, run_id)
     connector = db.session.get(Connector, run.connector_id)
     try:
-        _import(run, connector, token)
+        with run_rows.Heartbeat(run_id, token):
+            _import(run, connector, token)
         run_rows.finish(run, token)
     except MailchimpError as exc:
         log.warning("consent import %s: %s", run_id, exc)

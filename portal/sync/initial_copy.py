@@ -56,7 +56,7 @@ def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
     from portal.sync.connectors import client_for, notify_copy_finished, pause_connector
 
     try:
-        with client_for(connector) as client:
+        with run_rows.Heartbeat(run_id, token), client_for(connector) as client:
             phase = int((run.result or {}).get("phase", 0))
             if phase == 0:
                 _create_merge_fields(client, connector, sleep)

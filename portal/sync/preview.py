@@ -44,7 +44,9 @@ def run(run_id: int) -> None:
     run = db.session.get(SyncRun, run_id)
     connector = db.session.get(Connector, run.connector_id)
     try:
-        run.result = _compute(run, connector, token)
+        with run_rows.Heartbeat(run_id, token):
+            result = _compute(run, connector, token)
+        run.result = result
         run.counts = {k: run.result[k] for k in ("to_create", "to_update", "up_to_date", "eligible")}
         run.counts["skipped"] = run.result["skipped"]
         run.error_count = sum(f["count"] for f in run.result["predicted_failures"].values())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from datetime import datetime, timedelta
 
@@ -127,6 +128,50 @@ def checkpoint(run: SyncRun, token: str) -> None:
     if result.rowcount != 1:
         db.session.rollback()
         raise LeaseLost(f"run {run.id} is no longer held by this worker")
+
+
+class Heartbeat:
+    """Keeps a claimed run's heartbeat fresh from a background thread while the job works.
+
+    Liveness then does not depend on how long one chunk takes (a slow Mailchimp, long
+    backoffs); the commits still check the token (:func:`checkpoint`). A SIGKILL stops the
+    thread with the worker, so the lease expires and the run is taken over.
+    """
+
+    def __init__(self, run_id: int, token: str, interval: float | None = None) -> None:
+        self.run_id = run_id
+        self.token = token
+        self.interval = interval or max(0.2, lease_seconds() / 3.0)
+        self.lost = False
+        self._app = current_app._get_current_object()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self._app.app_context():
+                    result = db.session.execute(
+                        update(SyncRun)
+                        .where(SyncRun.id == self.run_id, SyncRun.job_id == self.token, SyncRun.status == "running")
+                        .values(heartbeat_at=utcnow())
+                        .execution_options(synchronize_session=False)
+                    )
+                    db.session.commit()
+                    db.session.remove()
+                if result.rowcount != 1:
+                    self.lost = True
+                    return
+            except Exception:  # a missed beat is not fatal: the next one, or the checkpoint, tells
+                log.exception("heartbeat of run %s failed", self.run_id)
 
 
 def finish(run: SyncRun, token: str, *, status: str = "finished", message: str = "") -> None:
