@@ -76,7 +76,7 @@ def progress_context(run: SyncRun | None, poll_url: str) -> dict[str, Any]:
     return {"run": run, "progress": progress, "poll_url": poll_url, "polling": status not in STILL_STATUSES}
 
 
-def redirect_to(url: str):
+def redirect_to(url: str) -> Any:
     """A redirect that also works for htmx requests (which would otherwise swap the target page in)."""
     if is_htmx():
         return "", 204, {"HX-Redirect": url}
@@ -120,7 +120,7 @@ def progress(run_id: int):
     return progress_response(run, url_for("connector.progress", run_id=run.id))
 
 
-def progress_response(run: SyncRun, poll_url: str):
+def progress_response(run: SyncRun, poll_url: str) -> tuple[str, int, dict]:
     """Render the progress partial; tell the page (HX-Trigger ``run-over``) when the run has ended."""
     ctx = progress_context(run, poll_url)
     body = render("connector/_progress.html", **ctx)
