@@ -120,11 +120,13 @@ def member_action(ctx, list_id, subscriber_hash, action):
 
 
 def _act(store, lst, member, action, body):
+    quirks = {k: bool(body.get(k)) for k in ("omit_action", "repeat_reason")}
     if action == "unsubscribe-via-form":
         if member.status not in ("subscribed", "pending", "transactional"):
             raise _bad(f"{member.email} is {member.status}: nothing to unsubscribe from")
         st.set_status(store, lst, member, "unsubscribed", "user", origin="self",
-                      reason=str(body.get("reason") or ""), campaign_id=body.get("campaign_id", ""))
+                      reason=str(body.get("reason") or ""), campaign_id=body.get("campaign_id", ""),
+                      **quirks)
     elif action == "complain":
         if member.status != "subscribed":
             raise _bad(f"{member.email} is {member.status}")
@@ -141,7 +143,7 @@ def _act(store, lst, member, action, body):
     elif action == "unsubscribe-by-admin":
         if member.status not in ("subscribed", "pending", "transactional"):
             raise _bad(f"{member.email} is {member.status}: nothing to unsubscribe from")
-        st.set_status(store, lst, member, "unsubscribed", "admin", origin="admin")
+        st.set_status(store, lst, member, "unsubscribed", "admin", origin="admin", **quirks)
     elif action == "bounce":
         if member.status in ("cleaned", "archived"):
             raise _bad(f"{member.email} is {member.status}")
@@ -218,9 +220,16 @@ def delete_requests(ctx):
 def webhook_deliveries(ctx):
     """``GET /_sim/webhook-deliveries``: every delivery attempt, with its payload."""
     with ctx.app.dispatcher.cond:
-        log = list(ctx.app.dispatcher.log)
+        log = [{k: v for k, v in e.items() if k != "pairs"} for e in ctx.app.dispatcher.log]
         pending = len(ctx.app.dispatcher.heap)
     return 200, {"deliveries": log, "pending": pending}
+
+
+def redeliver(ctx, seq):
+    """``POST /_sim/webhook-deliveries/{seq}/redeliver``: send that payload again, as is."""
+    if not ctx.app.dispatcher.redeliver(seq):
+        raise problems.not_found()
+    return 200, {"redelivered": seq}
 
 
 def batch_results(ctx, batch_id):
@@ -255,6 +264,7 @@ ROUTES = [
     ("/requests", ["GET"], get_requests),
     ("/requests", ["DELETE"], delete_requests),
     ("/webhook-deliveries", ["GET"], webhook_deliveries),
+    ("/webhook-deliveries/<int:seq>/redeliver", ["POST"], redeliver),
     ("/batch-results/<batch_id>.tar.gz", ["GET"], batch_results),
     ("/save", ["POST"], save),
 ]

@@ -427,7 +427,7 @@ def check_can_take(member: Member, status: str) -> None:
 
 def set_status(store: Store, lst: AudienceList, member: Member, status: str, source: str,
                *, origin: str = "admin", reason: str = "", campaign_id: str = "",
-               action: str = "unsub") -> None:
+               action: str = "unsub", **quirks) -> None:
     """Move a member to ``status``, recording who did it, and fire the matching webhook.
 
     ``origin`` says who unsubscribed: ``admin`` (API or Mailchimp UI: reversible through
@@ -452,7 +452,7 @@ def set_status(store: Store, lst: AudienceList, member: Member, status: str, sou
         member.compliance = "unsubscribe" if origin == "self" else ""
         lst.last_unsub = t
         store.emit(lst, "unsubscribe", source, member, action=action,
-                   reason="manual", campaign_id=campaign_id)
+                   reason="manual", campaign_id=campaign_id, **quirks)
     elif status == "cleaned":
         member.compliance = "bounce"
         store.emit(lst, "cleaned", source, member, reason=reason or "hard", campaign_id=campaign_id)

@@ -99,6 +99,8 @@ class SimControl:
         refused), ``resubscribe-via-form``, ``unsubscribe-by-admin``, ``bounce`` (cleaned),
         ``complain``, ``change-email`` (``new_email=``), ``edit-profile`` (``merge_fields=``),
         ``archive``, ``delete-permanently``. ``email`` may also be the subscriber hash.
+        The unsubscribe actions also take ``omit_action=True`` (no ``data[action]``, as
+        in 2017 payloads) and ``repeat_reason=True`` (``data[reason]`` sent twice).
         Returns ``{"action", "member"}`` (``member`` is None after a permanent delete).
         """
         return self._call("POST", f"/_sim/lists/{list_id}/members/{email}/actions/{action}",
@@ -123,6 +125,10 @@ class SimControl:
     def webhook_deliveries(self) -> list[dict]:
         """Every webhook delivery attempt so far (url, type, attempt, status, outcome, payload)."""
         return self._call("GET", "/_sim/webhook-deliveries")["deliveries"]
+
+    def redeliver(self, seq: int) -> None:
+        """Send logged delivery ``seq`` again, unchanged (same ``fired_at``): a duplicate."""
+        self._call("POST", f"/_sim/webhook-deliveries/{seq}/redeliver")
 
     def wait_for_deliveries(self, count: int, timeout: float = 10.0) -> list[dict]:
         """Poll until at least ``count`` delivery attempts are logged; returns them all."""

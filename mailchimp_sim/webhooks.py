@@ -56,7 +56,8 @@ def build_payload(event: str, lst, member, **extra) -> list[tuple[str, str]]:
         for tag in lst.merge_fields:
             merges[tag] = member.merge.get(tag, "")
         if event == "unsubscribe":
-            data["action"] = extra.get("action", "unsub")
+            if not extra.get("omit_action"):  # real 2017 payloads lacked it (§6.4)
+                data["action"] = extra.get("action", "unsub")
             data["reason"] = extra.get("reason", "manual")
         data.update(id=member.id, email=member.email, email_type=member.email_type,
                     ip_opt=member.ip_opt, web_id=member.web_id)
@@ -67,6 +68,8 @@ def build_payload(event: str, lst, member, **extra) -> list[tuple[str, str]]:
         if event == "unsubscribe":
             data["campaign_id"] = extra.get("campaign_id", "")
     _flatten("data", data, pairs)
+    if event == "unsubscribe" and extra.get("repeat_reason"):
+        pairs.append(("data[reason]", "hard"))  # the official sample lists it twice
     return pairs
 
 
@@ -146,6 +149,19 @@ class Dispatcher:
                 heapq.heappush(self.heap, (time.monotonic(), next(self.counter), item))
             self.cond.notify_all()
 
+    def redeliver(self, seq: int) -> bool:
+        """Queue the payload of logged delivery ``seq`` again, unchanged (same ``fired_at``)."""
+        with self.cond:
+            entry = next((e for e in self.log if e["seq"] == seq), None)
+            if entry is None:
+                return False
+            item = {"webhook_id": entry["webhook_id"], "list_id": entry["list_id"],
+                    "url": entry["url"], "type": entry["type"], "source": entry["source"],
+                    "payload": list(entry["pairs"]), "attempt": 1, "generation": self.generation}
+            heapq.heappush(self.heap, (time.monotonic(), next(self.counter), item))
+            self.cond.notify_all()
+            return True
+
     def pending(self) -> int:
         """How many deliveries wait (including scheduled retries)."""
         with self.cond:
@@ -184,7 +200,7 @@ class Dispatcher:
                  "attempt": item["attempt"], "status": status,
                  "duration_ms": round((time.monotonic() - started) * 1000, 1),
                  "fired_at": dict(item["payload"]).get("fired_at", ""),
-                 "payload": dict(item["payload"])}
+                 "payload": dict(item["payload"]), "pairs": list(item["payload"])}
         retry = None
         if status == 410:
             with self.store.lock:

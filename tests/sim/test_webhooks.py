@@ -174,3 +174,25 @@ def test_deleted_webhook_gets_nothing(sim, mc, control, list_id, receiver):
     mc.lists.webhooks.delete(list_id, hook["id"])
     control.member_action(list_id, "a@anaba.fr", "unsubscribe-via-form")
     assert nothing_queued(sim)
+
+
+def test_payload_quirks_missing_action_and_repeated_reason(mc, control, list_id, receiver):
+    for email in ("a@anaba.fr", "b@anaba.fr"):
+        mc.lists.members.create(list_id, {"email_address": email, "status": "subscribed"})
+    register(mc, list_id, receiver)
+    control.member_action(list_id, "a@anaba.fr", "unsubscribe-via-form", omit_action=True)
+    control.member_action(list_id, "b@anaba.fr", "unsubscribe-by-admin", repeat_reason=True)
+    posts = wait_for(lambda: len(receiver.posts()) >= 2 and receiver.posts())
+    by_email = {dict(p["form"])["data[email]"]: p["form"] for p in posts}
+    assert "data[action]" not in dict(by_email["a@anaba.fr"])
+    assert [v for k, v in by_email["b@anaba.fr"] if k == "data[reason]"] == ["manual", "hard"]
+
+
+def test_a_delivery_can_be_sent_again_unchanged(mc, control, list_id, receiver):
+    mc.lists.members.create(list_id, {"email_address": "a@anaba.fr", "status": "subscribed"})
+    register(mc, list_id, receiver)
+    control.member_action(list_id, "a@anaba.fr", "unsubscribe-via-form")
+    first = control.wait_for_deliveries(1)[0]
+    control.redeliver(first["seq"])
+    posts = wait_for(lambda: len(receiver.posts()) >= 2 and receiver.posts())
+    assert posts[0]["form"] == posts[1]["form"]
