@@ -113,7 +113,11 @@ def member_action(ctx, list_id, subscriber_hash, action):
             lst.contacts[member.contact_id] = member
         if member is None:
             raise problems.not_found()
-        result = _act(store, lst, member, action, body)
+        try:
+            ctx.app.dispatcher.emit_delay = float(body.get("webhook_delay_s") or 0)
+            result = _act(store, lst, member, action, body)
+        finally:
+            ctx.app.dispatcher.emit_delay = 0.0
         store.dirty = True
         return 200, {"action": action,
                      "member": None if result is None else member_json(lst, result)}

@@ -100,7 +100,9 @@ class SimControl:
         ``complain``, ``change-email`` (``new_email=``), ``edit-profile`` (``merge_fields=``),
         ``archive``, ``delete-permanently``. ``email`` may also be the subscriber hash.
         The unsubscribe actions also take ``omit_action=True`` (no ``data[action]``, as
-        in 2017 payloads) and ``repeat_reason=True`` (``data[reason]`` sent twice).
+        in 2017 payloads) and ``repeat_reason=True`` (``data[reason]`` sent twice). Any
+        action takes ``webhook_delay_s=N`` to deliver its webhook N seconds late (so a
+        later change can arrive first).
         Returns ``{"action", "member"}`` (``member`` is None after a permanent delete).
         """
         return self._call("POST", f"/_sim/lists/{list_id}/members/{email}/actions/{action}",

@@ -108,6 +108,7 @@ class Dispatcher:
         self.log_seq = itertools.count(1)
         self.stopping = False
         self.generation = 0
+        self.emit_delay = 0.0  # set by a control action (under the store lock) to delay its events
         self.threads = [threading.Thread(target=self._run, name=f"webhooks-{i}", daemon=True)
                         for i in range(threads)]
         store.emit = self.emit
@@ -141,12 +142,13 @@ class Dispatcher:
         if not hooks:
             return
         payload = build_payload(event, lst, member, **extra)
+        due = time.monotonic() + self.emit_delay
         with self.cond:
             for hook in hooks:
                 item = {"webhook_id": hook.id, "list_id": lst.id, "url": hook.url,
                         "type": event, "source": source, "payload": payload, "attempt": 1,
                         "generation": self.generation}
-                heapq.heappush(self.heap, (time.monotonic(), next(self.counter), item))
+                heapq.heappush(self.heap, (due, next(self.counter), item))
             self.cond.notify_all()
 
     def redeliver(self, seq: int) -> bool:

@@ -196,3 +196,12 @@ def test_a_delivery_can_be_sent_again_unchanged(mc, control, list_id, receiver):
     control.redeliver(first["seq"])
     posts = wait_for(lambda: len(receiver.posts()) >= 2 and receiver.posts())
     assert posts[0]["form"] == posts[1]["form"]
+
+
+def test_a_delayed_event_arrives_after_a_later_one(mc, control, list_id, receiver):
+    mc.lists.members.create(list_id, {"email_address": "a@anaba.fr", "status": "subscribed"})
+    register(mc, list_id, receiver)
+    control.member_action(list_id, "a@anaba.fr", "unsubscribe-via-form", webhook_delay_s=0.5)
+    control.member_action(list_id, "a@anaba.fr", "resubscribe-via-form")
+    posts = wait_for(lambda: len(receiver.posts()) >= 2 and receiver.posts())
+    assert [dict(p["form"])["type"] for p in posts] == ["subscribe", "unsubscribe"]
