@@ -263,6 +263,15 @@ def test_removing_a_tag_keeps_the_others(ui, workspace):
     assert '<span class="tag">Clients</span><span class="tag">Presse</span>' in done
 
 
+def test_saving_a_contact_with_an_accented_tag_keeps_it(ui, workspace):
+    contact = factories.contact(workspace, tags=["Île-de-France"])
+    response = ui.post(f"/contacts/{contact.id}/edit", data={"first_name": "Jeanne", "city": "Paris",
+                                                             "tags": "Île-de-France"})
+    assert response.status_code == 302
+    db.session.refresh(contact)
+    assert contact.city == "Paris" and contact.tag_names == ["Île-de-France"]
+
+
 def test_too_long_tag_is_refused_with_a_message(ui, workspace):
     contact = factories.contact(workspace, tags=["Clients"])
     response = ui.post(f"/contacts/{contact.id}/tags", data={"add": "x" * 150}, headers=HX)

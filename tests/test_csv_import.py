@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 import factories
 from portal.crm import csv_import
 from portal.extensions import db
-from portal.models import ConsentEvent, Contact, CsvImport
+from portal.models import ConsentEvent, Contact, CsvImport, Tag
 
 
 @pytest.fixture
@@ -231,6 +231,13 @@ def test_row_with_an_existing_email_updates_that_contact(ui, run_jobs, workspace
     assert contact.phone == "01 02 03 04 05"  # an empty cell never erases
     assert contact.tag_names == ["Clients", "VIP"]  # tags are added, never removed
     assert "count-updated\">1<" in ui.get(f"/contacts/import/{imp.id}").get_data(as_text=True)
+
+
+def test_existing_tags_are_reused_whatever_their_case_and_accents(ui, run_jobs, workspace):
+    factories.contact(workspace, email="a@example.org", tags=["Île-de-France"])
+    import_file(ui, run_jobs, "email,tags\nb@example.org,île-de-france\na@example.org,ÎLE-DE-FRANCE; Presse\n")
+    assert sorted(t.name for t in db.session.scalars(select(Tag))) == ["Presse", "Île-de-France"]
+    assert [c.tag_names for c in live_contacts(workspace)] == [["Presse", "Île-de-France"], ["Île-de-France"]]
 
 
 def test_email_shared_by_several_contacts_is_rejected(ui, run_jobs, workspace):

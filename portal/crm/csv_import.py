@@ -34,11 +34,11 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import insert, select
 
-from portal.crm.contacts import record_consent, tags_by_name, validate_contact_data
-from portal.crm.errors import ConsentLocked, ValidationFailed
+from portal.crm.contacts import clean_tag_names, record_consent, validate_contact_data, workspace_tags
+from portal.crm.errors import ValidationFailed
 from portal.crm.events import contacts_changed
 from portal.extensions import db
-from portal.models import ConsentEvent, Contact, CsvImport, User, contact_tags, utcnow
+from portal.models import ConsentEvent, Contact, CsvImport, Tag, User, contact_tags, utcnow
 
 FIELDS = (
     "email", "first_name", "last_name", "phone", "company", "job_title",
@@ -483,6 +483,7 @@ def _import_chunk(imp: CsvImport, chunk: list[tuple[int, list[str]]], columns: l
     found = _matches(workspace_id, {k for _line, clean in prepared if (k := _email_key(clean))})
     existing = {c.id: c for c in db.session.scalars(
         select(Contact).where(Contact.id.in_([ids[0] for ids in found.values() if len(ids) == 1])))}
+    tag_cache = {t.name.lower(): t for t in workspace_tags(workspace_id)}
     new: list[_NewContact] = []
     new_by_email: dict[str, _NewContact] = {}
     updated_ids: list[int] = []
@@ -494,11 +495,11 @@ def _import_chunk(imp: CsvImport, chunk: list[tuple[int, list[str]]], columns: l
             rejects.append([line, shared_email_reason()])
         elif ids:
             contact = existing[ids[0]]
-            try:
-                _update(contact, clean, actor=actor, note=imp.filename)
-            except ConsentLocked:
+            if clean.get("consent") == "opt_in" and contact.consent_locked:
                 rejects.append([line, _locked_reason()])
                 continue
+            _update(contact, clean, _resolve_tags(workspace_id, clean.get("tags", []), tag_cache),
+                    actor=actor, note=imp.filename)
             updated_ids.append(contact.id)
             updated_rows += 1
         elif key and key in new_by_email:
@@ -510,7 +511,7 @@ def _import_chunk(imp: CsvImport, chunk: list[tuple[int, list[str]]], columns: l
             if key:
                 new_by_email[key] = item
 
-    new_ids = _insert_new(workspace_id, new, actor=actor, note=imp.filename)
+    new_ids = _insert_new(workspace_id, new, tag_cache, actor=actor, note=imp.filename)
     rejects.sort()
     imp.done += len(chunk)
     imp.imported += len(new)
@@ -523,7 +524,7 @@ def _import_chunk(imp: CsvImport, chunk: list[tuple[int, list[str]]], columns: l
     contacts_changed(workspace_id, new_ids + sorted(set(updated_ids)), "imported")
 
 
-def _update(contact: Contact, clean: Mapping, *, actor: str, note: str) -> None:
+def _update(contact: Contact, clean: Mapping, tags: Mapping[str, Tag], *, actor: str, note: str) -> None:
     """Apply a row to an existing contact: non-empty cells replace, tags are added, consent is audited."""
     if "consent" in clean:
         record_consent(contact, clean["consent"], actor=actor, channel="csv_import", note=note[:300])
@@ -534,7 +535,7 @@ def _update(contact: Contact, clean: Mapping, *, actor: str, note: str) -> None:
             changed = True
     if clean.get("tags"):
         have = {t.name.lower() for t in contact.tags}
-        for tag in tags_by_name(contact.workspace_id, clean["tags"]):
+        for tag in (tags[name.lower()] for name in clean["tags"]):
             if tag.name.lower() not in have:
                 contact.tags.append(tag)
                 have.add(tag.name.lower())
@@ -554,7 +555,22 @@ def _merge(into: dict, later: Mapping) -> None:
             into[key] = value
 
 
-def _insert_new(workspace_id: int, new: list[_NewContact], *, actor: str, note: str) -> list[int]:
+def _resolve_tags(workspace_id: int, names: list[str], cache: dict[str, Tag]) -> dict[str, Tag]:
+    """`cache` (the workspace's tags by lower-cased name) completed with these names' missing tags.
+
+    Matching happens in Python: SQL lower() only folds ASCII on SQLite, so "Île-de-France"
+    would not find "île-de-france" there.
+    """
+    for name in clean_tag_names(names):
+        if name.lower() not in cache:
+            tag = Tag(workspace_id=workspace_id, name=name)
+            db.session.add(tag)
+            cache[name.lower()] = tag
+    return cache
+
+
+def _insert_new(workspace_id: int, new: list[_NewContact], tag_cache: dict[str, Tag], *, actor: str,
+                note: str) -> list[int]:
     """Bulk-insert the chunk's new contacts, their tag links and consent events; their ids."""
     if not new:
         return []
@@ -575,7 +591,7 @@ def _insert_new(workspace_id: int, new: list[_NewContact], *, actor: str, note: 
 
     names = [n for item in new for n in item.clean.get("tags", [])]
     if names:
-        tags = {t.name.lower(): t for t in tags_by_name(workspace_id, names)}
+        tags = _resolve_tags(workspace_id, names, tag_cache)
         db.session.flush()
         links = {(cid, tags[n.lower()].id) for cid, item in zip(ids, new) for n in item.clean.get("tags", [])}
         db.session.execute(insert(contact_tags), [{"contact_id": c, "tag_id": t} for c, t in sorted(links)])

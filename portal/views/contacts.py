@@ -59,8 +59,23 @@ def _query_args(filters: dict, **changes) -> dict:
     return args
 
 
+def _row_texts() -> dict[str, str]:
+    """The table rows' words, translated once per request (a gettext per cell per row is too slow).
+
+    Texts with `%(name)s` are filled in the template with the `format` filter.
+    """
+    return {
+        "edit": _("Edit"), "delete": _("Delete"), "edit_of": _("Edit %(name)s"), "delete_of": _("Delete %(name)s"),
+        "edit_tags": _("Edit tags"), "edit_tags_of": _("Edit tags of %(name)s"), "add_tags": _("Add tags"),
+        "shared_title": _("Several contacts use this e-mail; Mailchimp keeps one member per address."),
+        "shared_by": _("shared by %(n)s contacts"), "locked": _("Locked"),
+        "locked_default": _("Locked: the contact unsubscribed through Mailchimp"),
+        "opt_in": _("Opt-in"), "opt_out": _("Opt-out"), "unknown": _("Unknown"),
+    }
+
+
 def _rows_context(contacts: list[Contact]) -> dict:
-    """What each row needs beyond the contact: the R17 mark's sync rows and the shared e-mail counts."""
+    """What rows need beyond the contacts: R17 sync rows, shared e-mail counts, translated words."""
     ws = workspace_id()
     connector = sync_state.live_connector(ws)
     ids = [c.id for c in contacts]
@@ -68,6 +83,8 @@ def _rows_context(contacts: list[Contact]) -> dict:
         "connector": connector,
         "states": sync_state.states_for(connector.id, ids) if connector else {},
         "shared": crm.shared_email_counts(ws, [c.email_normalized for c in contacts if c.email_normalized]),
+        "T": _row_texts(),
+        "contacts_url": url_for("contacts.index"),
     }
 
 
@@ -166,6 +183,8 @@ def update(contact_id: int):
     data = _form_data(request.form)
     if data.get("consent") == contact.consent:
         data.pop("consent")  # unchanged: never re-check the lock for a value nobody touched
+    if "tags" in data and _same_tags(data["tags"].split(","), contact.tag_names):
+        data.pop("tags")
     in_row = bool(request.form.get("row")) and htmx.is_htmx()
     status, errors, locked = 200, {}, ""
     try:
@@ -235,7 +254,8 @@ def tags(contact_id: int):
     """The tag editor of a contact, or (`?done=1`) its tags as shown in the table."""
     contact = _contact(contact_id)
     if request.args.get("done"):
-        return htmx.render("contacts/_tags_cell.html", None, c=contact)
+        return htmx.render("contacts/_tags_cell.html", None, c=contact, T=_row_texts(),
+                           contacts_url=url_for("contacts.index"))
     return htmx.render("contacts/_tags_editor.html", None, c=contact, errors={}, **_common())
 
 
@@ -249,6 +269,8 @@ def edit_tags(contact_id: int):
     if remove:
         names = [n for n in names if n.lower() != remove]
     names += [n for n in request.form.get("add", "").split(",") if n.strip()]
+    if _same_tags(names, contact.tag_names):
+        return _tags_response(contact)
     try:
         contact = crm.update_contact(workspace_id(), contact.id, {"tags": names}, actor=_actor(), channel="ui")
     except ValidationFailed as exc:
@@ -256,9 +278,18 @@ def edit_tags(contact_id: int):
         contact = _contact(contact_id)
         return htmx.render("contacts/_tags_editor.html", None, c=contact, errors=exc.errors,
                            typed=request.form.get("add", ""), **_common()), 422
+    return _tags_response(contact)
+
+
+def _tags_response(contact: Contact):
     if htmx.is_htmx():
         return htmx.render("contacts/_tags_editor.html", None, c=contact, errors={}, **_common())
     return redirect(url_for("contacts.record", contact_id=contact.id))
+
+
+def _same_tags(names: list[str], current: list[str]) -> bool:
+    """Whether a posted tag list names exactly the contact's tags (case and spacing aside)."""
+    return {n.lower() for n in crm.clean_tag_names(names)} == {n.lower() for n in current}
 
 
 # --------------------------------------------------------------------------- the record
@@ -273,27 +304,32 @@ def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra):
         "shared": crm.shared_email_counts(ws, [contact.email_normalized] if contact.email_normalized else []),
         **_common(), **extra,
     }
-    if tab == "activity":
-        context["activities"] = list(db.session.scalars(
-            select(Activity).where(Activity.workspace_id == ws, Activity.contact_id == contact.id)
+    if tab == "activity":  # the Activity SQL filters on the contact only, as in _history()
+        context["activities"] = [a for a in db.session.scalars(
+            select(Activity).where(Activity.contact_id == contact.id)
             .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(ACTIVITY_LIMIT)
-        ))
+        ) if a.workspace_id == ws]
     elif tab == "history":
         context["history"] = _history(ws, contact.id)
     return htmx.render("contacts/record.html", "record_tabs", **context), status
 
 
 def _history(ws: int, contact_id: int) -> list[dict]:
-    """Consent changes and sync events of one contact, newest first."""
+    """Consent changes and sync events of one (already workspace-checked) contact, newest first.
+
+    The SQL filters on the contact only and the workspace is checked in Python: with both in the
+    WHERE clause SQLite may walk the workspace index (every event of the workspace) instead of
+    the contact's.
+    """
     items = [
         {"at": e.created_at, "kind": "consent", "event": e}
-        for e in db.session.scalars(
-            select(ConsentEvent).where(ConsentEvent.workspace_id == ws, ConsentEvent.contact_id == contact_id))
+        for e in db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == contact_id))
+        if e.workspace_id == ws
     ]
     items += [
         {"at": e.created_at, "kind": "sync", "event": e}
-        for e in db.session.scalars(
-            select(SyncEvent).where(SyncEvent.workspace_id == ws, SyncEvent.contact_id == contact_id))
+        for e in db.session.scalars(select(SyncEvent).where(SyncEvent.contact_id == contact_id))
+        if e.workspace_id == ws
     ]
     items.sort(key=lambda item: (item["at"], item["event"].id), reverse=True)
     return items
