@@ -247,6 +247,24 @@ def batch_results(ctx, batch_id):
                     headers={"Content-Disposition": f"attachment; filename={batch_id}.tar.gz"})
 
 
+def throttle(ctx):
+    """``POST /_sim/throttled-addresses`` ``{"email_address"}``: new signups of that address
+    get "... has signed up to a lot of lists very recently" until it is released."""
+    email = _body(ctx).get("email_address")
+    if not isinstance(email, str) or "@" not in email:
+        raise _bad("email_address is required")
+    with ctx.store.lock:
+        ctx.store.throttled.add(email.strip().lower())
+    return 200, {"throttled": sorted(ctx.store.throttled)}
+
+
+def release(ctx, email):
+    """``DELETE /_sim/throttled-addresses/{email}``."""
+    with ctx.store.lock:
+        ctx.store.throttled.discard(email.strip().lower())
+    return 204, None
+
+
 def save(ctx):
     """``POST /_sim/save``: write the ``--data`` file now."""
     saver = getattr(ctx.app, "saver", None)
@@ -270,5 +288,7 @@ ROUTES = [
     ("/webhook-deliveries", ["GET"], webhook_deliveries),
     ("/webhook-deliveries/<int:seq>/redeliver", ["POST"], redeliver),
     ("/batch-results/<batch_id>.tar.gz", ["GET"], batch_results),
+    ("/throttled-addresses", ["POST"], throttle),
+    ("/throttled-addresses/<email>", ["DELETE"], release),
     ("/save", ["POST"], save),
 ]

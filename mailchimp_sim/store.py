@@ -286,6 +286,7 @@ class Store:
             self.lists: dict[str, AudienceList] = {}
             self.campaigns: dict[str, Campaign] = {}
             self.batches: dict[str, Batch] = {}
+            self.throttled: set[str] = set()
             self.web_ids = itertools.count(100001)
             self.tag_ids = itertools.count(2001)
             self.dirty = True
@@ -460,6 +461,13 @@ def set_status(store: Store, lst: AudienceList, member: Member, status: str, sou
         member.unsubscribe_reason = ""
 
 
+def check_throttle(store: Store, email: str, status: str) -> None:
+    """The per-address signup throttle, for addresses put on it by the control API."""
+    if status in ("subscribed", "pending") and email.lower() in store.throttled:
+        raise problems.invalid(f"{email} has signed up to a lot of lists very recently; "
+                               "we're not allowing more signups for now")
+
+
 def _create(store: Store, lst: AudienceList, email: str, body: dict, status: str,
             *, skip_merge: bool, with_tags: bool, checked_hash: str = "") -> Member:
     h = checked_hash
@@ -468,6 +476,8 @@ def _create(store: Store, lst: AudienceList, email: str, body: dict, status: str
         if h in lst.forgotten:
             raise problems.forgotten(email)
         validation.check_email(email)
+    if store.throttled:
+        check_throttle(store, email, status)
     _check_merge(lst, body.get("merge_fields"), creating=True, skip=skip_merge)
     member = Member(email, next(store.web_ids), h)
     for tag, field in lst.merge_fields.items():
@@ -495,6 +505,7 @@ def _revive(store: Store, lst: AudienceList, member: Member, body: dict, status:
             *, skip_merge: bool) -> Member:
     """Bring an archived member back (POST or PUT after DELETE, §1.5)."""
     check_can_take(member, status)
+    check_throttle(store, member.email, status)
     _check_merge(lst, body.get("merge_fields"), creating=False, skip=skip_merge)
     _apply_fields(lst, member, body)
     member.status = "archived-reviving"

@@ -108,6 +108,16 @@ class SimControl:
         return self._call("POST", f"/_sim/lists/{list_id}/members/{email}/actions/{action}",
                           json=data)
 
+    def throttle_address(self, email: str) -> None:
+        """Put ``email`` on the signup throttle: adding or resubscribing it gets 400
+        "<email> has signed up to a lot of lists very recently; we're not allowing more
+        signups for now" until :meth:`release_address`."""
+        self._call("POST", "/_sim/throttled-addresses", json={"email_address": email})
+
+    def release_address(self, email: str) -> None:
+        """Take ``email`` off the signup throttle."""
+        self._call("DELETE", f"/_sim/throttled-addresses/{email}")
+
     def send_campaign(self, list_id: str, seed: int = 1, **kw) -> dict:
         """"Send" a campaign to the audience's subscribed members, with activity drawn from
         ``seed`` (``open_rate``, ``click_rate``, ``bounce_rate``, ``soft_bounce_rate``,

@@ -308,3 +308,16 @@ def test_status_filter(mc, list_id):
     add(mc, list_id, "u@anaba.fr", status="unsubscribed")
     unsub = mc.lists.members.all(list_id, status="unsubscribed")
     assert [m["email_address"] for m in unsub["members"]] == ["u@anaba.fr"]
+
+
+def test_throttled_address_cannot_sign_up_until_released(mc, control, list_id):
+    control.throttle_address("busy@anaba.fr")
+    err = error_of(add, mc, list_id, "busy@anaba.fr")
+    assert (err["status"], err["title"]) == (400, "Invalid Resource")
+    assert err["detail"] == ("busy@anaba.fr has signed up to a lot of lists very recently; "
+                             "we're not allowing more signups for now")
+    batch = mc.lists.update_members(list_id, {"members": [
+        {"email_address": "busy@anaba.fr", "status": "subscribed"}]})
+    assert batch["errors"][0]["error_code"] == "ERROR_GENERIC"
+    control.release_address("busy@anaba.fr")
+    assert add(mc, list_id, "busy@anaba.fr")["status"] == "subscribed"
