@@ -133,7 +133,9 @@ def test_copy_errors_show_on_both_errors_pages_with_workspace_names(mc_app, sim,
     assert "Addresses Mailchimp considers fake" in seen
     assert "test@courriel.fr" in seen and "vraie@courriel.fr" not in seen
     assert f'href="/contacts/{fake.id}"' in customer_page.get_data(as_text=True)
-    support_page = words(support_client.get("/support/connectors/errors"))
+    support_response = support_client.get("/support/connectors/errors")
+    assert f'href="/support/connectors/{connector.id}"' in support_response.get_data(as_text=True)
+    support_page = words(support_response)
     assert "Addresses Mailchimp considers fake" in support_page
     assert workspace.name in support_page and "test@courriel.fr" in support_page
 
