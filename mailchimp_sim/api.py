@@ -7,7 +7,7 @@ import secrets
 
 from . import campaigns, problems, store as st, webhooks
 from .render import (apply_fields, link, list_json, member_json, merge_field_json,
-                     segment_json, webhook_json)
+                     segment_json, tag_counts, webhook_json)
 from .store import Webhook, iso, now, parse_iso
 
 LIST_REQUIRED = ("name", "contact", "permission_reminder", "campaign_defaults", "email_type_option")
@@ -262,7 +262,9 @@ def get_segments(ctx, list_id):
     count, offset = ctx.page()
     kind = ctx.args.get("type")
     tags = [] if kind and kind != "static" else list(lst.tags.values())
-    return _out(ctx, {"segments": [segment_json(lst, t) for t in tags[offset:offset + count]],
+    counts = tag_counts(lst) if tags else {}
+    return _out(ctx, {"segments": [segment_json(lst, t, counts.get(t.id, 0))
+                                   for t in tags[offset:offset + count]],
                       "list_id": lst.id, "total_items": len(tags),
                       "_links": [link("self", f"/lists/{lst.id}/segments")]})
 

@@ -124,9 +124,20 @@ def merge_field_json(lst: AudienceList, f) -> dict:
             "_links": [link("self", f"/lists/{lst.id}/merge-fields/{f.merge_id}")]}
 
 
-def segment_json(lst: AudienceList, tag) -> dict:
-    """A tag as a static segment."""
-    count = sum(1 for m in lst.members.values() if tag.id in m.tags and m.status != "archived")
+def tag_counts(lst: AudienceList) -> dict[int, int]:
+    """Non-archived members per tag id, in one pass over the audience."""
+    counts: dict[int, int] = {}
+    for m in lst.members.values():
+        if m.tags and m.status != "archived":
+            for tag_id in m.tags:
+                counts[tag_id] = counts.get(tag_id, 0) + 1
+    return counts
+
+
+def segment_json(lst: AudienceList, tag, count: int | None = None) -> dict:
+    """A tag as a static segment (``count`` from :func:`tag_counts` when listing many)."""
+    if count is None:
+        count = sum(1 for m in lst.members.values() if tag.id in m.tags and m.status != "archived")
     return {"id": tag.id, "name": tag.name, "member_count": count, "type": "static",
             "created_at": iso(tag.created), "updated_at": iso(tag.updated), "list_id": lst.id,
             "_links": [link("self", f"/lists/{lst.id}/segments/{tag.id}")]}
