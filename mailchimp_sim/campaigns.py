@@ -86,13 +86,28 @@ def simulate(store, lst, seed: int = 1, subject: str = "", title: str = "",
     return campaign
 
 
+def summarize(c: Campaign) -> dict:
+    """Open and click counters (computed once: a sent campaign's activity is fixed)."""
+    summary = getattr(c, "summary", None)
+    if summary is None:
+        summary = {
+            "opens": sum(1 for evs in c.activity.values() for e in evs if e["action"] == "open"),
+            "unique_opens": sum(1 for evs in c.activity.values()
+                                if any(e["action"] == "open" for e in evs)),
+            "clicks": sum(1 for evs in c.activity.values() for e in evs if e["action"] == "click"),
+            "unique_clicks": sum(1 for evs in c.activity.values()
+                                 if any(e["action"] == "click" for e in evs)),
+        }
+        c.summary = summary
+    return summary
+
+
 def campaign_json(store, c: Campaign) -> dict:
     """A sent regular campaign."""
     lst = store.lists.get(c.list_id)
-    opens = sum(1 for evs in c.activity.values() for e in evs if e["action"] == "open")
-    uniq_opens = sum(1 for evs in c.activity.values() if any(e["action"] == "open" for e in evs))
-    clicks = sum(1 for evs in c.activity.values() for e in evs if e["action"] == "click")
-    uniq_clicks = sum(1 for evs in c.activity.values() if any(e["action"] == "click" for e in evs))
+    summary = summarize(c)
+    opens, uniq_opens = summary["opens"], summary["unique_opens"]
+    clicks, uniq_clicks = summary["clicks"], summary["unique_clicks"]
     sent = len(c.recipients)
     return {
         "id": c.id, "web_id": c.web_id, "type": "regular", "create_time": iso(c.create_time),
