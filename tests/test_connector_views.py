@@ -535,7 +535,7 @@ def test_errors_page_without_errors_says_so(errors_setup, customer_client):
 STATES = [
     ("synced", {}, "Synced", "mc-synced"),
     ("pending", {}, "Pending", "mc-pending"),
-    ("not_synced", {"reason": "no_email"}, "no e-mail address", "mc-not_synced"),
+    ("not_synced", {"reason": "no_email"}, "No e-mail address", "mc-not_synced"),
     ("not_synced", {"reason": "consent_locked"}, "must re-subscribe", "mc-not_synced"),
     ("error", {"error_kind": "invalid_email"}, "This e-mail address is not valid", "mc-error"),
     ("unsubscribed", {}, "Unsubscribed", "mc-unsubscribed"),
