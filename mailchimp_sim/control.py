@@ -4,6 +4,8 @@ do on Mailchimp's side, simulated campaigns, the request log. See ``docs/simulat
 
 from __future__ import annotations
 
+import os
+
 from werkzeug.wrappers import Response
 
 from . import campaigns, problems, store as st
@@ -26,8 +28,9 @@ def _bad(message: str) -> problems.ApiError:
 
 
 def health(ctx):
-    """``GET /_sim/health``: readiness probe."""
-    return 200, {"ok": True}
+    """``GET /_sim/health``: readiness probe, with the pid of the process serving requests
+    (with gunicorn, the worker: a child of the process started)."""
+    return 200, {"ok": True, "pid": os.getpid()}
 
 
 def reset(ctx):

@@ -51,6 +51,11 @@ class SimControl:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json() if response.content else None
 
+    def server_pid(self) -> int:
+        """The pid of the process that serves the API and holds the state (with the
+        default gunicorn server, a child of the process that was started)."""
+        return self._call("GET", "/_sim/health")["pid"]
+
     def reset(self) -> None:
         """Forget every account, audience, campaign, fault, logged request and pending webhook."""
         self._call("POST", "/_sim/reset")
@@ -171,6 +176,11 @@ class SimulatorProcess:
         self.root_url = ""
         self.control: SimControl | None = None
         self.output: list[str] = []
+
+    @property
+    def server_pid(self) -> int:
+        """The pid of the process holding the state (measure its CPU/RSS, not ``process``'s)."""
+        return self.control.server_pid()
 
     @property
     def api_base(self) -> str:

@@ -40,3 +40,11 @@ def test_bootstrap_key_and_list_exist_at_start_and_state_survives_a_restart(tmp_
         assert "permanently deleted" in restored["errors"][0]["error"]
         assert mc.lists.members.create(list_id, {"email_address": "new@anaba.fr",
                                                  "status": "subscribed"})["web_id"] != kept["web_id"]
+
+
+def test_server_pid_is_the_process_holding_the_state(sim):
+    import psutil
+
+    started = psutil.Process(sim.process.pid)
+    serving = sim.server_pid
+    assert serving == sim.process.pid or serving in [c.pid for c in started.children(recursive=True)]
