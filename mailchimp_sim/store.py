@@ -515,8 +515,16 @@ def _revive(store: Store, lst: AudienceList, member: Member, body: dict, status:
     return member
 
 
+def _fingerprint(member: Member) -> str:
+    return repr((member.email, member.status, sorted(member.merge.items()), member.email_type,
+                 member.language, member.vip, member.location, member.interests,
+                 member.marketing_permissions, member.ip_signup, member.ip_opt,
+                 member.timestamp_signup, member.timestamp_opt))
+
+
 def _update(store: Store, lst: AudienceList, member: Member, body: dict, status: str | None,
             *, skip_merge: bool) -> Member:
+    before = _fingerprint(member)
     if status:
         check_can_take(member, status)
     _check_merge(lst, body.get("merge_fields"), creating=False, skip=skip_merge)
@@ -532,8 +540,9 @@ def _update(store: Store, lst: AudienceList, member: Member, body: dict, status:
         set_status(store, lst, member, status, "api")
     if _apply_fields(lst, member, body) and member.status != "archived":
         store.emit(lst, "profile", "api", member)
-    member.last_changed = now()
-    store.dirty = True
+    if _fingerprint(member) != before:  # an identical write leaves last_changed alone
+        member.last_changed = now()
+        store.dirty = True
     return member
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 import requests
@@ -321,3 +322,13 @@ def test_throttled_address_cannot_sign_up_until_released(mc, control, list_id):
     assert batch["errors"][0]["error_code"] == "ERROR_GENERIC"
     control.release_address("busy@anaba.fr")
     assert add(mc, list_id, "busy@anaba.fr")["status"] == "subscribed"
+
+
+def test_identical_write_does_not_move_last_changed(mc, list_id):
+    member = add(mc, list_id, "same@anaba.fr", merge_fields={"FNAME": "Sam"})
+    time.sleep(1.1)  # last_changed has a one-second resolution
+    again = mc.lists.members.update(list_id, member["id"], {"merge_fields": {"FNAME": "Sam"},
+                                                            "status": "subscribed"})
+    assert again["last_changed"] == member["last_changed"]
+    changed = mc.lists.members.update(list_id, member["id"], {"merge_fields": {"FNAME": "Samuel"}})
+    assert changed["last_changed"] > member["last_changed"]
