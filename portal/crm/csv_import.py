@@ -48,6 +48,7 @@ IDENTITY_FIELDS = ("email", "first_name", "last_name", "company")
 CHUNK_SIZE = 1000
 MAX_STORED_REJECTS = 100_000
 PREVIEW_ROWS = 10
+PREVIEW_BYTES = 256 * 1024  # the preview's rows are near the top; never decode a 60 MB file for them
 
 # Headers people actually write, folded (lower case, no accents, no spaces or punctuation).
 _ALIASES = {
@@ -253,9 +254,17 @@ def analyze(content: bytes) -> Analysis:
                     samples=samples)
 
 
-def data_records(imp: CsvImport) -> Iterator[tuple[int, list[str]]]:
-    """The stored file's rows after the header, with their line numbers."""
-    records = iter_records(imp.content.decode(imp.encoding), imp.delimiter)
+def data_records(imp: CsvImport, head_bytes: int | None = None) -> Iterator[tuple[int, list[str]]]:
+    """The stored file's rows after the header, with their line numbers.
+
+    With `head_bytes`, only that much of the file is read (enough for a preview; the last row
+    read may be cut short).
+    """
+    if head_bytes is not None and len(imp.content) > head_bytes:
+        text = imp.content[:head_bytes].decode(imp.encoding, errors="ignore")
+    else:
+        text = imp.content.decode(imp.encoding)
+    records = iter_records(text, imp.delimiter)
     next(records, None)
     yield from records
 
@@ -374,7 +383,7 @@ class PreviewRow:
 
 def preview(imp: CsvImport, columns: Sequence[str], limit: int = PREVIEW_ROWS) -> list[PreviewRow]:
     """The first rows of the file with the action the import would take on each (writes nothing)."""
-    rows = list(itertools.islice(data_records(imp), limit))
+    rows = list(itertools.islice(data_records(imp, head_bytes=PREVIEW_BYTES), limit))
     prepared: list[tuple[int, list[str], dict | None, str]] = []
     for line, row in rows:
         try:

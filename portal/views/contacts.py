@@ -11,6 +11,7 @@ from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from portal import htmx
 from portal.crm import contacts as crm
@@ -378,9 +379,15 @@ def consent(contact_id: int):
 
 # --------------------------------------------------------------------------- CSV import
 
-def _import(import_id: int) -> CsvImport:
-    imp = db.session.scalar(
-        select(CsvImport).where(CsvImport.id == import_id, CsvImport.workspace_id == workspace_id()))
+def _import(import_id: int, *, light: bool = False) -> CsvImport:
+    """The workspace's import (404 otherwise); `light` leaves the file and the rejects unloaded
+    (the progress partial is polled every second and needs neither)."""
+    query = select(CsvImport).where(CsvImport.id == import_id, CsvImport.workspace_id == workspace_id())
+    if light:
+        query = query.options(defer(CsvImport.content), defer(CsvImport.rejects))
+    else:
+        query = query.options(defer(CsvImport.content))  # loaded on first access by the steps that read the file
+    imp = db.session.scalar(query)
     if imp is None:
         abort(404)
     return imp
@@ -480,7 +487,10 @@ def import_start(import_id: int):
 @customer_required
 def import_progress(import_id: int):
     """The progress partial; it polls itself until the import is over, then shows the report."""
-    return htmx.render("contacts/_import_progress.html", None, imp=_import(import_id))
+    imp = _import(import_id, light=True)
+    if imp.status in ("finished", "failed"):
+        imp = _import(import_id)
+    return htmx.render("contacts/_import_progress.html", None, imp=imp)
 
 
 @bp.get("/import/<int:import_id>/rejects.csv")
