@@ -48,3 +48,10 @@ def test_server_pid_is_the_process_holding_the_state(sim):
     started = psutil.Process(sim.process.pid)
     serving = sim.server_pid
     assert serving == sim.process.pid or serving in [c.pid for c in started.children(recursive=True)]
+
+
+def test_werkzeug_server_option_serves_the_same_api():
+    with SimulatorProcess(extra_args=["--server", "werkzeug"]) as sim:
+        key = sim.control.new_account()
+        assert client(sim, key).ping.get() == {"health_status": "Everything's Chimpy!"}
+        assert sim.server_pid == sim.process.pid
