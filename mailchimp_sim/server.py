@@ -128,6 +128,21 @@ def serve_werkzeug(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quick_exit_worker():
+    """gunicorn's gthread worker, woken at once by SIGTERM instead of at its next 1 s poll."""
+    from gunicorn.workers.gthread import ThreadWorker
+
+    class QuickExitWorker(ThreadWorker):
+        """Stops within milliseconds when idle, so test sessions end fast."""
+
+        def handle_exit(self, sig, frame):
+            """Stop as gthread does, then wake the event loop through its method queue."""
+            super().handle_exit(sig, frame)
+            self.method_queue.defer(lambda: None)
+
+    return QuickExitWorker
+
+
 def serve_gunicorn(args: argparse.Namespace) -> int:
     """gunicorn, one gthread worker holding all the state (built after the fork)."""
     from gunicorn.app.base import BaseApplication
@@ -152,7 +167,8 @@ def serve_gunicorn(args: argparse.Namespace) -> int:
         def load_config(self):
             """One gthread worker, keep-alive, no control socket, warnings only."""
             settings = {
-                "bind": f"{args.host}:{args.port}", "workers": 1, "worker_class": "gthread",
+                "bind": f"{args.host}:{args.port}", "workers": 1,
+                "worker_class": _quick_exit_worker(),
                 "threads": args.threads, "keepalive": 5, "timeout": 300,
                 "graceful_timeout": 5, "control_socket_disable": True, "accesslog": None,
                 "errorlog": "-", "loglevel": "warning", "proc_name": "mailchimp_sim",
