@@ -145,8 +145,10 @@ def _quick_exit_worker():
 
 def serve_gunicorn(args: argparse.Namespace) -> int:
     """gunicorn, one gthread worker holding all the state (built after the fork)."""
+    import gunicorn.http.wsgi
     from gunicorn.app.base import BaseApplication
 
+    gunicorn.http.wsgi.SERVER = "openresty"  # the Server header Mailchimp answers with (§1.6)
     holder: dict = {}
 
     def post_worker_init(worker):
