@@ -46,6 +46,7 @@ def test_problem_document_headers_and_instance(mc, list_id):
     assert response.headers["Content-Type"] == "application/problem+json; charset=utf-8"
     assert response.headers["X-Request-Id"] == doc["instance"]
     assert 'rel="describedBy"' in response.headers["Link"]
+    assert response.headers["Server"] == "openresty"
     assert doc["type"] == "https://mailchimp.com/developer/marketing/docs/errors/"
     assert set(doc) == {"type", "title", "status", "detail", "instance"}
 
