@@ -19,7 +19,7 @@ import requests
 
 EVENT_UA = "MailChimp.com"
 VALIDATOR_UA = "MailChimp.com WebHook Validator"
-RETRY_DELAYS = (300.0, 1200.0, 3000.0)  # 5, 25 and 75 minutes after the first attempt
+RETRY_DELAYS = (300.0, 1500.0, 4500.0)  # 5, 25 and 75 minutes after the first attempt
 UNFILTERED_EVENTS = ("campaign", "cleaned")  # not limited by source (documented for campaign)
 DELIVERY_TIMEOUT = 10.0
 

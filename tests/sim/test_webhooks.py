@@ -205,3 +205,9 @@ def test_a_delayed_event_arrives_after_a_later_one(mc, control, list_id, receive
     control.member_action(list_id, "a@anaba.fr", "resubscribe-via-form")
     posts = wait_for(lambda: len(receiver.posts()) >= 2 and receiver.posts())
     assert [dict(p["form"])["type"] for p in posts] == ["subscribe", "unsubscribe"]
+
+
+def test_retry_schedule_is_5_25_75_minutes_scaled():
+    from mailchimp_sim.webhooks import RETRY_DELAYS
+
+    assert [d / 60 for d in RETRY_DELAYS] == [5, 25, 75]
