@@ -114,6 +114,24 @@ def _writes(log: list[dict]) -> int:
     return sum(1 for r in log if r["method"] != "GET")
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (robust when other work shares the machine)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU time of another process and its children (the simulator)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root] + root.children(recursive=True):  # the simulator serves from a child process
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
@@ -136,9 +154,13 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
         consent_import.run(consent_run.id)
         consent_seconds = time.monotonic() - started
         copy_run = svc.validate(connector.id, None)
+        cpu_before = _cpu_seconds()
+        sim_cpu_before = _process_cpu(sim.process.pid)
         copy_started = time.monotonic()
         initial_copy.run(copy_run.id)
         copy_seconds = time.monotonic() - copy_started
+        copy_cpu = _cpu_seconds() - cpu_before
+        sim_cpu = _process_cpu(sim.process.pid) - sim_cpu_before
         log = sim.control.requests_log()
         run = db.session.get(SyncRun, copy_run.id)
         minimum = _minimum_calls(connector.id)
@@ -156,6 +178,8 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
             "status": run.status, "contacts": contacts, "counts": run.counts,
             "consent_import_seconds": round(consent_seconds, 2),
             "copy_seconds": round(copy_seconds, 2),
+            "copy_worker_cpu_seconds": round(copy_cpu, 2),
+            "copy_simulator_cpu_seconds": round(sim_cpu, 2),
             "contacts_per_second": round(contacts / copy_seconds, 1) if copy_seconds else None,
             "api_calls": calls, "api_writes": writes,
             "api_calls_by_endpoint": _by_endpoint(copy_log),
@@ -233,7 +257,8 @@ def main(argv: list[str]) -> None:
     redis_proc, redis_url = _start_redis(workdir)
     workspace = "Bench Copy"
     report: dict = {"benchmark": "initial_copy", "contacts": args.contacts, "strategy": args.strategy,
-                    "latency_ms": args.latency_ms}
+                    "latency_ms": args.latency_ms, "cpus": os.cpu_count(),
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         with SimulatorProcess(latency_ms=args.latency_ms) as sim:
             env = {
@@ -268,6 +293,7 @@ def main(argv: list[str]) -> None:
             else:
                 report.update(_batch_copy(app, sim, key, list_id, workspace))
             report["worker_peak_rss_mb"] = _peak_rss_mb()
+            report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
             with app.app_context():
                 from portal.extensions import db
 

@@ -94,10 +94,13 @@ def _apply(run: SyncRun, connector: Connector, members: list[dict], counts: dict
     changed: list[int] = []
     if by_email:
         contacts = db.session.scalars(
-            select(Contact).where(Contact.workspace_id == connector.workspace_id, Contact.deleted_at.is_(None),
+            # deleted contacts are skipped below: see eligibility._JUDGE_COLUMNS for why not in SQL
+            select(Contact).where(Contact.workspace_id == connector.workspace_id,
                                   Contact.email_normalized.in_(list(by_email)))
         )
         for contact in contacts:
+            if contact.deleted_at is not None:
+                continue
             member = by_email[contact.email_normalized]
             counts["matched"] += 1
             if _apply_member(contact, member, counts):

@@ -31,7 +31,7 @@ from portal.mailchimp import MailchimpError
 from portal.mailchimp.payload import FieldMapping
 from portal.models import Connector, Contact, PendingTagOp, SyncRun, utcnow
 from portal.sync import runs as run_rows
-from portal.sync.eligibility import own_reason
+from portal.sync.eligibility import in_workspace, own_reason
 from portal.sync.push import SegmentDirectory, managed_tag_names, push_contacts, send_tag_group
 
 log = logging.getLogger(__name__)
@@ -149,15 +149,16 @@ def next_chunk(connector: Connector, after_id: int) -> tuple[list[int], int]:
     Ineligible contacts ride along (they get their "not synced" result in the same commit),
     so every batch-subscribe call carries close to 500 members.
     """
+    c = Contact.__table__.c
     ids: list[int] = []
     eligible = 0
     cursor = after_id
     while eligible < CHUNK_ELIGIBLE and len(ids) < MAX_CHUNK_CONTACTS:
         rows = db.session.execute(
-            select(Contact.id, Contact.email, Contact.email_normalized, Contact.consent, Contact.consent_locked,
-                   Contact.email_bounced, Contact.do_not_sync, Contact.deleted_at)
-            .where(Contact.workspace_id == connector.workspace_id, Contact.deleted_at.is_(None), Contact.id > cursor)
-            .order_by(Contact.id).limit(1000)
+            select(c.id, c.email, c.email_normalized, c.consent, c.consent_locked, c.email_bounced,
+                   c.do_not_sync, c.deleted_at)
+            .where(in_workspace(connector.workspace_id), c.deleted_at.is_(None), c.id > cursor)
+            .order_by(c.id).limit(1000)
         ).all()
         if not rows:
             break

@@ -26,7 +26,7 @@ from portal.mailchimp import MailchimpError
 from portal.mailchimp.payload import build_member, member_diff, predict_errors, tag_changes
 from portal.models import Connector, Contact, SyncRun, utcnow
 from portal.sync import runs as run_rows
-from portal.sync.eligibility import judge, owners_for
+from portal.sync.eligibility import in_workspace, judge, owners_for
 from portal.sync.push import managed_tag_names, mappings_of
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def _compute(run: SyncRun, connector: Connector, token: str) -> dict:
     last_id = seen = 0
     while True:
         contacts = list(db.session.scalars(
-            select(Contact).where(Contact.workspace_id == connector.workspace_id, Contact.deleted_at.is_(None),
+            select(Contact).where(in_workspace(connector.workspace_id), Contact.deleted_at.is_(None),
                                   Contact.id > last_id).order_by(Contact.id).limit(PAGE)
         ))
         if not contacts:
@@ -160,10 +160,10 @@ def _pass_one(connector: Connector, members: list[dict], mappings, merge_fields,
     """Compare one page of members with the contacts that have their e-mails."""
     out["audience"]["members"] += len(members)
     by_email = {(m.get("email_address") or "").strip().lower(): m for m in members if m.get("email_address")}
-    contacts = list(db.session.scalars(
-        select(Contact).where(Contact.workspace_id == connector.workspace_id, Contact.deleted_at.is_(None),
+    contacts = [c for c in db.session.scalars(
+        select(Contact).where(Contact.workspace_id == connector.workspace_id,
                               Contact.email_normalized.in_(list(by_email)))
-    )) if by_email else []
+    ) if c.deleted_at is None] if by_email else []
     known = {c.email_normalized for c in contacts}
     out["audience"]["unknown_members"] += sum(1 for e in by_email if e not in known)
     out["audience"]["matched"] += len(known)

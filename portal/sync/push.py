@@ -34,7 +34,7 @@ from portal.extensions import db
 from portal.mailchimp import BATCH_LIMIT, MailchimpError, classify_batch_error
 from portal.mailchimp.payload import FieldMapping, build_member, payload_fingerprint, tag_changes
 from portal.models import Connector, Contact, ContactSync, PendingTagOp, SyncEvent, SyncRun, Tag, contact_tags, utcnow
-from portal.sync.eligibility import judge, state_for_reason
+from portal.sync.eligibility import in_workspace, judge, state_for_reason
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,12 @@ def managed_tag_names(workspace_id: int) -> list[str]:
     return list(db.session.scalars(select(Tag.name).where(Tag.workspace_id == workspace_id)))
 
 
+_c = Contact.__table__.c
+# Core columns (not ORM attributes): a chunk's rows load without per-row ORM work.
 CONTACT_COLUMNS = (
-    Contact.id, Contact.email, Contact.email_normalized, Contact.first_name, Contact.last_name, Contact.phone,
-    Contact.company, Contact.job_title, Contact.street, Contact.postal_code, Contact.city, Contact.country,
-    Contact.consent, Contact.consent_locked, Contact.email_bounced, Contact.do_not_sync, Contact.deleted_at,
+    _c.id, _c.email, _c.email_normalized, _c.first_name, _c.last_name, _c.phone, _c.company, _c.job_title,
+    _c.street, _c.postal_code, _c.city, _c.country, _c.consent, _c.consent_locked, _c.email_bounced,
+    _c.do_not_sync, _c.deleted_at,
 )
 SYNC_COLUMNS = (
     "state", "reason", "member_email", "member_hash", "fingerprint", "synced_tags", "last_synced_at",
@@ -119,11 +121,12 @@ _EMPTY = {"state": "pending", "reason": "", "synced_tags": [], "error_kind": "",
 def _load_rows(connector: Connector, contact_ids: list[int]) -> dict[int, _Row]:
     """The contacts' sync rows as plain values (new pending ones where missing)."""
     rows: dict[int, _Row] = {}
-    cols = [getattr(ContactSync, name) for name in SYNC_COLUMNS]
+    t = ContactSync.__table__.c
+    cols = [t[name] for name in SYNC_COLUMNS]
     for start in range(0, len(contact_ids), 500):
         part = contact_ids[start:start + 500]
-        for r in db.session.execute(select(ContactSync.id, ContactSync.contact_id, *cols).where(
-                ContactSync.connector_id == connector.id, ContactSync.contact_id.in_(part))):
+        for r in db.session.execute(select(t.id, t.contact_id, *cols).where(
+                t.connector_id == connector.id, t.contact_id.in_(part))):
             rows[r.contact_id] = _Row(r._mapping, r.id)
     for cid in contact_ids:
         if cid not in rows:
@@ -188,8 +191,8 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
             contacts = []
             for start in range(0, len(ids), 500):
                 contacts.extend(db.session.execute(
-                    select(*CONTACT_COLUMNS).where(Contact.workspace_id == connector.workspace_id,
-                                                   Contact.id.in_(ids[start:start + 500]))
+                    select(*CONTACT_COLUMNS).where(in_workspace(connector.workspace_id),
+                                                   _c.id.in_(ids[start:start + 500]))
                 ).all())
             contacts.sort(key=lambda c: c.id)
             found = [c.id for c in contacts]
