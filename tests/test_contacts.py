@@ -334,9 +334,11 @@ def test_unchanged_consent_on_a_locked_contact_does_not_block_other_edits(ui, wo
 def test_lock_is_shown_with_its_reason_in_table_and_record(ui, workspace):
     contact = factories.contact(workspace)
     lock(workspace, contact)
-    assert 'title="Unsubscribed through a Mailchimp link">🔒' in text(ui.get("/contacts/"))
+    table = text(ui.get("/contacts/"))
+    assert re.search(r'class="consent-lock" role="img" aria-label="Locked" title="Unsubscribed through a Mailchimp link">'
+                     r'<svg class="icon-lock"', table)
     record = text(ui.get(f"/contacts/{contact.id}"))
-    assert "Locked: Unsubscribed through a Mailchimp link" in record
+    assert re.search(r'<svg class="icon-lock".*</svg> Locked: Unsubscribed through a Mailchimp link', record)
 
 
 # --------------------------------------------------------------------------- the record
