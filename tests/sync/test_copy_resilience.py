@@ -225,3 +225,29 @@ def test_copy_killed_mid_way_resumes_in_a_new_worker(submit, workspace, support_
     assert {r.state for r in sync_rows(connector.id).values()} == {"synced"}
     db.session.refresh(connector)
     assert connector.status == "active"
+
+
+def test_audience_deleted_mid_copy_pauses_without_failing_contacts(submit, workspace, support_user, sim, audience,
+                                                                   run_jobs, monkeypatch):
+    import requests
+
+    from portal.extensions import db
+    from portal.sync import connectors as svc
+    from portal.sync import initial_copy
+
+    add_contacts(workspace, 700)
+    connector = submit()
+    real_push = initial_copy.push_contacts
+
+    def push_then_delete_audience(*args, **kwargs):
+        result = real_push(*args, **kwargs)
+        requests.delete(f"{sim.api_base}lists/{audience[1]}", auth=("x", audience[0]), timeout=10)
+        return result
+
+    monkeypatch.setattr(initial_copy, "push_contacts", push_then_delete_audience)
+    svc.validate(connector.id, support_user)
+    run_jobs()
+    db.session.expire_all()
+    assert connector.status == "paused" and _copy_run(connector.id).status == "paused"
+    assert "audience" in connector.paused_reason.lower()
+    assert not [r for r in sync_rows(connector.id).values() if r.state == "error"]
