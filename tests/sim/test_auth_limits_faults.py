@@ -107,7 +107,7 @@ def _parallel_pings(sim, key, n):
 
 
 def test_eleventh_simultaneous_request_of_a_key_gets_429(sim, control, api_key):
-    control.set_faults(api_key, latency_ms=1500)
+    control.set_faults(api_key, latency_ms=2500)
     statuses = _parallel_pings(sim, api_key, 11)
     codes = sorted(s for s, _ in statuses)
     assert codes == [200] * 10 + [429]
@@ -117,8 +117,8 @@ def test_eleventh_simultaneous_request_of_a_key_gets_429(sim, control, api_key):
 
 def test_connection_limit_is_per_key(sim, control, api_key):
     other = control.new_account("Other")
-    control.set_faults(api_key, latency_ms=1500)
-    control.set_faults(other, latency_ms=1500)
+    control.set_faults(api_key, latency_ms=2500)
+    control.set_faults(other, latency_ms=2500)
     results = []
     threads = [threading.Thread(target=lambda k=k: results.extend(_parallel_pings(sim, k, 6)))
                for k in (api_key, other)]
