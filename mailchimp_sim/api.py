@@ -511,11 +511,16 @@ def get_webhooks(ctx, list_id):
                       "_links": [link("self", f"/lists/{lst.id}/webhooks")]})
 
 
-def _flags(body, key, names, default):
-    given = body.get(key) or {}
+def _flags(body, key, names, default, *, missing=False):
+    """Event or source flags: ``default`` when the object is absent; inside a given object,
+    a flag left out is ``missing`` (off on creation, unchanged on PATCH)."""
+    if key not in body or body[key] is None:
+        return dict(default)
+    given = body[key]
     if not isinstance(given, dict):
         raise problems.schema_invalid(key, "This value should be of type object")
-    return {name: bool(given.get(name, default[name])) for name in names}
+    return {name: bool(given.get(name, default[name] if missing is None else missing))
+            for name in names}
 
 
 def post_webhook(ctx, list_id):
@@ -532,7 +537,8 @@ def post_webhook(ctx, list_id):
         if any(h.url.split("?")[0] == url.split("?")[0] for h in lst.webhooks.values()):
             raise problems.invalid("Sorry, you can't use the same URL twice.")
         events = _flags(body, "events", EVENT_NAMES, dict.fromkeys(EVENT_NAMES, True))
-        sources = _flags(body, "sources", SOURCE_NAMES, {"user": True, "admin": True, "api": False})
+        sources = _flags(body, "sources", SOURCE_NAMES,
+                         {"user": True, "admin": True, "api": False})
     status = webhooks.validate_url(url)  # outside the lock: the receiver may be slow
     if not 200 <= status < 300:
         raise problems.invalid("We couldn't verify the URL is working. Please double check and "
@@ -566,9 +572,9 @@ def patch_webhook(ctx, list_id, webhook_id):
     if isinstance(body.get("url"), str) and body["url"].strip():
         hook.url = body["url"]
     if "events" in body:
-        hook.events = _flags(body, "events", EVENT_NAMES, hook.events)
+        hook.events = _flags(body, "events", EVENT_NAMES, hook.events, missing=None)
     if "sources" in body:
-        hook.sources = _flags(body, "sources", SOURCE_NAMES, hook.sources)
+        hook.sources = _flags(body, "sources", SOURCE_NAMES, hook.sources, missing=None)
     ctx.store.dirty = True
     return 200, webhook_json(lst, hook)
 

@@ -206,3 +206,13 @@ def test_a_delayed_event_arrives_after_a_later_one(mc, control, list_id, receive
     control.member_action(list_id, "a@anaba.fr", "resubscribe-via-form")
     posts = wait_for(lambda: len(receiver.posts()) >= 2 and receiver.posts())
     assert [dict(p["form"])["type"] for p in posts] == ["subscribe", "unsubscribe"]
+
+
+def test_events_left_out_of_a_given_object_are_off(mc, list_id, receiver):
+    hook = mc.lists.webhooks.create(list_id, {"url": receiver.url(), "events": {
+        "subscribe": True, "unsubscribe": True}, "sources": {"user": True}})
+    assert hook["events"] == {"subscribe": True, "unsubscribe": True, "profile": False,
+                              "cleaned": False, "upemail": False, "campaign": False}
+    assert hook["sources"] == {"user": True, "admin": False, "api": False}
+    patched = mc.lists.webhooks.update(list_id, hook["id"], {"events": {"profile": True}})
+    assert patched["events"]["subscribe"] is True and patched["events"]["profile"] is True
