@@ -362,6 +362,37 @@ def test_restarted_import_resumes_after_the_last_committed_chunk(ui, run_jobs, w
     assert (imp.status, imp.imported, imp.done) == ("finished", 5, 5)
 
 
+def test_import_whose_worker_died_can_be_resumed_without_duplicates(ui, run_jobs, workspace, monkeypatch):
+    monkeypatch.setattr(csv_import, "CHUNK_SIZE", 2)
+    upload(ui, "first_name\nA\nB\nC\nD\nE\n")
+    imp = latest_import()
+    start(ui, imp)
+    assert "Resume the import" not in ui.get(f"/contacts/import/{imp.id}").get_data(as_text=True)
+    # The worker committed the first chunk, then was killed: its job is gone, the row still says "running".
+    csv_import._import_chunk(imp, list(csv_import.data_records(imp))[:2], imp.mapping["columns"], "test")
+    imp.status = "running"
+    db.session.commit()
+    from portal.extensions import rq
+    rq.redis.flushdb()
+
+    progress = ui.get(f"/contacts/import/{imp.id}/progress").get_data(as_text=True)
+    assert "background worker was interrupted" in progress and "hx-trigger" not in progress
+    assert ui.post(f"/contacts/import/{imp.id}/resume").status_code == 302
+    assert ui.post(f"/contacts/import/{imp.id}/resume").status_code == 302  # a second click queues nothing more
+    run_jobs()
+    assert [c.first_name for c in live_contacts(workspace)] == ["A", "B", "C", "D", "E"]
+    db.session.refresh(imp)
+    assert (imp.status, imp.imported) == ("finished", 5)
+
+
+def test_finished_import_cannot_be_resumed(ui, run_jobs, workspace):
+    imp = import_file(ui, run_jobs, GOOD)
+    ui.post(f"/contacts/import/{imp.id}/resume")
+    run_jobs()
+    assert len(live_contacts(workspace)) == 3
+    assert "Resume the import" not in ui.get(f"/contacts/import/{imp.id}").get_data(as_text=True)
+
+
 def test_rejects_kept_in_the_report_are_capped(ui, run_jobs, workspace, monkeypatch):
     monkeypatch.setattr(csv_import, "MAX_STORED_REJECTS", 2)
     imp = import_file(ui, run_jobs, "email\nbad1\nbad2\nbad3\nok@example.org\n")
@@ -384,7 +415,13 @@ def test_a_failing_import_is_marked_failed_and_keeps_committed_rows(ui, run_jobs
     imp = import_file(ui, run_jobs, "first_name\nA\nB\nC\nD\n")
     assert imp.status == "failed" and imp.done == 2
     assert [c.first_name for c in live_contacts(workspace)] == ["A", "B"]
-    assert "unexpected error" in ui.get(f"/contacts/import/{imp.id}").get_data(as_text=True)
+    page = ui.get(f"/contacts/import/{imp.id}").get_data(as_text=True)
+    assert "unexpected error" in page and "Resume the import" in page
+    monkeypatch.setattr(csv_import, "_import_chunk", real)
+    ui.post(f"/contacts/import/{imp.id}/resume")
+    run_jobs()
+    db.session.refresh(imp)
+    assert imp.status == "finished" and [c.first_name for c in live_contacts(workspace)] == ["A", "B", "C", "D"]
 
 
 # --------------------------------------------------------------------------- scoping
@@ -395,6 +432,7 @@ def test_a_failing_import_is_marked_failed_and_keeps_committed_rows(ui, run_jobs
     ("post", "/contacts/import/{id}/start"),
     ("get", "/contacts/import/{id}/progress"),
     ("get", "/contacts/import/{id}/rejects.csv"),
+    ("post", "/contacts/import/{id}/resume"),
 ])
 def test_another_workspaces_import_is_not_found(ui, workspace, method, path):
     other = factories.workspace("Concurrent SARL")

@@ -436,6 +436,18 @@ def start(imp: CsvImport, columns: list[str]) -> bool:
     return bool(claimed)
 
 
+def resume(imp: CsvImport) -> bool:
+    """Queue a stopped import again (failed, or its worker died); it goes on after the last committed chunk."""
+    claimed = db.session.execute(
+        CsvImport.__table__.update()
+        .where(CsvImport.id == imp.id, CsvImport.status.in_(("queued", "running", "failed")))
+        .values(status="queued", finished_at=None)
+    ).rowcount
+    db.session.commit()
+    db.session.refresh(imp)
+    return bool(claimed)
+
+
 def run_import(import_id: int) -> None:
     """Import an uploaded file in chunks (the `import_csv` job); resumes after the last committed chunk."""
     imp = db.session.get(CsvImport, import_id, populate_existing=True)  # the session may hold a stale copy

@@ -453,7 +453,7 @@ def import_status(import_id: int):
     if imp.status == "uploaded":
         columns = list(imp.mapping.get("columns", []))
         return _mapping_page(imp, columns, csv_import.check_columns(columns))
-    return htmx.render("contacts/import_status.html", None, imp=imp)
+    return htmx.render("contacts/import_status.html", None, imp=imp, stalled=_stalled(imp))
 
 
 @bp.post("/import/<int:import_id>/preview")
@@ -479,8 +479,28 @@ def import_start(import_id: int):
     if problems:
         return _mapping_page(imp, columns, problems, status=422)
     if csv_import.start(imp, columns):
-        jobs.enqueue("bulk", jobs.import_csv, imp.id, job_id=f"csv-import-{imp.id}")
+        jobs.enqueue("bulk", jobs.import_csv, imp.id, job_id=_job_id(imp))
     return redirect(url_for("contacts.import_status", import_id=imp.id))
+
+
+def _job_id(imp: CsvImport) -> str:
+    return f"csv-import-{imp.id}"
+
+
+def _stalled(imp: CsvImport) -> bool:
+    """True when an import waits or runs in the database but no RQ job will carry it on (worker died)."""
+    if imp.status not in ("queued", "running"):
+        return False
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    from portal.extensions import rq
+
+    try:
+        status = Job.fetch(_job_id(imp), connection=rq.redis).get_status(refresh=True)
+    except NoSuchJobError:
+        return True
+    return status not in ("queued", "started", "deferred", "scheduled")
 
 
 @bp.get("/import/<int:import_id>/progress")
@@ -490,7 +510,19 @@ def import_progress(import_id: int):
     imp = _import(import_id, light=True)
     if imp.status in ("finished", "failed"):
         imp = _import(import_id)
-    return htmx.render("contacts/_import_progress.html", None, imp=imp)
+    return htmx.render("contacts/_import_progress.html", None, imp=imp, stalled=_stalled(imp))
+
+
+@bp.post("/import/<int:import_id>/resume")
+@customer_required
+def import_resume(import_id: int):
+    """Queue a failed or stalled import again; it continues after its last committed chunk."""
+    from portal import jobs
+
+    imp = _import(import_id, light=True)
+    if (imp.status == "failed" or _stalled(imp)) and csv_import.resume(imp):
+        jobs.enqueue("bulk", jobs.import_csv, imp.id, job_id=_job_id(imp))
+    return redirect(url_for("contacts.import_status", import_id=imp.id))
 
 
 @bp.get("/import/<int:import_id>/rejects.csv")
