@@ -52,6 +52,28 @@ def new_account(ctx):
     return 200, {"api_key": account.api_key, "name": account.name}
 
 
+def list_accounts(ctx):
+    """``GET /_sim/accounts``: accounts, their audiences and member counts by status."""
+    out = []
+    with ctx.store.lock:
+        for account in ctx.store.accounts.values():
+            audiences = []
+            for list_id in account.list_ids:
+                lst = ctx.store.lists.get(list_id)
+                if lst is None:
+                    continue
+                counts: dict[str, int] = {}
+                for member in lst.members.values():
+                    counts[member.status] = counts.get(member.status, 0) + 1
+                audiences.append({"id": lst.id, "name": lst.name, "members": counts,
+                                  "webhooks": len(lst.webhooks), "tags": len(lst.tags)})
+            out.append({"api_key": account.api_key, "name": account.name,
+                        "revoked": account.revoked,
+                        "faults": account.faults.to_dict() if account.faults else None,
+                        "audiences": audiences})
+    return 200, {"accounts": out}
+
+
 def _account(ctx, api_key):
     account = ctx.store.accounts.get(api_key)
     if account is None:
@@ -281,6 +303,7 @@ ROUTES = [
     ("/health", ["GET"], health),
     ("/reset", ["POST"], reset),
     ("/accounts", ["POST"], new_account),
+    ("/accounts", ["GET"], list_accounts),
     ("/accounts/<api_key>/revoke", ["POST"], revoke),
     ("/faults", ["POST"], set_faults),
     ("/faults/<api_key>", ["DELETE"], clear_faults),

@@ -33,6 +33,15 @@ DEFAULT_LIST = {
 }
 
 
+class SimControlError(RuntimeError):
+    """A control or API call that failed; ``status`` and ``document`` (parsed JSON or None)."""
+
+    def __init__(self, message: str, status: int, document):
+        super().__init__(message)
+        self.status = status
+        self.document = document
+
+
 class SimControl:
     """Client of the control API of a running simulator at ``root_url``."""
 
@@ -48,8 +57,17 @@ class SimControl:
     def _call(self, method: str, path: str, **kw):
         response = self.session.request(method, self.root_url + path, timeout=self.timeout, **kw)
         if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text}")
+            try:
+                document = response.json()
+            except ValueError:
+                document = None
+            raise SimControlError(f"{method} {path} -> {response.status_code}: {response.text}",
+                                  response.status_code, document)
         return response.json() if response.content else None
+
+    def accounts(self) -> list[dict]:
+        """Every account with its audiences and their member counts by status."""
+        return self._call("GET", "/_sim/accounts")["accounts"]
 
     def server_pid(self) -> int:
         """The pid of the process that serves the API and holds the state (with the

@@ -67,3 +67,20 @@ def test_change_email_onto_an_existing_address_is_refused(mc, control, list_id):
     add(mc, list_id, "b@anaba.fr")
     with pytest.raises(RuntimeError, match="Member Exists"):
         control.member_action(list_id, "a@anaba.fr", "change-email", new_email="b@anaba.fr")
+
+
+def test_accounts_summary_counts_members_by_status(mc, control, api_key, list_id):
+    add(mc, list_id, "a@anaba.fr")
+    add(mc, list_id, "b@anaba.fr", status="unsubscribed")
+    [account] = control.accounts()
+    assert account["api_key"] == api_key
+    assert account["audiences"][0]["members"] == {"subscribed": 1, "unsubscribed": 1}
+
+
+def test_control_errors_carry_status_and_document(control, list_id):
+    from mailchimp_sim.testing import SimControlError
+
+    with pytest.raises(SimControlError) as info:
+        control.member_action(list_id, "ghost@anaba.fr", "bounce")
+    assert info.value.status == 404
+    assert info.value.document["title"] == "Resource Not Found"
