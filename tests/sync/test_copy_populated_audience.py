@@ -104,10 +104,12 @@ def test_contacts_mailchimp_refuses_get_their_error_and_the_rest_syncs(copy, wor
     fake = add_contacts(workspace, 1, email=lambda i: "jeanne@example.com")
     invalid = add_contacts(workspace, 1, email=lambda i: "jeanne.martin@")
     too_long = add_contacts(workspace, 1, start=900)
-    db.session.get(Contact, too_long[0]).first_name = "x" * 300
+    db.session.get(Contact, too_long[0]).street = "x" * 300  # anaba allows 300, a text merge field 255
     db.session.commit()
+    mapping = [{"field": "first_name", "tag": "FNAME"}, {"field": "last_name", "tag": "LNAME"},
+               {"field": "street", "tag": "STREET", "type": "text", "name": "Rue"}]
 
-    connector = copy()
+    connector = copy(mapping=mapping)
 
     preview = latest_run(connector.id, "preview").result
     assert preview["predicted_failures"]["invalid_email"]["count"] == 1
@@ -118,14 +120,14 @@ def test_contacts_mailchimp_refuses_get_their_error_and_the_rest_syncs(copy, wor
         "error", "fake_email", "edit_contact_and_retry")
     assert (rows[invalid[0]].state, rows[invalid[0]].error_kind) == ("error", "invalid_email")
     assert (rows[too_long[0]].state, rows[too_long[0]].error_kind, rows[too_long[0]].error_field) == (
-        "error", "value_too_long", "FNAME")
+        "error", "value_too_long", "STREET")
     assert rows[too_long[0]].error_message  # plain words, shown on hover (R17)
     assert len(members(mc, audience[1])) == 20
     assert connector.status == "active"
     groups = {g["kind"]: g for g in svc.error_groups(workspace.id)}
     assert set(groups) == {"fake_email", "invalid_email", "value_too_long"}
     assert groups["value_too_long"]["items"][0][0].id == too_long[0]
-    assert "FNAME" in groups["value_too_long"]["message"]
+    assert "STREET" in groups["value_too_long"]["message"]
     assert latest_run(connector.id, "initial_copy").error_count == 3
 
 
