@@ -10,6 +10,7 @@ import itertools
 import json
 import sqlite3
 import threading
+import time
 
 from .store import Account, AudienceList, Campaign, Member, MergeField, Store, Tag, Webhook
 
@@ -23,29 +24,38 @@ CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 LIST_SKIP = ("members", "contacts", "merge_fields", "tags", "webhooks", "forgotten")
 
 
-def _dump_member(m: Member) -> str:
+def _member_copy(m: Member) -> dict:
+    # Values are copied where the store mutates them in place; the rest are replaced whole.
     doc = {k: getattr(m, k) for k in Member.__slots__}
-    doc["tags"] = [[k, v] for k, v in m.tags.items()]
-    return json.dumps(doc)
+    doc["merge"] = dict(m.merge)
+    doc["interests"] = dict(m.interests)
+    doc["tags"] = list(m.tags.items())
+    doc["activity"] = list(m.activity)
+    return doc
 
 
 def _snapshot(store: Store) -> dict:
+    """Copy the state under the lock (fast), serialise it after releasing it (slow)."""
     with store.lock:
-        accounts = [(a.api_key, json.dumps({"name": a.name, "created": a.created,
-                                            "revoked": a.revoked, "list_ids": a.list_ids}))
+        accounts = [(a.api_key, {"name": a.name, "created": a.created,
+                                 "revoked": a.revoked, "list_ids": list(a.list_ids)})
                     for a in store.accounts.values()]
         lists, members = [], []
         for lst in store.lists.values():
             doc = {k: v for k, v in vars(lst).items() if k not in LIST_SKIP}
             doc["forgotten"] = sorted(lst.forgotten)
-            doc["merge_fields"] = [vars(f) for f in lst.merge_fields.values()]
-            doc["tags"] = [vars(t) for t in lst.tags.values()]
-            doc["webhooks"] = [vars(h) for h in lst.webhooks.values()]
-            lists.append((lst.id, json.dumps(doc)))
-            members.extend((lst.id, m.id, _dump_member(m)) for m in lst.members.values())
-        camps = [(c.id, json.dumps(vars(c))) for c in store.campaigns.values()]
+            doc["merge_fields"] = [dict(vars(f)) for f in lst.merge_fields.values()]
+            doc["tags"] = [dict(vars(t)) for t in lst.tags.values()]
+            doc["webhooks"] = [dict(vars(h)) for h in lst.webhooks.values()]
+            lists.append((lst.id, doc))
+            members.extend((lst.id, m.id, _member_copy(m)) for m in lst.members.values())
+        camps = [(c.id, dict(vars(c))) for c in store.campaigns.values()]
         store.dirty = False
-    return {"accounts": accounts, "lists": lists, "members": members, "campaigns": camps}
+    dumps = json.dumps
+    return {"accounts": [(k, dumps(d)) for k, d in accounts],
+            "lists": [(k, dumps(d)) for k, d in lists],
+            "members": [(lid, h, dumps(d)) for lid, h, d in members],
+            "campaigns": [(k, dumps(d)) for k, d in camps]}
 
 
 def save(store: Store, path: str) -> None:
@@ -157,6 +167,10 @@ class Saver:
         self.save()
 
     def _run(self) -> None:
-        while not self.stopped.wait(self.interval):
+        wait = self.interval
+        while not self.stopped.wait(wait):
             if self.store.dirty:
+                started = time.monotonic()
                 self.save()
+                # a big audience takes seconds to write: keep saving under ~10 % of the time
+                wait = max(self.interval, 10 * (time.monotonic() - started))
