@@ -136,7 +136,7 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
-def _batch_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
+def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool = False) -> dict:
     """Submit, import consent, validate and copy with the engine; then copy again."""
     from sqlalchemy import select
 
@@ -144,6 +144,7 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
     from portal.models import SyncRun, Workspace
     from portal.sync import connectors as svc
     from portal.sync import consent_import, initial_copy
+    from portal.sync import preview as preview_job
 
     with app.app_context():
         ws = db.session.scalar(select(Workspace).where(Workspace.name == workspace))
@@ -153,6 +154,11 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
         consent_run = svc.latest_run(connector.id, "consent_import")
         consent_import.run(consent_run.id)
         consent_seconds = time.monotonic() - started
+        preview_seconds = None
+        if preview:
+            preview_started = time.monotonic()
+            preview_job.run(svc.latest_run(connector.id, "preview").id)
+            preview_seconds = round(time.monotonic() - preview_started, 2)
         copy_run = svc.validate(connector.id, None)
         cpu_before = _cpu_seconds()
         sim_cpu_before = _process_cpu(sim.process.pid)
@@ -177,6 +183,7 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
         return {
             "status": run.status, "contacts": contacts, "counts": run.counts,
             "consent_import_seconds": round(consent_seconds, 2),
+            "preview_seconds": preview_seconds,
             "copy_seconds": round(copy_seconds, 2),
             "copy_worker_cpu_seconds": round(copy_cpu, 2),
             "copy_simulator_cpu_seconds": round(sim_cpu, 2),
@@ -243,6 +250,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--strategy", choices=("batch", "naive"), default="batch")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--preview", action="store_true", help="also time the dry-run preview (R7)")
     args = parser.parse_args(argv)
 
     import logging
@@ -291,7 +299,7 @@ def main(argv: list[str]) -> None:
                 report["per_contact_cost_ratio_naive_to_batch"] = round(per_naive / per_batch, 1) if per_batch else None
                 report["calls_ratio_naive_to_batch"] = round(naive["api_calls"] / batch["api_calls"], 1)
             else:
-                report.update(_batch_copy(app, sim, key, list_id, workspace))
+                report.update(_batch_copy(app, sim, key, list_id, workspace, preview=args.preview))
             report["worker_peak_rss_mb"] = _peak_rss_mb()
             report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
             with app.app_context():
