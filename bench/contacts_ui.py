@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -130,8 +131,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--database-url", help="PostgreSQL URL of a database this benchmark may wipe")
     parser.add_argument("--import-rows", type=int, default=0, help="also time a CSV import of this many rows")
     parser.add_argument("--try-index", action="append", default=[], metavar="DDL",
-                        help="extra CREATE INDEX statement run after seeding, to measure an index before adding it "
-                             "to the models (repeatable)")
+                        help="extra SQL run after seeding (CREATE/DROP INDEX, ANALYZE), to measure an index before "
+                             "changing the models (repeatable)")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-contacts-"))
@@ -193,4 +194,5 @@ def main(argv: list[str]) -> None:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result, indent=2))
