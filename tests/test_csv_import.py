@@ -85,7 +85,7 @@ def test_a_field_is_guessed_for_one_column_only():
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"])
 def test_delimiter_is_detected(delimiter):
-    text = delimiter.join(["nom", "prénom", "email"]) + "\n" + delimiter.join(["Dupont, fils", "Jean", "j@x.fr"]) + "\n"
+    text = "\n".join([delimiter.join(["nom", "prénom", "email"]), delimiter.join(["Dupont, fils", "Jean", "j@x.fr"])])
     if delimiter == ",":
         text = 'nom,prénom,email\n"Dupont, fils",Jean,j@x.fr\n'
     assert csv_import.sniff_delimiter(text) == delimiter
@@ -123,7 +123,8 @@ def test_good_file_imports_every_row_with_tags_and_consent(ui, run_jobs, workspa
     assert re.search(r'count-imported">3<', report) and re.search(r'count-rejected">0<', report)
 
     elodie, hugo, zoe = live_contacts(workspace)
-    assert (elodie.first_name, elodie.company, elodie.city, elodie.postal_code) == ("Élodie", "Atelier Nacre", "Lyon", "69003")
+    assert (elodie.first_name, elodie.company, elodie.city, elodie.postal_code) == (
+        "Élodie", "Atelier Nacre", "Lyon", "69003")
     assert elodie.tag_names == ["Clients", "VIP"] and elodie.consent == "opt_in"
     assert hugo.consent == "opt_out" and zoe.consent == "unknown" and zoe.tag_names == []
     events = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id)).all()
@@ -155,12 +156,15 @@ def test_one_bad_row_never_loses_the_good_ones_and_is_reported(ui, run_jobs, wor
     assert "attachment" in download.headers["Content-Disposition"]
     lines = list(csv.reader(io.StringIO(download.get_data(as_text=True).lstrip("\ufeff"))))
     assert lines[0] == ["Line", "Reason", "email", "first_name", "last_name", "consent"]
-    assert lines[1][0] == "3" and "valid e-mail" in lines[1][1] and lines[1][2:] == ["not-an-address", "Bad", "Row", "yes"]
+    assert lines[1][0] == "3" and "valid e-mail" in lines[1][1]
+    assert lines[1][2:] == ["not-an-address", "Bad", "Row", "yes"]
     assert lines[2][0] == "4" and lines[2][2] == "paul@example.org"
 
 
 def test_semicolon_windows_file_with_accents_is_imported_with_a_notice(ui, run_jobs, workspace):
-    content = "Prénom;Nom;E-mail;Société\nÉlodie;Lefèvre;elodie@example.fr;Hôtel des Cèdres\nNoël;Guérin;noel@example.fr;Brasserie l'Écluse\n"
+    content = ("Prénom;Nom;E-mail;Société\n"
+               "Élodie;Lefèvre;elodie@example.fr;Hôtel des Cèdres\n"
+               "Noël;Guérin;noel@example.fr;Brasserie l'Écluse\n")
     response = upload(ui, content.encode("cp1252"))
     page = ui.get(response.location).get_data(as_text=True)
     assert "not in UTF-8" in page and "semicolon" in page and "Windows-1252" in page

@@ -151,7 +151,8 @@ def decode(content: bytes) -> tuple[str, str, str]:
         if content.startswith(signature):
             if kind in ("zip", "xls"):
                 raise BrokenFile(_("This looks like a spreadsheet (Excel or similar), not a CSV file. "
-                                   "Open it in your spreadsheet and save it as “CSV UTF-8”, then upload that file."))
+                                   "Open it in your spreadsheet and save it as “CSV UTF-8”, then upload that "
+                                   "file."))
             raise BrokenFile(_("This is not a CSV file (it looks like a PDF, an image or an archive). "
                                "Export your contacts as CSV and upload that file."))
     notice = ""
@@ -226,7 +227,8 @@ def iter_records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise BrokenFile(_("Line %(line)d cannot be read as CSV (%(error)s).", line=start, error=str(exc))) from None
+            raise BrokenFile(
+                _("Line %(line)d cannot be read as CSV (%(error)s).", line=start, error=str(exc))) from None
         if any(cell.strip() for cell in row):
             yield start, row
         start = reader.line_num + 1
@@ -312,8 +314,8 @@ def parse_consent(value: str) -> str:
     key = _fold_header(value) or value.strip()
     if key in _CONSENT_INDEX:
         return _CONSENT_INDEX[key]
-    raise RowRejected(_("Consent “%(value)s” is not understood (use opt_in, opt_out or unknown; oui and non work too).",
-                        value=value))
+    raise RowRejected(_("Consent “%(value)s” is not understood (use opt_in, opt_out or unknown; "
+                        "oui and non work too).", value=value))
 
 
 def split_tags(value: str) -> list[str]:

@@ -7,7 +7,10 @@ opt-in on a locked contact comes back as 409 with the R16 explanation.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Blueprint, Response, abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -89,7 +92,7 @@ def _rows_context(contacts: list[Contact]) -> dict:
     }
 
 
-def _form_data(form) -> dict:
+def _form_data(form: Mapping) -> dict:
     """The contact fields posted by a create/edit form (only those present)."""
     return {name: form.get(name, "") for name in FORM_FIELDS if name in form}
 
@@ -115,7 +118,7 @@ def _common() -> dict:
 
 @bp.get("/")
 @customer_required
-def index():
+def index() -> ResponseReturnValue:
     """The contacts table: search, filters, sort, pages; htmx gets only the results block."""
     ws = workspace_id()
     filters = _filters()
@@ -133,14 +136,14 @@ def index():
 
 @bp.get("/new")
 @customer_required
-def new():
+def new() -> ResponseReturnValue:
     """The inline create form (htmx) or a page with it."""
     return htmx.render("contacts/new.html", "create_form", values={}, errors={}, **_common())
 
 
 @bp.post("/")
 @customer_required
-def create():
+def create() -> ResponseReturnValue:
     """Create a contact from the inline form."""
     data = _form_data(request.form)
     try:
@@ -159,7 +162,7 @@ def create():
 
 @bp.get("/<int:contact_id>/row")
 @customer_required
-def row(contact_id: int):
+def row(contact_id: int) -> ResponseReturnValue:
     """One table row (used by "Cancel" on an inline edit)."""
     contact = _contact(contact_id)
     return htmx.render("contacts/_row.html", None, c=contact, **_rows_context([contact]))
@@ -167,7 +170,7 @@ def row(contact_id: int):
 
 @bp.get("/<int:contact_id>/edit")
 @customer_required
-def edit(contact_id: int):
+def edit(contact_id: int) -> ResponseReturnValue:
     """The edit form: a table row (`?row=1`), the record's details panel, or the record page."""
     contact = _contact(contact_id)
     values = _values(contact)
@@ -178,7 +181,7 @@ def edit(contact_id: int):
 
 @bp.post("/<int:contact_id>/edit")
 @customer_required
-def update(contact_id: int):
+def update(contact_id: int) -> ResponseReturnValue:
     """Save the edit form; 422 with the messages when a field is wrong, 409 when consent is locked."""
     contact = _contact(contact_id)
     data = _form_data(request.form)
@@ -220,7 +223,7 @@ def _values(contact: Contact) -> dict:
 
 @bp.get("/<int:contact_id>/delete")
 @customer_required
-def confirm_delete(contact_id: int):
+def confirm_delete(contact_id: int) -> ResponseReturnValue:
     """Ask for confirmation: a table row (`?row=1`) or a page."""
     contact = _contact(contact_id)
     if request.args.get("row") and htmx.is_htmx():
@@ -230,7 +233,7 @@ def confirm_delete(contact_id: int):
 
 @bp.post("/<int:contact_id>/delete")
 @customer_required
-def delete(contact_id: int):
+def delete(contact_id: int) -> ResponseReturnValue:
     """Delete (soft) a contact after confirmation."""
     contact = _contact(contact_id)
     crm.delete_contact(workspace_id(), contact.id, actor=_actor(), channel="ui")
@@ -251,7 +254,7 @@ def delete(contact_id: int):
 
 @bp.get("/<int:contact_id>/tags")
 @customer_required
-def tags(contact_id: int):
+def tags(contact_id: int) -> ResponseReturnValue:
     """The tag editor of a contact, or (`?done=1`) its tags as shown in the table."""
     contact = _contact(contact_id)
     if request.args.get("done"):
@@ -262,7 +265,7 @@ def tags(contact_id: int):
 
 @bp.post("/<int:contact_id>/tags")
 @customer_required
-def edit_tags(contact_id: int):
+def edit_tags(contact_id: int) -> ResponseReturnValue:
     """Add tags (comma-separated `add`) and/or remove one (`remove`)."""
     contact = _contact(contact_id)
     names = contact.tag_names
@@ -282,7 +285,7 @@ def edit_tags(contact_id: int):
     return _tags_response(contact)
 
 
-def _tags_response(contact: Contact):
+def _tags_response(contact: Contact) -> ResponseReturnValue:
     if htmx.is_htmx():
         return htmx.render("contacts/_tags_editor.html", None, c=contact, errors={}, **_common())
     return redirect(url_for("contacts.record", contact_id=contact.id))
@@ -295,7 +298,7 @@ def _same_tags(names: list[str], current: list[str]) -> bool:
 
 # --------------------------------------------------------------------------- the record
 
-def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra):
+def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra) -> ResponseReturnValue:
     ws = workspace_id()
     connector = sync_state.live_connector(ws)
     sync = sync_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None
@@ -338,28 +341,28 @@ def _history(ws: int, contact_id: int) -> list[dict]:
 
 @bp.get("/<int:contact_id>")
 @customer_required
-def record(contact_id: int):
+def record(contact_id: int) -> ResponseReturnValue:
     """A contact's record, Details tab."""
     return _record_page(_contact(contact_id), "details")
 
 
 @bp.get("/<int:contact_id>/activity")
 @customer_required
-def activity(contact_id: int):
+def activity(contact_id: int) -> ResponseReturnValue:
     """A contact's record, Marketing communication tab (R18)."""
     return _record_page(_contact(contact_id), "activity")
 
 
 @bp.get("/<int:contact_id>/history")
 @customer_required
-def history(contact_id: int):
+def history(contact_id: int) -> ResponseReturnValue:
     """A contact's record, History tab: consent changes and sync events (R15)."""
     return _record_page(_contact(contact_id), "history")
 
 
 @bp.post("/<int:contact_id>/consent")
 @customer_required
-def consent(contact_id: int):
+def consent(contact_id: int) -> ResponseReturnValue:
     """Change consent from the record (channel "ui", actor the user); 409 with the R16 text when locked."""
     contact = _contact(contact_id)
     value = request.form.get("consent", "")
@@ -399,7 +402,7 @@ def _recent_imports() -> list[CsvImport]:
         .order_by(CsvImport.id.desc()).limit(10)))
 
 
-def _upload_page(error: str = "", status: int = 200):
+def _upload_page(error: str = "", status: int = 200) -> ResponseReturnValue:
     limit_mb = (request.max_content_length or 0) // (1024 * 1024)
     return htmx.render("contacts/import_upload.html", None, error=error, limit_mb=limit_mb,
                        imports=_recent_imports()), status
@@ -407,14 +410,14 @@ def _upload_page(error: str = "", status: int = 200):
 
 @bp.get("/import")
 @customer_required
-def import_form():
+def import_form() -> ResponseReturnValue:
     """Upload a CSV file."""
     return _upload_page()
 
 
 @bp.post("/import")
 @customer_required
-def import_upload():
+def import_upload() -> ResponseReturnValue:
     """Read the uploaded file; a broken file is explained and nothing is stored."""
     upload = request.files.get("file")
     if upload is None or not upload.filename:
@@ -435,7 +438,8 @@ def import_upload():
     return redirect(url_for("contacts.import_status", import_id=imp.id))
 
 
-def _mapping_page(imp: CsvImport, columns: list[str], problems: list[str], status: int = 200, block=None):
+def _mapping_page(imp: CsvImport, columns: list[str], problems: list[str], status: int = 200,
+                  block: str | None = None) -> ResponseReturnValue:
     rows = csv_import.preview(imp, columns) if not problems else []
     return htmx.render(
         "contacts/import_mapping.html", block, imp=imp, columns=columns, problems=problems, rows=rows,
@@ -447,7 +451,7 @@ def _mapping_page(imp: CsvImport, columns: list[str], problems: list[str], statu
 
 @bp.get("/import/<int:import_id>")
 @customer_required
-def import_status(import_id: int):
+def import_status(import_id: int) -> ResponseReturnValue:
     """An import's page: mapping and preview before it starts, progress while it runs, then the report."""
     imp = _import(import_id)
     if imp.status == "uploaded":
@@ -458,7 +462,7 @@ def import_status(import_id: int):
 
 @bp.post("/import/<int:import_id>/preview")
 @customer_required
-def import_preview(import_id: int):
+def import_preview(import_id: int) -> ResponseReturnValue:
     """Re-compute the preview for the mapping being edited (htmx, on every change)."""
     imp = _import(import_id)
     columns = csv_import.columns_from_form(request.form, len(imp.mapping.get("header", [])))
@@ -467,7 +471,7 @@ def import_preview(import_id: int):
 
 @bp.post("/import/<int:import_id>/start")
 @customer_required
-def import_start(import_id: int):
+def import_start(import_id: int) -> ResponseReturnValue:
     """Save the mapping and queue the import job; 422 when the mapping cannot work."""
     from portal import jobs
 
@@ -505,7 +509,7 @@ def _stalled(imp: CsvImport) -> bool:
 
 @bp.get("/import/<int:import_id>/progress")
 @customer_required
-def import_progress(import_id: int):
+def import_progress(import_id: int) -> ResponseReturnValue:
     """The progress partial; it polls itself until the import is over, then shows the report."""
     imp = _import(import_id, light=True)
     if imp.status in ("finished", "failed"):
@@ -515,7 +519,7 @@ def import_progress(import_id: int):
 
 @bp.post("/import/<int:import_id>/resume")
 @customer_required
-def import_resume(import_id: int):
+def import_resume(import_id: int) -> ResponseReturnValue:
     """Queue a failed or stalled import again; it continues after its last committed chunk."""
     from portal import jobs
 
@@ -527,7 +531,7 @@ def import_resume(import_id: int):
 
 @bp.get("/import/<int:import_id>/rejects.csv")
 @customer_required
-def import_rejects(import_id: int):
+def import_rejects(import_id: int) -> ResponseReturnValue:
     """The rejected rows, each with its line number and reason, as a CSV file."""
     imp = _import(import_id)
     body = "\ufeff" + csv_import.rejects_csv(imp)
