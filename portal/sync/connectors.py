@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from flask_babel import force_locale, get_locale
@@ -22,6 +22,9 @@ from portal.mailchimp.errors import KINDS
 from portal.mailchimp.payload import TEXT_MAX_LENGTH, FieldMapping, default_mappings
 from portal.models import Connector, Contact, ContactSync, SyncRun, User, Workspace, utcnow
 from portal.sync import runs as run_rows
+
+if TYPE_CHECKING:  # the adapter loads mailchimp3 on first use only
+    from portal.mailchimp.client import MailchimpClient
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def api_key_of(connector: Connector) -> str:
     return decrypt_secret(connector.api_key_encrypted, current_app.config["FERNET_KEY"])
 
 
-def client_for(connector_or_api_key: Connector | str):
+def client_for(connector_or_api_key: Connector | str) -> MailchimpClient:
     """A Mailchimp client for a connector (or a bare API key), configured from the app.
 
     Base URL from ``MAILCHIMP_API_BASE`` (None: Mailchimp itself), read timeout

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from portal.extensions import db
 from portal.mailchimp.payload import email_syntax_ok
@@ -48,7 +48,7 @@ _JUDGE_COLUMNS = (_c.id, _c.email_normalized, _c.email, _c.consent, _c.consent_l
                   _c.do_not_sync, _c.deleted_at)
 
 
-def in_workspace(workspace_id: int):
+def in_workspace(workspace_id: int) -> ColumnElement[bool]:
     """``Contact.workspace_id == workspace_id`` for scans by contact id.
 
     Written ``workspace_id + 0`` so that no index on workspace_id applies: the database then

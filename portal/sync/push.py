@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 
 from portal.extensions import db
 from portal.mailchimp import BATCH_LIMIT, MailchimpError, classify_batch_error
