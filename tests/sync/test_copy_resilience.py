@@ -251,3 +251,41 @@ def test_audience_deleted_mid_copy_pauses_without_failing_contacts(submit, works
     assert connector.status == "paused" and _copy_run(connector.id).status == "paused"
     assert "audience" in connector.paused_reason.lower()
     assert not [r for r in sync_rows(connector.id).values() if r.state == "error"]
+
+
+def test_reconnecting_a_paused_copy_continues_where_it_stopped(submit, workspace, support_user, sim, mc, audience,
+                                                               run_jobs, monkeypatch):
+    from portal.extensions import db
+    from portal.mailchimp import MailchimpError
+    from portal.sync import connectors as svc
+    from portal.sync import initial_copy
+
+    ids = add_contacts(workspace, 1300)
+    connector = submit()
+    real_push = initial_copy.push_contacts
+    calls = []
+
+    def refused_after_one_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MailchimpError("api_key_invalid", status=401, title="API Key Invalid")
+        return real_push(*args, **kwargs)
+
+    monkeypatch.setattr(initial_copy, "push_contacts", refused_after_one_chunk)
+    svc.validate(connector.id, support_user)
+    run_jobs()
+    db.session.expire_all()
+    assert connector.status == "paused" and _copy_run(connector.id).cursor == ids[499]
+    monkeypatch.setattr(initial_copy, "push_contacts", real_push)
+    seq = sim.control.requests_log()[-1]["seq"]
+
+    svc.reconnect(connector.id, None)  # the same key works again
+    run_jobs()
+    db.session.expire_all()
+    run = _copy_run(connector.id)
+    assert connector.status == "active" and connector.paused_reason == ""
+    assert run.status == "finished" and run.cursor == ids[-1]
+    batch_calls = [r for r in member_writes(sim, seq) if r["path_template"].endswith("/lists/{list_id}")]
+    assert len(batch_calls) == 2  # the first 500 were not sent again
+    assert len(members(mc, audience[1])) == 1300
+    assert {r.state for r in sync_rows(connector.id).values()} == {"synced"}
