@@ -59,6 +59,7 @@ def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
         with run_rows.Heartbeat(run_id, token), client_for(connector) as client:
             phase = int((run.result or {}).get("phase", 0))
             if phase == 0:
+                _ensure_consent_imported(client, connector, sleep)
                 _create_merge_fields(client, connector, sleep)
                 _set_phase(run, token, 1)
             if int(run.result.get("phase", 0)) == 1:
@@ -94,9 +95,50 @@ def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
         connector.activated_at = connector.activated_at or utcnow()
     run.result = dict(run.result or {}, phase=3, finished_at=utcnow().isoformat())
     run.done = max(run.done, run.total)
-    run_rows.finish(run, token)
+    try:
+        run_rows.finish(run, token)
+    except run_rows.LeaseLost:  # deleted (or taken over) at the last moment: nothing to announce
+        return
     if activated:
         notify_copy_finished(connector, run)
+
+
+CONSENT_WAIT_SECONDS = 900
+
+
+def _ensure_consent_imported(client, connector: Connector, sleep) -> None:
+    """The copy sends opt-in contacts only, so consent must come from the audience first (R6).
+
+    Validation may come before the consent import has run (support is fast, or its worker
+    died): run it here (the claim makes it a no-op while another worker holds it, and lets
+    this one take it over once that worker's lease expires), or run a fresh one if it failed.
+    """
+    from portal.sync import consent_import
+
+    deadline = time.monotonic() + CONSENT_WAIT_SECONDS
+    retried = False
+    while True:
+        db.session.expire_all()
+        latest = db.session.scalar(
+            select(SyncRun).where(SyncRun.connector_id == connector.id, SyncRun.kind == "consent_import")
+            .order_by(SyncRun.id.desc()).limit(1)
+        )
+        if latest is None or latest.status == "finished":
+            return
+        if latest.status == "failed" or latest.status == "paused":
+            if retried:
+                client.get_list(connector.audience_id)  # a revoked key or a deleted audience pauses
+                raise MailchimpError("unknown", title="Consent import failed", detail=latest.message)
+            retried = True
+            latest = run_rows.create_run(connector, "consent_import")
+            db.session.commit()
+        consent_import.run(latest.id)
+        db.session.expire_all()
+        if db.session.get(SyncRun, latest.id).status in ("queued", "running"):
+            if time.monotonic() > deadline:
+                raise MailchimpError("unknown", title="Consent import still running",
+                                     detail="The consent import did not finish in time.")
+            sleep(1.0)
 
 
 def _retrying(fn: Callable[[], T], sleep: Callable[[float], None]) -> T:

@@ -61,3 +61,23 @@ def test_importing_twice_changes_nothing_the_second_time(submit, workspace, sim,
     after = db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == cid)).all()
     assert len(after) == len(before) == 1
     assert latest_run(connector.id, "consent_import").counts["unchanged"] == 1
+
+
+def test_a_copy_validated_before_the_consent_import_ran_imports_it_first(mc_app, workspace, customer, support_user,
+                                                                         audience, mc):
+    from portal.extensions import db
+    from portal.sync import connectors as svc
+    from portal.sync.connectors import latest_run
+
+    cid = add_contacts(workspace, 1, consent="opt_in")[0]
+    mc.batch_subscribe(audience[1], [{"email_address": "person0@ardent-clients.fr", "status": "unsubscribed"}])
+    from portal.sync import initial_copy
+
+    connector = svc.create_connector(workspace.id, customer, audience[0], audience[1])
+    copy = svc.validate(connector.id, support_user)
+    initial_copy.run(copy.id)  # the copy's job runs before the consent import's
+    db.session.expire_all()
+    assert latest_run(connector.id, "consent_import").status == "finished"
+    assert _contact(cid).consent == "opt_out"
+    members = {m["email_address"]: m for m in mc.iter_members(audience[1])}
+    assert members["person0@ardent-clients.fr"]["status"] == "unsubscribed"  # not re-subscribed
