@@ -21,6 +21,24 @@ class AppWorker(Worker):
         db.engine.dispose(close=False)
         return super().main_work_horse(*args, **kwargs)
 
+    def perform_job(self, *args, **kwargs):
+        try:
+            return super().perform_job(*args, **kwargs)
+        finally:
+            db.session.remove()  # the next job must not see this one's objects
+
+
+def resume_abandoned_runs() -> None:
+    """Re-enqueue runs a dead worker left behind (R8): now, and once their lease has surely expired."""
+    from datetime import timedelta
+
+    from portal import jobs
+    from portal.sync import runs
+
+    runs.resume_stale_runs()
+    rq_ext.queue("bulk").enqueue_in(timedelta(seconds=runs.lease_seconds() + 5), jobs.resume_stale_runs)
+    db.session.remove()
+
 
 def main(argv: list[str]) -> None:
     """Build the app once, then work or schedule until stopped."""
@@ -40,6 +58,7 @@ def main(argv: list[str]) -> None:
             scheduler.start()
             return
         names = argv or list(rq_ext.NAMES)
+        resume_abandoned_runs()
         worker = AppWorker([rq_ext.queue(n) for n in names], connection=rq_ext.redis)
         worker.work(with_scheduler=True)
 

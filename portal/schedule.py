@@ -5,4 +5,7 @@ reconciliation (R22) and the weekly activity import (R18) are added here by thei
 """
 from __future__ import annotations
 
-SCHEDULE: list[tuple[str, str, str]] = []
+SCHEDULE: list[tuple[str, str, str]] = [
+    # A copy whose worker died resumes within a minute even if no worker restarts (R8).
+    ("portal.jobs.resume_stale_runs", "bulk", "* * * * *"),
+]

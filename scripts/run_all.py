@@ -86,6 +86,7 @@ def main() -> None:
         subprocess.run([PY, "scripts/seed_demo_audience.py", DEMO_MC_KEY, DEMO_AUDIENCE], cwd=ROOT, env=env,
                        check=True)
         start("worker", [PY, "worker.py"])
+        start("cron", [PY, "worker.py", "cron"])
         start("web", [PY, "-m", "gunicorn", "--no-control-socket", "-b", f"127.0.0.1:{PORTS['web']}",
                       "-w", "2", "--threads", "4", "--access-logfile", "-", "app:app"])
         wait_port(PORTS["web"])

@@ -43,11 +43,16 @@ class Contact(db.Model):
     """A person in a workspace's base. Soft-deleted rows stay so their member can be archived."""
 
     __tablename__ = "contact"
+    # Partial indexes on live contacts: PostgreSQL only sorts through an index whose leading
+    # columns are equalities, and `deleted_at IS NULL` is not one. search_text sits in the list
+    # index so a search scans the index, not the table (measured with `python -m bench contacts_ui`).
     __table_args__ = (
-        Index("ix_contact_ws_list", "workspace_id", "deleted_at", "sort_name", "id"),
-        Index("ix_contact_ws_email", "workspace_id", "email_normalized"),
+        Index("ix_contact_ws_list", "workspace_id", "sort_name", "id", "search_text",
+              sqlite_where=db.text("deleted_at IS NULL"), postgresql_where=db.text("deleted_at IS NULL")),
+        Index("ix_contact_ws_created", "workspace_id", "created_at", "id",
+              sqlite_where=db.text("deleted_at IS NULL"), postgresql_where=db.text("deleted_at IS NULL")),
+        Index("ix_contact_ws_email", "workspace_id", "email_normalized", "deleted_at"),
         Index("ix_contact_ws_updated", "workspace_id", "updated_at"),
-        Index("ix_contact_ws_created", "workspace_id", "deleted_at", "created_at"),
     )
 
     EDITABLE = (

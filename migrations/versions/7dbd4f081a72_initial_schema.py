@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 81030408bb6c
+Revision ID: 7dbd4f081a72
 Revises: 
-Create Date: 2026-11-27 08:35:42.923172
+Create Date: 2026-11-27 09:44:28.296797
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import portal.models.base
 
 
 # revision identifiers, used by Alembic.
-revision = '81030408bb6c'
+revision = '7dbd4f081a72'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -58,9 +58,9 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contact'))
     )
     with op.batch_alter_table('contact', schema=None) as batch_op:
-        batch_op.create_index('ix_contact_ws_created', ['workspace_id', 'deleted_at', 'created_at'], unique=False)
-        batch_op.create_index('ix_contact_ws_email', ['workspace_id', 'email_normalized'], unique=False)
-        batch_op.create_index('ix_contact_ws_list', ['workspace_id', 'deleted_at', 'sort_name', 'id'], unique=False)
+        batch_op.create_index('ix_contact_ws_created', ['workspace_id', 'created_at', 'id'], unique=False, sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
+        batch_op.create_index('ix_contact_ws_email', ['workspace_id', 'email_normalized', 'deleted_at'], unique=False)
+        batch_op.create_index('ix_contact_ws_list', ['workspace_id', 'sort_name', 'id', 'search_text'], unique=False, sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
         batch_op.create_index('ix_contact_ws_updated', ['workspace_id', 'updated_at'], unique=False)
 
     op.create_table('email_log',
@@ -369,9 +369,9 @@ def downgrade():
     op.drop_table('email_log')
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.drop_index('ix_contact_ws_updated')
-        batch_op.drop_index('ix_contact_ws_list')
+        batch_op.drop_index('ix_contact_ws_list', sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
         batch_op.drop_index('ix_contact_ws_email')
-        batch_op.drop_index('ix_contact_ws_created')
+        batch_op.drop_index('ix_contact_ws_created', sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
 
     op.drop_table('contact')
     op.drop_table('workspace')
