@@ -4,11 +4,12 @@ Resumable by construction (ARCHITECTURE habit 6): the run's ``cursor`` is the id
 contact whose result is committed, and ``result["phase"]`` says which phase it is in.
 
 - Phase 0 — create the merge fields the mapping needs and the audience lacks.
-- Phase 1 — contacts in id order, in chunks holding 500 eligible contacts each:
-  :func:`portal.sync.push.push_contacts` sends them with one batch-subscribe call and leaves
-  their results, and their tag changes as PendingTagOp rows, in the session; the cursor then
-  advances and everything commits together, with the lease re-checked in that transaction.
-  A chunk replayed after a crash rewrites the same values: harmless.
+- Phase 1 — contacts in id order, in chunks holding 500 eligible contacts each, through the
+  three steps of :func:`portal.sync.push.push_contacts`: prepared, sent with one
+  batch-subscribe call, and recorded (results, and tag changes as PendingTagOp rows); the
+  cursor then advances and everything commits together, with the lease re-checked in that
+  transaction. The next chunk is prepared while the current one is being sent. A chunk
+  replayed after a crash rewrites the same values: harmless.
 - Phase 2 — tag changes, grouped by tag, 500 e-mails per static-segment call (a missing
   tag is created with its first 500 e-mails); each call's rows are deleted once it succeeds.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -32,7 +34,8 @@ from portal.mailchimp.payload import FieldMapping
 from portal.models import Connector, Contact, PendingTagOp, SyncRun, utcnow
 from portal.sync import runs as run_rows
 from portal.sync.eligibility import in_workspace, own_reason
-from portal.sync.push import SegmentDirectory, managed_tag_names, push_contacts, send_tag_group
+from portal.sync.push import (SegmentDirectory, managed_tag_names, prepare_push, record_push, send_prepared,
+                              send_tag_group)
 
 log = logging.getLogger(__name__)
 
@@ -217,23 +220,49 @@ def next_chunk(connector: Connector, after_id: int) -> tuple[list[int], int]:
 
 
 def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep) -> None:
-    """Phase 1: chunks of contacts, each committed with its results and the new cursor."""
+    """Phase 1: chunks of contacts, each committed with its results and the new cursor.
+
+    Pipelined: while Mailchimp processes one chunk's batch call (in a sending thread), this
+    thread prepares the next chunk and records the previous one. Commits stay in cursor order,
+    and each chunk's results and cursor still go in one transaction.
+    """
     managed = managed_tag_names(connector.workspace_id)
-    while True:
-        ids, last_id = next_chunk(connector, run.cursor)
-        if not ids:
-            return
+    audience_id = connector.audience_id
+    ids, last_id = next_chunk(connector, run.cursor)
+    if not ids:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"copy-{run.id}-send") as pool:
+        prepared = prepare_push(connector, ids, managed)
+        in_flight = pool.submit(send_prepared, client, prepared, audience_id)
+        while True:
+            next_ids, next_last = next_chunk(connector, last_id)
+            upcoming = prepare_push(connector, next_ids, managed) if next_ids else None
+            answers = _answers(in_flight, client, prepared, audience_id, sleep)
+            if upcoming is not None:
+                in_flight = pool.submit(send_prepared, client, upcoming, audience_id)
+            result = record_push(prepared, answers, run)
+            run.cursor = last_id
+            run.done = (run.done or 0) + len(ids)
+            run.error_count = (run.error_count or 0) + result.errors
+            run.counts = result.add_to(run.counts)
+            run_rows.checkpoint(run, token)
+            db.session.commit()
+            if upcoming is None:
+                return
+            prepared, ids, last_id = upcoming, next_ids, next_last
 
-        def one_chunk(ids=ids):
-            return push_contacts(connector.id, ids, run, client=client, commit=False, managed_tags=managed)
 
-        result = _retrying(one_chunk, sleep)
-        run.cursor = last_id
-        run.done = (run.done or 0) + len(ids)
-        run.error_count = (run.error_count or 0) + result.errors
-        run.counts = result.add_to(run.counts)
-        run_rows.checkpoint(run, token)
-        db.session.commit()
+def _answers(future, client, prepared, audience_id: str, sleep) -> list[dict]:
+    """The answers of a chunk sent in the background; a transient failure (after the client's
+    own retries) sends the chunk again, more slowly. Sending a chunk twice is harmless."""
+    try:
+        return future.result()
+    except MailchimpError as exc:
+        if not exc.transient:
+            raise
+        log.warning("copy: %s, sending the chunk again", exc.kind)
+        sleep(2.0)
+    return _retrying(lambda: send_prepared(client, prepared, audience_id), sleep)
 
 
 def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep) -> None:

@@ -162,6 +162,140 @@ def _contact_tags(contact_ids: list[int]) -> dict[int, list[str]]:
     return {cid: sorted(names) for cid, names in tags.items()}
 
 
+@dataclass
+class PreparedPush:
+    """A push worked out from the database, before any call: what to send and the rows to fill.
+
+    Made by :func:`prepare_push`, sent by :func:`send_prepared` (HTTP only, safe in another
+    thread), recorded by :func:`record_push` (database only). The copy overlaps the sending of
+    one chunk with the preparing of the next.
+    """
+
+    connector: Connector
+    managed: list[str]
+    rows: dict[int, _Row]
+    result: PushResult
+    to_send: list[tuple[Any, dict, list[str], str]]
+
+
+def prepare_push(connector: Connector, contact_ids: Sequence[int],
+                 managed_tags: Iterable[str] | None = None) -> PreparedPush:
+    """Read the contacts, judge them, build the member bodies; record the ones left out (in memory)."""
+    ids = sorted(set(int(i) for i in contact_ids))
+    result = PushResult()
+    with db.session.no_autoflush:
+        mappings = mappings_of(connector)
+        managed = list(managed_tags) if managed_tags is not None else managed_tag_names(connector.workspace_id)
+        contacts = []
+        for start in range(0, len(ids), 500):
+            contacts.extend(db.session.execute(
+                select(*CONTACT_COLUMNS).where(in_workspace(connector.workspace_id),
+                                               _c.id.in_(ids[start:start + 500]))
+            ).all())
+        contacts.sort(key=lambda c: c.id)
+        found = [c.id for c in contacts]
+        rows = _load_rows(connector, found)
+        tags_of = _contact_tags(found)
+        verdicts = judge(connector.workspace_id, connector.id, contacts)
+    to_send: list[tuple[Any, dict, list[str], str]] = []
+    for contact in contacts:
+        row = rows[contact.id]
+        result.processed += 1
+        verdict = verdicts[contact.id]
+        if verdict.reason == "invalid_email":
+            # Mailchimp would refuse it: an error with its fix, without spending a call.
+            _record_error(row, MailchimpError("invalid_email", email=contact.email))
+            result.errors += 1
+            result.error_kinds["invalid_email"] += 1
+            continue
+        if not verdict.eligible:
+            _leave_out(row, verdict.reason)
+            result.skipped[verdict.reason] += 1
+            continue
+        payload = build_member(contact, mappings, status="subscribed")
+        tags = tags_of.get(contact.id, [])
+        fingerprint = payload_fingerprint(payload, tags)
+        if row.state == "synced" and row.fingerprint == fingerprint:
+            result.unchanged += 1
+            continue
+        to_send.append((contact, payload, tags, fingerprint))
+    return PreparedPush(connector=connector, managed=managed, rows=rows, result=result, to_send=to_send)
+
+
+def send_prepared(client, prepared: PreparedPush, audience_id: str) -> list[dict]:
+    """The batch-subscribe calls of a prepared push (500 members each); their answers, in order."""
+    answers = []
+    for start in range(0, len(prepared.to_send), BATCH_LIMIT):
+        part = prepared.to_send[start:start + BATCH_LIMIT]
+        answers.append(client.batch_subscribe(audience_id, [p for _, p, _, _ in part], update_existing=True) or {})
+    return answers
+
+
+def record_push(prepared: PreparedPush, answers: Sequence[dict], run: SyncRun | None = None, *,
+                client=None) -> PushResult:
+    """Write each contact's result from Mailchimp's answers, and the tag changes (not committed).
+
+    Tag changes become PendingTagOp rows of `run`; without a run they are sent now through
+    `client`.
+    """
+    connector, rows, result = prepared.connector, prepared.rows, prepared.result
+    now = utcnow()
+    events: list[dict] = []
+    tag_ops: list[tuple[int, str, str, str]] = []  # contact id, email, tag, op
+    for number, answer in enumerate(answers):
+        part = prepared.to_send[number * BATCH_LIMIT:(number + 1) * BATCH_LIMIT]
+        result.member_writes += len(part)
+        done = {}
+        for member in answer.get("new_members") or []:
+            done[(member.get("email_address") or "").lower()] = ("created", member)
+        for member in answer.get("updated_members") or []:
+            done[(member.get("email_address") or "").lower()] = ("updated", member)
+        failed = {(e.get("email_address") or "").strip().lower(): e for e in answer.get("errors") or []}
+        for contact, payload, tags, fingerprint in part:
+            row = rows[contact.id]
+            email = payload["email_address"]
+            key = email.lower()
+            if key in done:
+                how, member = done[key]
+                setattr(result, how, getattr(result, how) + 1)
+                current = [t.get("name", "") for t in member.get("tags") or [] if isinstance(t, dict)]
+                add, remove = tag_changes(current, tags, prepared.managed)
+                tag_ops.extend((contact.id, email, t, "add") for t in add)
+                tag_ops.extend((contact.id, email, t, "remove") for t in remove)
+                row.set(state="synced", reason="", member_email=email,
+                        member_hash=member.get("id") or row.member_hash, fingerprint=fingerprint,
+                        synced_tags=list(tags), last_synced_at=now, attempts=0)
+                _clear_error(row)
+                events.append(_event(connector, contact.id, run, "pushed", how))
+            elif key in failed:
+                error = classify_batch_error(failed[key])
+                row.set(attempts=(row.attempts or 0) + 1)
+                if error.transient:
+                    row.set(state="pending", reason="")
+                    result.deferred += 1
+                    continue
+                _record_error(row, error)
+                result.errors += 1
+                result.error_kinds[error.kind] += 1
+                events.append(_event(connector, contact.id, run, "error", f"{error.kind}: {error.detail}"[:500]))
+            else:
+                row.set(state="pending", reason="")
+                result.deferred += 1
+
+    result.tag_ops = len(tag_ops)
+    if tag_ops and run is None:
+        send_tag_ops(client, connector.audience_id, [(email, tag, op) for _, email, tag, op in tag_ops])
+    _save_rows(connector, rows)
+    if tag_ops and run is not None:
+        db.session.execute(PendingTagOp.__table__.insert(), [
+            {"run_id": run.id, "connector_id": connector.id, "contact_id": cid, "email": email, "tag": tag, "op": op}
+            for cid, email, tag, op in tag_ops
+        ])
+    if events:
+        db.session.execute(SyncEvent.__table__.insert(), events)
+    return result
+
+
 def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | None = None, *,
                   client=None, commit: bool = True, managed_tags: Iterable[str] | None = None) -> PushResult:
     """Send these contacts' current state to Mailchimp and record a result for each.
@@ -178,107 +312,14 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
     from portal.sync.connectors import client_for
 
     connector = db.session.get(Connector, connector_id)
-    result = PushResult()
-    ids = sorted(set(int(i) for i in contact_ids))
-    if connector is None or not ids:
-        return result
+    if connector is None or not contact_ids:
+        return PushResult()
     own_client = client is None
     client = client or client_for(connector)
     try:
-        with db.session.no_autoflush:
-            mappings = mappings_of(connector)
-            managed = list(managed_tags) if managed_tags is not None else managed_tag_names(connector.workspace_id)
-            contacts = []
-            for start in range(0, len(ids), 500):
-                contacts.extend(db.session.execute(
-                    select(*CONTACT_COLUMNS).where(in_workspace(connector.workspace_id),
-                                                   _c.id.in_(ids[start:start + 500]))
-                ).all())
-            contacts.sort(key=lambda c: c.id)
-            found = [c.id for c in contacts]
-            rows = _load_rows(connector, found)
-            tags_of = _contact_tags(found)
-            verdicts = judge(connector.workspace_id, connector.id, contacts)
-        now = utcnow()
-        to_send: list[tuple[Any, dict, list[str], str]] = []
-        for contact in contacts:
-            row = rows[contact.id]
-            result.processed += 1
-            verdict = verdicts[contact.id]
-            if verdict.reason == "invalid_email":
-                # Mailchimp would refuse it: an error with its fix, without spending a call.
-                _record_error(row, MailchimpError("invalid_email", email=contact.email))
-                result.errors += 1
-                result.error_kinds["invalid_email"] += 1
-                continue
-            if not verdict.eligible:
-                _leave_out(row, verdict.reason)
-                result.skipped[verdict.reason] += 1
-                continue
-            payload = build_member(contact, mappings, status="subscribed")
-            tags = tags_of.get(contact.id, [])
-            fingerprint = payload_fingerprint(payload, tags)
-            if row.state == "synced" and row.fingerprint == fingerprint:
-                result.unchanged += 1
-                continue
-            to_send.append((contact, payload, tags, fingerprint))
-
-        events: list[dict] = []
-        tag_ops: list[tuple[int, str, str, str]] = []  # contact id, email, tag, op
-        for start in range(0, len(to_send), BATCH_LIMIT):
-            part = to_send[start:start + BATCH_LIMIT]
-            answer = client.batch_subscribe(connector.audience_id, [p for _, p, _, _ in part],
-                                            update_existing=True) or {}
-            result.member_writes += len(part)
-            done = {}
-            for member in answer.get("new_members") or []:
-                done[(member.get("email_address") or "").lower()] = ("created", member)
-            for member in answer.get("updated_members") or []:
-                done[(member.get("email_address") or "").lower()] = ("updated", member)
-            failed = {(e.get("email_address") or "").strip().lower(): e for e in answer.get("errors") or []}
-            for contact, payload, tags, fingerprint in part:
-                row = rows[contact.id]
-                email = payload["email_address"]
-                key = email.lower()
-                if key in done:
-                    how, member = done[key]
-                    setattr(result, how, getattr(result, how) + 1)
-                    current = [t.get("name", "") for t in member.get("tags") or [] if isinstance(t, dict)]
-                    add, remove = tag_changes(current, tags, managed)
-                    tag_ops.extend((contact.id, email, t, "add") for t in add)
-                    tag_ops.extend((contact.id, email, t, "remove") for t in remove)
-                    row.set(state="synced", reason="", member_email=email,
-                            member_hash=member.get("id") or row.member_hash, fingerprint=fingerprint,
-                            synced_tags=list(tags), last_synced_at=now, attempts=0)
-                    _clear_error(row)
-                    events.append(_event(connector, contact.id, run, "pushed", how))
-                elif key in failed:
-                    error = classify_batch_error(failed[key])
-                    row.set(attempts=(row.attempts or 0) + 1)
-                    if error.transient:
-                        row.set(state="pending", reason="")
-                        result.deferred += 1
-                        continue
-                    _record_error(row, error)
-                    result.errors += 1
-                    result.error_kinds[error.kind] += 1
-                    events.append(_event(connector, contact.id, run, "error", f"{error.kind}: {error.detail}"[:500]))
-                else:
-                    row.set(state="pending", reason="")
-                    result.deferred += 1
-
-        result.tag_ops = len(tag_ops)
-        if tag_ops and run is None:
-            send_tag_ops(client, connector.audience_id, [(email, tag, op) for _, email, tag, op in tag_ops])
-        _save_rows(connector, rows)
-        if tag_ops and run is not None:
-            db.session.execute(PendingTagOp.__table__.insert(), [
-                {"run_id": run.id, "connector_id": connector.id, "contact_id": cid, "email": email,
-                 "tag": tag, "op": op}
-                for cid, email, tag, op in tag_ops
-            ])
-        if events:
-            db.session.execute(SyncEvent.__table__.insert(), events)
+        prepared = prepare_push(connector, contact_ids, managed_tags)
+        answers = send_prepared(client, prepared, connector.audience_id)
+        result = record_push(prepared, answers, run, client=client)
         if commit:
             db.session.commit()
         return result

@@ -51,17 +51,16 @@ def test_revoked_key_mid_copy_pauses_with_a_reconnect_message(submit, workspace,
 
     ids = add_contacts(workspace, 1200)
     connector = submit()
-    real_push = initial_copy.push_contacts
+    real_send = initial_copy.send_prepared
     calls = []
 
-    def push_then_revoke(*args, **kwargs):
-        result = real_push(*args, **kwargs)
+    def revoke_before_the_second_chunk(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 1:
+        if len(calls) == 2:
             sim.control.revoke_key(audience[0])
-        return result
+        return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(initial_copy, "push_contacts", push_then_revoke)
+    monkeypatch.setattr(initial_copy, "send_prepared", revoke_before_the_second_chunk)
     mailbox.clear()
     svc.validate(connector.id, support_user)
     run_jobs()
@@ -237,14 +236,16 @@ def test_audience_deleted_mid_copy_pauses_without_failing_contacts(submit, works
 
     add_contacts(workspace, 700)
     connector = submit()
-    real_push = initial_copy.push_contacts
+    real_send = initial_copy.send_prepared
+    calls = []
 
-    def push_then_delete_audience(*args, **kwargs):
-        result = real_push(*args, **kwargs)
-        requests.delete(f"{sim.api_base}lists/{audience[1]}", auth=("x", audience[0]), timeout=10)
-        return result
+    def delete_audience_before_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            requests.delete(f"{sim.api_base}lists/{audience[1]}", auth=("x", audience[0]), timeout=10)
+        return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(initial_copy, "push_contacts", push_then_delete_audience)
+    monkeypatch.setattr(initial_copy, "send_prepared", delete_audience_before_the_second_chunk)
     svc.validate(connector.id, support_user)
     run_jobs()
     db.session.expire_all()
@@ -262,21 +263,21 @@ def test_reconnecting_a_paused_copy_continues_where_it_stopped(submit, workspace
 
     ids = add_contacts(workspace, 1300)
     connector = submit()
-    real_push = initial_copy.push_contacts
+    real_send = initial_copy.send_prepared
     calls = []
 
     def refused_after_one_chunk(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise MailchimpError("api_key_invalid", status=401, title="API Key Invalid")
-        return real_push(*args, **kwargs)
+        return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(initial_copy, "push_contacts", refused_after_one_chunk)
+    monkeypatch.setattr(initial_copy, "send_prepared", refused_after_one_chunk)
     svc.validate(connector.id, support_user)
     run_jobs()
     db.session.expire_all()
     assert connector.status == "paused" and _copy_run(connector.id).cursor == ids[499]
-    monkeypatch.setattr(initial_copy, "push_contacts", real_push)
+    monkeypatch.setattr(initial_copy, "send_prepared", real_send)
     seq = sim.control.requests_log()[-1]["seq"]
 
     svc.reconnect(connector.id, None)  # the same key works again
