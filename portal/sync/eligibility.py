@@ -41,9 +41,10 @@ class Verdict:
 
 
 _c = Contact.__table__.c
-# Core columns: rows come back without the ORM's per-row loading. No "deleted_at IS NULL" in
-# the e-mail queries: with it SQLite prefers a (workspace_id, deleted_at) index and scans the
-# whole workspace; own_reason() drops deleted contacts anyway.
+# Core columns: rows come back without the ORM's per-row loading. The e-mail queries leave
+# "deleted_at IS NULL" out so that only the (workspace_id, email_normalized…) index can serve
+# them (with it, SQLite once picked a (workspace_id, deleted_at…) index and scanned the whole
+# workspace per chunk); own_reason() drops deleted contacts anyway.
 _JUDGE_COLUMNS = (_c.id, _c.email_normalized, _c.email, _c.consent, _c.consent_locked, _c.email_bounced,
                   _c.do_not_sync, _c.deleted_at)
 
