@@ -161,12 +161,12 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool 
             preview_seconds = round(time.monotonic() - preview_started, 2)
         copy_run = svc.validate(connector.id, None)
         cpu_before = _cpu_seconds()
-        sim_cpu_before = _process_cpu(sim.process.pid)
+        sim_cpu_before = _process_cpu(sim.server_pid)
         copy_started = time.monotonic()
         initial_copy.run(copy_run.id)
         copy_seconds = time.monotonic() - copy_started
         copy_cpu = _cpu_seconds() - cpu_before
-        sim_cpu = _process_cpu(sim.process.pid) - sim_cpu_before
+        sim_cpu = _process_cpu(sim.server_pid) - sim_cpu_before
         log = sim.control.requests_log()
         run = db.session.get(SyncRun, copy_run.id)
         minimum = _minimum_calls(connector.id)

@@ -38,6 +38,11 @@ from portal.sync.eligibility import in_workspace, judge, state_for_reason
 
 log = logging.getLogger(__name__)
 
+# The parts of a batch-subscribe answer we read; the rest (full member objects) is dropped
+# by Mailchimp before it is sent.
+ANSWER_FIELDS = tuple(f"{kind}.{key}" for kind in ("new_members", "updated_members")
+                      for key in ("id", "email_address", "tags")) + ("errors",)
+
 
 @dataclass
 class PushResult:
@@ -227,7 +232,8 @@ def send_prepared(client, prepared: PreparedPush, audience_id: str) -> list[dict
     answers = []
     for start in range(0, len(prepared.to_send), BATCH_LIMIT):
         part = prepared.to_send[start:start + BATCH_LIMIT]
-        answers.append(client.batch_subscribe(audience_id, [p for _, p, _, _ in part], update_existing=True) or {})
+        answers.append(client.batch_subscribe(audience_id, [p for _, p, _, _ in part], update_existing=True,
+                                              fields=ANSWER_FIELDS) or {})
     return answers
 
 

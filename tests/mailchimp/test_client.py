@@ -136,6 +136,13 @@ def test_batch_reports_bad_contacts_per_member_and_keeps_the_rest(mc, account):
         mc.batch_subscribe(list_id, _people(501))
 
 
+def test_batch_answer_can_be_narrowed_to_the_fields_the_caller_reads(mc, account):
+    _, list_id = account
+    result = mc.batch_subscribe(list_id, _people(2), fields=["new_members.email_address", "errors"])
+    assert result == {"new_members": [{"email_address": "person0@exemple.fr"},
+                                      {"email_address": "person1@exemple.fr"}], "errors": []}
+
+
 def test_members_are_paged_without_loading_everything(mc, account):
     _, list_id = account
     mc.batch_subscribe(list_id, _people(7))
