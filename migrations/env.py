@@ -72,6 +72,13 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+def include_object(obj, name, type_, reflected, compare_to):
+    """Leave out objects declared for another database (``Index(...).ddl_if(dialect=...)``)."""
+    ddl_if = getattr(obj, "_ddl_if", None)
+    dialect = context.get_context().dialect.name
+    return not (ddl_if is not None and ddl_if.dialect and ddl_if.dialect != dialect)
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -97,6 +104,7 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        conf_args.setdefault("include_object", include_object)
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

@@ -1,24 +1,48 @@
-"""The Alembic migrations build exactly the schema the models describe."""
+"""The Alembic migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")), reason="checked once, on a fresh SQLite file")
-def test_migrations_upgrade_a_fresh_database_to_the_models_schema(tmp_path):
-    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'm.sqlite'}", ANABA_INSTANCE=str(tmp_path),
-               SECRET_KEY="x", FERNET_KEY="", REDIS_URL="redis://127.0.0.1:1/0")
-    env.pop("FERNET_KEY")
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app.py", "db", "upgrade"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    check = subprocess.run([sys.executable, "-m", "flask", "--app", "app.py", "db", "check"], cwd=ROOT, env=env,
-                           capture_output=True, text=True)
+@pytest.fixture
+def empty_database_url(tmp_path):
+    """A brand-new empty database of the kind this pass runs on (dropped afterwards)."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path / 'm.sqlite'}"
+        return
+    name = f"migrate_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
+
+
+def _flask(args, env):
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app.py", "db", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+
+
+def test_migrations_upgrade_a_fresh_database_to_the_models_schema(empty_database_url, tmp_path):
+    env = dict(os.environ, DATABASE_URL=empty_database_url, ANABA_INSTANCE=str(tmp_path), SECRET_KEY="x",
+               REDIS_URL="redis://127.0.0.1:1/0")
+    env.pop("FERNET_KEY", None)
+    upgrade = _flask(["upgrade"], env)
+    assert upgrade.returncode == 0, upgrade.stderr
+    check = _flask(["check"], env)
     assert check.returncode == 0, check.stdout + check.stderr
+    downgrade = _flask(["downgrade", "base"], env)
+    assert downgrade.returncode == 0, downgrade.stderr

@@ -1,4 +1,8 @@
 """The database models. Models hold data and small verbs; workflows live in crm/ and sync/."""
+from sqlalchemy import event
+
+from portal.db_setup import install_extensions
+from portal.extensions import db
 from portal.models.base import utcnow
 from portal.models.workspace import Workspace, User
 from portal.models.contact import Contact, Tag, contact_tags, ConsentEvent, CONSENT_VALUES
@@ -6,6 +10,8 @@ from portal.models.connector import Connector, SyncRun, ContactSync, SyncEvent, 
 from portal.models.activity import Activity
 from portal.models.email_log import EmailLog
 from portal.models.csv_import import CsvImport
+
+event.listen(db.metadata, "before_create", install_extensions)
 
 __all__ = [
     "utcnow", "Workspace", "User", "Contact", "Tag", "contact_tags", "ConsentEvent",
