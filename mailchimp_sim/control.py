@@ -89,6 +89,14 @@ def revoke(ctx, api_key):
     return 200, {"api_key": api_key, "revoked": True}
 
 
+def restore(ctx, api_key):
+    """``POST /_sim/accounts/{api_key}/restore``: a revoked key works again (the customer fixed it)."""
+    with ctx.store.lock:
+        _account(ctx, api_key).revoked = False
+        ctx.store.dirty = True
+    return 200, {"api_key": api_key, "revoked": False}
+
+
 def set_faults(ctx):
     """``POST /_sim/faults`` ``{api_key, error_rate, statuses, timeout_rate, latency_ms,
     timeout_seconds, seed}``."""
@@ -305,6 +313,7 @@ ROUTES = [
     ("/accounts", ["POST"], new_account),
     ("/accounts", ["GET"], list_accounts),
     ("/accounts/<api_key>/revoke", ["POST"], revoke),
+    ("/accounts/<api_key>/restore", ["POST"], restore),
     ("/faults", ["POST"], set_faults),
     ("/faults/<api_key>", ["DELETE"], clear_faults),
     ("/lists/<list_id>/members/<subscriber_hash>/actions/<action>", ["POST"], member_action),

@@ -89,6 +89,10 @@ class SimControl:
         """Revoke the key: every later call with it gets 401 "API Key Invalid"."""
         self._call("POST", f"/_sim/accounts/{api_key}/revoke")
 
+    def restore_key(self, api_key: str) -> None:
+        """Undo :meth:`revoke_key` (the customer repaired the key on Mailchimp's side)."""
+        self._call("POST", f"/_sim/accounts/{api_key}/restore")
+
     def set_faults(self, api_key: str, error_rate: float = 0.0, statuses=(429, 500, 503),
                    timeout_rate: float = 0.0, latency_ms: float = 0, timeout_seconds: float = 30.0,
                    seed: int | None = None) -> dict:

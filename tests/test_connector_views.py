@@ -347,12 +347,35 @@ def test_revoked_key_during_the_copy_pauses_with_the_reconnect_message(mc_app, s
     run_jobs()
     response = customer_client.get("/mailchimp/")
     page = words(response)
-    assert "The connector is paused" in page and "Reconnect Mailchimp" in page
+    assert "The connector is paused" in page and "Reconnect and resume" in page
     partial = customer_client.get(f"/mailchimp/runs/{copy.id}/progress", headers=htmx())
     assert "hx-trigger" not in partial.get_data(as_text=True)  # a paused run does not move: polling stops
     db.session.expire_all()
     assert db.session.scalar(db.select(db.func.count()).select_from(ContactSync)
                              .where(ContactSync.state == "error")) == 0
+
+
+def test_reconnecting_after_the_key_is_repaired_resumes_the_copy_to_active(mc_app, sim, sim_key, customer_client,
+                                                                          customer, workspace, support_user,
+                                                                          run_jobs):
+    from portal.sync.connectors import validate
+
+    english(customer_client)
+    factories.contact(workspace, email="jeanne@courriel.fr", consent="opt_in")
+    connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
+    run_jobs()
+    validate(connector.id, support_user)
+    sim.control.revoke_key(sim_key)
+    run_jobs()
+    refused = customer_client.post("/mailchimp/reconnect", data={"api_key": "not-a-key"}, follow_redirects=True)
+    assert "The connector is paused" in words(refused)
+    sim.control.restore_key(sim_key)
+    response = customer_client.post("/mailchimp/reconnect", data={"api_key": ""}, follow_redirects=True)
+    assert "Reconnected" in words(response)
+    run_jobs()
+    db.session.expire_all()
+    assert db.session.get(Connector, connector.id).status == "active"
+    assert db.session.scalar(db.select(ContactSync.state)) == "synced"
 
 
 # --- progress partial (R8) --------------------------------------------------------------------

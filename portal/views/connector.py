@@ -158,6 +158,20 @@ def delete():
     return redirect_to(url_for("connector.index"))
 
 
+@bp.post("/reconnect")
+@customer_required
+def reconnect():
+    """Resume a paused connector, with a new API key or the same one once repaired (R19)."""
+    connector = _connector_or_404()
+    try:
+        service.reconnect(connector.id, current_user._get_current_object(), request.form.get("api_key") or None)
+    except (service.ConnectorError, MailchimpError) as exc:
+        flash(error_text(exc), "error")
+        return redirect_to(url_for("connector.index"))
+    flash(_("Reconnected: the connector is running again and the copy goes on where it stopped."), "success")
+    return redirect_to(url_for("connector.index"))
+
+
 # --- wizard (R5) --------------------------------------------------------------------------
 
 def _wizard() -> dict:
