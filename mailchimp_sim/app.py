@@ -201,14 +201,13 @@ class SimApp:
                 over = account.inflight > MAX_CONNECTIONS
                 faults = account.faults
             delay = self.latency_ms
-            fault_error, fault_timeout = None, False
+            fault_error = None
             if faults is not None:
                 delay += faults.latency_ms
                 draw = faults.rng.random()
                 if draw < faults.error_rate:
                     fault_error = faults.rng.choice(faults.statuses)
                 elif draw < faults.error_rate + faults.timeout_rate:
-                    fault_timeout = True
                     hold = faults.timeout_seconds
             if delay:
                 time.sleep(delay / 1000.0)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-import factories
 
 
 def test_login_with_wrong_password_is_refused_with_a_message(client, customer):

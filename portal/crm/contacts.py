@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from portal.crm.errors import ConsentLocked, ContactNotFound, ValidationFailed
 from portal.crm.events import contacts_changed
 from portal.extensions import db
-from portal.models import CONSENT_VALUES, ConsentEvent, Contact, Tag, contact_tags, utcnow
+from portal.models import (CONSENT_VALUES, Activity, ConsentEvent, Contact, SyncEvent, Tag, contact_tags,
+                           utcnow)
 from portal.models.contact import fold
 
 CHANNELS = ("ui", "api", "csv_import", "mailchimp_import", "mailchimp_webhook", "support", "demo")
@@ -278,6 +279,35 @@ def shared_email_counts(workspace_id: int, emails: Iterable[str]) -> dict[str, i
         .group_by(Contact.email_normalized)
     )
     return {e: n for e, n in rows}
+
+
+def contact_history(workspace_id: int, contact_id: int) -> list[dict]:
+    """Consent changes and sync events of one contact, newest first: {"at", "kind", "event"}.
+
+    The SQL filters on the contact only and the workspace is checked in Python: with both in the
+    WHERE clause SQLite may walk the workspace index (every event of the workspace) instead of
+    the contact's.
+    """
+    items = [
+        {"at": e.created_at, "kind": "consent", "event": e}
+        for e in db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == contact_id))
+        if e.workspace_id == workspace_id
+    ]
+    items += [
+        {"at": e.created_at, "kind": "sync", "event": e}
+        for e in db.session.scalars(select(SyncEvent).where(SyncEvent.contact_id == contact_id))
+        if e.workspace_id == workspace_id
+    ]
+    items.sort(key=lambda item: (item["at"], item["event"].id), reverse=True)
+    return items
+
+
+def contact_activities(workspace_id: int, contact_id: int, *, limit: int = 200) -> list[Activity]:
+    """The contact's campaign activity (R18), newest first (workspace checked as in contact_history)."""
+    return [a for a in db.session.scalars(
+        select(Activity).where(Activity.contact_id == contact_id)
+        .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(limit)
+    ) if a.workspace_id == workspace_id]
 
 
 @dataclass

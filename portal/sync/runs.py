@@ -14,7 +14,6 @@ its queue; the next claim succeeds and the run continues from its cursor.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 from datetime import datetime, timedelta
@@ -43,7 +42,7 @@ class LeaseLost(RuntimeError):
 
 def lease_seconds() -> float:
     """How long a run may go without a heartbeat before it counts as abandoned."""
-    value = current_app.config.get("RUN_LEASE_SECONDS") or os.environ.get("RUN_LEASE_SECONDS")
+    value = current_app.config.get("RUN_LEASE_SECONDS")
     try:
         return float(value) if value else DEFAULT_LEASE_SECONDS
     except (TypeError, ValueError):

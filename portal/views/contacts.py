@@ -21,7 +21,7 @@ from portal.crm import contacts as crm
 from portal.crm import csv_import
 from portal.crm.errors import ConsentLocked, ValidationFailed
 from portal.extensions import db
-from portal.models import CONSENT_VALUES, Activity, ConsentEvent, Contact, CsvImport, SyncEvent
+from portal.models import CONSENT_VALUES, Contact, CsvImport
 from portal.sync import state as sync_state
 from portal.views.access import customer_required, workspace_id
 
@@ -308,35 +308,11 @@ def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra) -> R
         "shared": crm.shared_email_counts(ws, [contact.email_normalized] if contact.email_normalized else []),
         **_common(), **extra,
     }
-    if tab == "activity":  # the Activity SQL filters on the contact only, as in _history()
-        context["activities"] = [a for a in db.session.scalars(
-            select(Activity).where(Activity.contact_id == contact.id)
-            .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(ACTIVITY_LIMIT)
-        ) if a.workspace_id == ws]
+    if tab == "activity":
+        context["activities"] = crm.contact_activities(ws, contact.id, limit=ACTIVITY_LIMIT)
     elif tab == "history":
-        context["history"] = _history(ws, contact.id)
+        context["history"] = crm.contact_history(ws, contact.id)
     return htmx.render("contacts/record.html", "record_tabs", **context), status
-
-
-def _history(ws: int, contact_id: int) -> list[dict]:
-    """Consent changes and sync events of one (already workspace-checked) contact, newest first.
-
-    The SQL filters on the contact only and the workspace is checked in Python: with both in the
-    WHERE clause SQLite may walk the workspace index (every event of the workspace) instead of
-    the contact's.
-    """
-    items = [
-        {"at": e.created_at, "kind": "consent", "event": e}
-        for e in db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == contact_id))
-        if e.workspace_id == ws
-    ]
-    items += [
-        {"at": e.created_at, "kind": "sync", "event": e}
-        for e in db.session.scalars(select(SyncEvent).where(SyncEvent.contact_id == contact_id))
-        if e.workspace_id == ws
-    ]
-    items.sort(key=lambda item: (item["at"], item["event"].id), reverse=True)
-    return items
 
 
 @bp.get("/<int:contact_id>")
