@@ -57,12 +57,12 @@ def main() -> None:
         procs.append((name, subprocess.Popen(cmd, cwd=ROOT, env=env)))
 
     def stop_all(*_args) -> None:
+        # One at a time, newest first: the web and workers stop while Redis is still there.
         for name, proc in reversed(procs):
             if proc.poll() is None:
                 proc.terminate()
-        for name, proc in reversed(procs):
             try:
-                proc.wait(10)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
         print("\nall services stopped.")
