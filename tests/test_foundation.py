@@ -88,3 +88,31 @@ def test_a_failing_job_is_listed_for_support(app, support_client, run_jobs):
     run_jobs(["bulk"])
     page = support_client.get("/support/").get_data(as_text=True)
     assert "the disk is on fire" in page and "_explode" in page
+
+
+def test_cli_creates_a_workspace_with_a_working_api_token_and_a_customer_who_can_log_in(app, client):
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["workspace", "create", "Fromagerie Bel-Air"])
+    assert created.exit_code == 0, created.output
+    token = created.output.strip().rsplit(" ", 1)[-1]
+    user = runner.invoke(args=["create-user", "luc@belair.test", "--role", "customer",
+                               "--workspace", "Fromagerie Bel-Air", "--password", "fromage-42"])
+    assert user.exit_code == 0, user.output
+    assert client.login("luc@belair.test", "fromage-42").status_code == 302
+    api = app.test_client().get("/api/v1/contacts", headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 200
+
+
+def test_cli_refuses_a_customer_without_an_existing_workspace(app):
+    result = app.test_cli_runner().invoke(args=["create-user", "x@y.test", "--role", "customer",
+                                                "--workspace", "Nowhere"])
+    assert result.exit_code != 0 and "no workspace named" in result.output
+
+
+def test_seed_demo_can_run_twice_without_duplicating_contacts(app):
+    from portal.models import Contact
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["seed-demo", "--contacts", "50"]).exit_code == 0
+    assert runner.invoke(args=["seed-demo", "--contacts", "50"]).exit_code == 0
+    assert Contact.query.count() == 50
