@@ -348,6 +348,7 @@ def test_revoked_key_during_the_copy_pauses_with_the_reconnect_message(mc_app, s
     response = customer_client.get("/mailchimp/")
     page = words(response)
     assert "The connector is paused" in page and "Reconnect and resume" in page
+    assert "Mailchimp refuses the API key: it was revoked or is wrong." in page  # in the reader's language
     partial = customer_client.get(f"/mailchimp/runs/{copy.id}/progress", headers=htmx())
     assert "hx-trigger" not in partial.get_data(as_text=True)  # a paused run does not move: polling stops
     db.session.expire_all()

@@ -342,7 +342,7 @@ def pause_connector(connector_id: int, error: MailchimpError) -> None:
     if connector is None or connector.status in ("deleted", "paused"):
         return
     connector.status = "paused"
-    connector.paused_reason = error.message
+    connector.paused_reason = error.kind  # a kind, so each reader gets it in their own language
     db.session.commit()
     _notify_customers(connector, "connector_paused", "Your Mailchimp connector is paused",
                       reason=error.message)

@@ -52,6 +52,16 @@ def mc_error_message(kind: str | None, field: str | None = None, fallback: str |
     return message_for(kind, locale_code(), field=field or None)
 
 
+@bp.app_template_global("paused_reason_text")
+def paused_reason_text(reason: str | None) -> str:
+    """Why a connector is paused, in the reader's language (stored as an error kind)."""
+    from portal.mailchimp.errors import KINDS
+
+    if reason in KINDS:
+        return message_for(reason, locale_code())
+    return reason or ""
+
+
 @bp.app_template_global("contact_url")
 def contact_url(contact: Any) -> str | None:
     """The address of a contact's record (where it is edited), when the contacts area offers one."""

@@ -68,7 +68,7 @@ def test_revoked_key_mid_copy_pauses_with_a_reconnect_message(submit, workspace,
     run = _copy_run(connector.id)
     assert run.status == "paused" and run.cursor == ids[499]
     assert connector.status == "paused"
-    assert "clé d'API" in connector.paused_reason or "API key" in connector.paused_reason
+    assert connector.paused_reason == "api_key_invalid"
     rows = sync_rows(connector.id)
     assert [cid for cid, r in rows.items() if r.state == "synced"] == ids[:500]
     assert not [r for r in rows.values() if r.state == "error"]
@@ -250,7 +250,7 @@ def test_audience_deleted_mid_copy_pauses_without_failing_contacts(submit, works
     run_jobs()
     db.session.expire_all()
     assert connector.status == "paused" and _copy_run(connector.id).status == "paused"
-    assert "audience" in connector.paused_reason.lower()
+    assert connector.paused_reason == "audience_gone"
     assert not [r for r in sync_rows(connector.id).values() if r.state == "error"]
 
 
