@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db, rq
 from portal.mailchimp import MailchimpError, decrypt_secret, encrypt_secret, mask_api_key, message_for
-from portal.mailchimp.errors import KINDS
+from portal.mailchimp.errors import KINDS, N_
 from portal.mailchimp.payload import TEXT_MAX_LENGTH, FieldMapping, default_mappings
 from portal.models import Connector, Contact, ContactSync, SyncRun, User, Workspace, utcnow
 from portal.sync import runs as run_rows
@@ -284,7 +284,7 @@ def send_back(connector_id: int, user: User | None, reason: str) -> Connector:
     db.session.commit()
     connector = get_connector(connector_id)
     db.session.refresh(connector)
-    _notify_customers(connector, "connector_sent_back", "Your Mailchimp connector needs a change",
+    _notify_customers(connector, "connector_sent_back", N_("Your Mailchimp connector needs a change"),
                       reason=reason)
     return connector
 
@@ -344,7 +344,7 @@ def pause_connector(connector_id: int, error: MailchimpError) -> None:
     connector.status = "paused"
     connector.paused_reason = error.kind  # a kind, so each reader gets it in their own language
     db.session.commit()
-    _notify_customers(connector, "connector_paused", "Your Mailchimp connector is paused",
+    _notify_customers(connector, "connector_paused", N_("Your Mailchimp connector is paused"),
                       reason=error.message)
 
 
@@ -617,7 +617,7 @@ def _notify_support_submitted(connector: Connector) -> None:
 def notify_copy_finished(connector: Connector, run: SyncRun) -> None:
     """E-mail the customers the copy's counts and the link to the errors (R8)."""
     counts = dict(run.counts or {})
-    _notify_customers(connector, "copy_finished", "Your contacts are in Mailchimp",
+    _notify_customers(connector, "copy_finished", N_("Your contacts are in Mailchimp"),
                       run=run, created=int(counts.get("created", 0)), updated=int(counts.get("updated", 0)),
                       unchanged=int(counts.get("unchanged", 0)), errors=int(counts.get("errors", 0)),
                       skipped=dict(counts.get("skipped") or {}))
