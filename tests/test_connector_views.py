@@ -389,6 +389,18 @@ def _run(connector, **fields):
     return run
 
 
+def test_a_failed_run_tells_the_customer_in_plain_words_and_support_the_technical_cause(
+        mc_app, sim, sim_key, customer_client, support_client, customer, workspace):
+    english(customer_client)
+    english(support_client)
+    connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
+    run = _run(connector, status="failed", total=10, done=4, message="KeyError: 'merge_fields'")
+    customer_view = text(customer_client.get(f"/mailchimp/runs/{run.id}/progress", headers=htmx()))
+    assert "unexpected error" in customer_view and "KeyError" not in customer_view
+    support_view = support_client.get(f"/support/connectors/runs/{run.id}/progress", headers=htmx())
+    assert "KeyError" in text(support_view)
+
+
 def test_progress_partial_polls_every_second_while_the_run_moves(mc_app, sim, sim_key, customer_client, customer,
                                                                  workspace):
     english(customer_client)
