@@ -379,6 +379,23 @@ def test_reconnecting_after_the_key_is_repaired_resumes_the_copy_to_active(mc_ap
     assert db.session.scalar(db.select(ContactSync.state)) == "synced"
 
 
+def test_contact_history_says_in_words_what_the_copy_did(mc_app, sim, sim_key, customer_client, customer,
+                                                       workspace, support_user, run_jobs):
+    from portal.sync.connectors import validate
+
+    english(customer_client)
+    sent = factories.contact(workspace, email="jeanne@courriel.fr", consent="opt_in")
+    refused = factories.contact(workspace, email="paul@test.com", first_name="Paul", consent="opt_in")
+    connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
+    run_jobs()
+    validate(connector.id, support_user)
+    run_jobs()
+    history = text(customer_client.get(f"/contacts/{sent.id}/history", headers=htmx()))
+    assert "Sent to Mailchimp: new member" in history
+    history = text(customer_client.get(f"/contacts/{refused.id}/history", headers=htmx()))
+    assert "Refused by Mailchimp" in history and "fake_email" not in history
+
+
 # --- progress partial (R8) --------------------------------------------------------------------
 
 def _run(connector, **fields):
