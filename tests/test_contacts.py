@@ -385,14 +385,14 @@ def test_marketing_tab_lists_activity_newest_first(ui, workspace):
 def test_history_merges_consent_and_sync_events_by_time(ui, workspace):
     contact = factories.contact(workspace, consent="opt_in")
     db.session.add(SyncEvent(workspace_id=workspace.id, contact_id=contact.id, kind="pushed",
-                             detail="member created", created_at=utcnow() + timedelta(minutes=1)))
+                             detail="created", created_at=utcnow() + timedelta(minutes=1)))
     db.session.commit()
     set_consent(workspace.id, contact.id, "opt_out", actor="Mailchimp", channel="mailchimp_webhook")
     db.session.execute(ConsentEvent.__table__.update().where(ConsentEvent.new == "opt_out")
                        .values(created_at=utcnow() + timedelta(minutes=2)))
     db.session.commit()
     html = text(ui.get(f"/contacts/{contact.id}/history"))
-    newest, middle, oldest = (html.index("Opt-in → Opt-out"), html.index("member created"),
+    newest, middle, oldest = (html.index("Opt-in → Opt-out"), html.index("Sent to Mailchimp: new member"),
                               html.index("Unknown → Opt-in"))
     assert newest < middle < oldest
 
