@@ -23,7 +23,6 @@ from sqlalchemy import select
 from portal.crm.contacts import mark_bounced, record_consent
 from portal.crm.events import contacts_changed
 from portal.extensions import db
-from portal.mailchimp import MailchimpError
 from portal.models import Connector, Contact, SyncRun
 from portal.sync import runs as run_rows
 
@@ -37,25 +36,7 @@ PAGE = 1000
 
 def run(run_id: int) -> None:
     """Run (or re-run) the consent import `run_id`; then let the connector's preview start."""
-    token = run_rows.claim(run_id)
-    if token is None:
-        return
-    run = db.session.get(SyncRun, run_id)
-    connector = db.session.get(Connector, run.connector_id)
-    try:
-        with run_rows.Heartbeat(run_id, token):
-            _import(run, connector, token)
-        run_rows.finish(run, token)
-    except MailchimpError as exc:
-        log.warning("consent import %s: %s", run_id, exc)
-        run_rows.fail(run_id, token, exc.message)
-    except run_rows.LeaseLost:
-        return
-    except Exception as exc:
-        run_rows.fail(run_id, token, f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        _start_waiting_previews(run.connector_id)
+    run_rows.execute(run_id, "consent import", _import, after=_start_waiting_previews)
 
 
 def _import(run: SyncRun, connector: Connector, token: str) -> None:

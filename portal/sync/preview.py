@@ -22,7 +22,6 @@ from collections import Counter
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.mailchimp import MailchimpError
 from portal.mailchimp.payload import build_member, member_diff, predict_errors, tag_changes
 from portal.models import Connector, Contact, SyncRun, utcnow
 from portal.sync import runs as run_rows
@@ -38,27 +37,14 @@ MEMBER_FIELDS = ["email_address", "status", "merge_fields", "tags"]
 
 def run(run_id: int) -> None:
     """Compute the preview `run_id` and store it in the run's result."""
-    token = run_rows.claim(run_id)
-    if token is None:
-        return
-    run = db.session.get(SyncRun, run_id)
-    connector = db.session.get(Connector, run.connector_id)
-    try:
-        with run_rows.Heartbeat(run_id, token):
-            result = _compute(run, connector, token)
-        run.result = result
-        run.counts = {k: run.result[k] for k in ("to_create", "to_update", "up_to_date", "eligible")}
-        run.counts["skipped"] = run.result["skipped"]
-        run.error_count = sum(f["count"] for f in run.result["predicted_failures"].values())
-        run_rows.finish(run, token)
-    except MailchimpError as exc:
-        log.warning("preview %s: %s", run_id, exc)
-        run_rows.fail(run_id, token, exc.message)
-    except run_rows.LeaseLost:
-        return
-    except Exception as exc:
-        run_rows.fail(run_id, token, f"{type(exc).__name__}: {exc}")
-        raise
+    run_rows.execute(run_id, "preview", _store)
+
+
+def _store(run: SyncRun, connector: Connector, token: str) -> None:
+    run.result = _compute(run, connector, token)
+    run.counts = {k: run.result[k] for k in ("to_create", "to_update", "up_to_date", "eligible")}
+    run.counts["skipped"] = run.result["skipped"]
+    run.error_count = sum(f["count"] for f in run.result["predicted_failures"].values())
 
 
 def _sample(contact: Contact, **extra) -> dict:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
 from portal.extensions import db
+from portal.mailchimp import MailchimpError
 from portal.models import Connector, SyncRun, utcnow
 
 log = logging.getLogger(__name__)
@@ -241,6 +243,36 @@ def retry_later(run: SyncRun, message: str) -> None:
     rq.queue(queue).enqueue_in(delay, getattr(import_module(module), name), run.id,
                                job_id=f"sync-run-{run.id}-later{int(utcnow().timestamp())}",
                                job_timeout=6 * 3600)
+
+
+def execute(run_id: int, label: str, work: Callable[[SyncRun, Connector, str], None],
+            after: Callable[[int], None] | None = None) -> None:
+    """Claim `run_id` and run ``work(run, connector, token)`` under a heartbeat, then finish it.
+
+    Does nothing when another worker holds the run. A Mailchimp error fails the run with its
+    message; a lost lease stops quietly (the new holder goes on); anything else fails the run
+    and propagates so RQ records it. ``after(connector_id)`` runs in every case once claimed.
+    """
+    token = claim(run_id)
+    if token is None:
+        return
+    run = db.session.get(SyncRun, run_id)
+    connector = db.session.get(Connector, run.connector_id)
+    try:
+        with Heartbeat(run_id, token):
+            work(run, connector, token)
+        finish(run, token)
+    except MailchimpError as exc:
+        log.warning("%s %s: %s", label, run_id, exc)
+        fail(run_id, token, exc.message)
+    except LeaseLost:
+        return
+    except Exception as exc:
+        fail(run_id, token, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if after is not None:
+            after(run.connector_id)
 
 
 def stale_runs(now: datetime | None = None) -> list[SyncRun]:
