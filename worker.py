@@ -32,11 +32,10 @@ def resume_abandoned_runs() -> None:
     """Re-enqueue runs a dead worker left behind (R8): now, and once their lease has surely expired."""
     from datetime import timedelta
 
-    from portal import jobs
-    from portal.sync import runs
+    from portal import background, jobs
 
-    runs.resume_stale_runs()
-    rq_ext.queue("bulk").enqueue_in(timedelta(seconds=runs.lease_seconds() + 5), jobs.resume_stale_runs)
+    jobs.resume_stale_runs()
+    rq_ext.queue("bulk").enqueue_in(timedelta(seconds=background.lease_seconds() + 5), jobs.resume_stale_runs)
     db.session.remove()
 
 
@@ -45,16 +44,13 @@ def main(argv: list[str]) -> None:
     app = create_app()
     with app.app_context():
         if argv[:1] == ["cron"]:
-            from importlib import import_module
-
             from rq.cron import CronScheduler
 
             from portal.schedule import SCHEDULE
 
             scheduler = CronScheduler(connection=rq_ext.redis, name="anaba-cron")
-            for path, queue, cron in SCHEDULE:
-                module, _, name = path.rpartition(".")
-                scheduler.register(getattr(import_module(module), name), queue, cron=cron)
+            for periodic in SCHEDULE:
+                scheduler.register(periodic.func, periodic.queue, cron=periodic.cron)
             scheduler.start()
             return
         names = argv or list(rq_ext.NAMES)

@@ -140,7 +140,7 @@ def main(argv: list[str]) -> None:
     os.environ["ANABA_INSTANCE"] = str(tmp)
     sys.path.insert(0, str(ROOT))
     from portal import create_app
-    from portal.cli import create_user, get_or_create_workspace
+    from portal.crm.accounts import create_user, get_or_create_workspace
     from portal.crm.demo import insert_contacts
     from portal.db_setup import refresh_statistics
     from portal.extensions import db

@@ -74,7 +74,7 @@ def _setup(env: dict, contacts: int, workspace: str) -> None:
     logging.disable(logging.INFO)
     app = _make_app(env)
     with app.app_context():
-        from portal.cli import get_or_create_workspace
+        from portal.crm.accounts import get_or_create_workspace
         from portal.crm.demo import insert_contacts
         from portal.extensions import db
 
@@ -142,7 +142,8 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool 
 
     from portal.extensions import db
     from portal.models import SyncRun, Workspace
-    from portal.sync import connectors as svc
+    from portal import jobs
+    from portal.sync import runs as sync_runs
     from portal.sync import consent_import, initial_copy
     from portal.sync import preview as preview_job
 
@@ -150,16 +151,16 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool 
         ws = db.session.scalar(select(Workspace).where(Workspace.name == workspace))
         sim.control.clear_requests()
         started = time.monotonic()
-        connector = svc.create_connector(ws.id, None, key, list_id)
-        consent_run = svc.latest_run(connector.id, "consent_import")
+        connector = jobs.submit_connector(ws.id, None, key, list_id)
+        consent_run = sync_runs.latest_run(connector.id, "consent_import")
         consent_import.run(consent_run.id)
         consent_seconds = time.monotonic() - started
         preview_seconds = None
         if preview:
             preview_started = time.monotonic()
-            preview_job.run(svc.latest_run(connector.id, "preview").id)
+            preview_job.run(sync_runs.latest_run(connector.id, "preview").id)
             preview_seconds = round(time.monotonic() - preview_started, 2)
-        copy_run = svc.validate(connector.id, None)
+        copy_run = jobs.validate_connector(connector.id, None)
         cpu_before = _cpu_seconds()
         sim_cpu_before = _process_cpu(sim.server_pid)
         copy_started = time.monotonic()
@@ -174,7 +175,7 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool 
         calls = len(copy_log)
         writes = _writes(copy_log)
         seq = log[-1]["seq"] if log else 0
-        rerun = svc.start_copy(connector.id)
+        rerun = jobs.copy_again(connector.id)
         rerun_started = time.monotonic()
         initial_copy.run(rerun.id)
         rerun_seconds = time.monotonic() - rerun_started
@@ -207,7 +208,7 @@ def _naive_copy(app, sim, key: str, list_id: str, workspace: str) -> dict:
     from portal.extensions import db
     from portal.mailchimp.payload import build_member, default_mappings
     from portal.models import Contact, Workspace
-    from portal.sync.connectors import client_for
+    from portal.sync.mailchimp_access import client_for
     from portal.sync.eligibility import judge
 
     with app.app_context():

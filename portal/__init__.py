@@ -57,8 +57,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     _register_blueprints(app)
     _register_listeners(app)
     from portal.cli import register_cli
+    from portal.cli_connector import register as register_connector_cli
 
     register_cli(app)
+    register_connector_cli(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return app
 
@@ -92,10 +94,13 @@ def _init_extensions(app: Flask) -> None:
 
     from flask_babel import get_locale
 
-    app.jinja_env.globals["get_locale"] = get_locale
-    app.jinja_env.globals["has_endpoint"] = lambda name: name in app.view_functions
-    from portal import htmx
+    from portal import htmx, labels
+    from portal.models import enums
 
+    app.jinja_env.globals.update(
+        get_locale=get_locale, labels=labels,
+        **{name: getattr(enums, name) for name in enums.__all__},
+    )
     htmx.init_app(app)
 
 
@@ -106,6 +111,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_listeners(app: Flask) -> None:
-    from portal.sync.hooks import register as register_sync
+    from portal.crm.events import contacts_changed
+    from portal.jobs import on_contacts_changed
 
-    register_sync(app)
+    contacts_changed.connect(on_contacts_changed)

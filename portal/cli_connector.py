@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from sqlalchemy import func, select
-
-from portal.extensions import db
-from portal.models import Connector, User, Workspace
+from portal import jobs
+from portal.crm.accounts import find_user, find_workspace
+from portal.mailchimp import MailchimpError
+from portal.models import User
+from portal.sync import ConnectorError, lifecycle
 
 
 def _user(email: str | None, *, support: bool = False) -> User | None:
     if not email:
         return None
-    user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    user = find_user(email)
     if user is None:
         raise click.ClickException(f"no user {email!r}")
     if support and not user.is_support:
@@ -30,9 +31,6 @@ def _user(email: str | None, *, support: bool = False) -> User | None:
 
 def register(app: Flask) -> None:
     """Attach the `connector` command group to `app.cli`."""
-    from portal.mailchimp import MailchimpError
-    from portal.sync import connectors as svc
-
     @app.cli.group("connector")
     def connector_group():
         """Manage Mailchimp connectors."""
@@ -45,13 +43,13 @@ def register(app: Flask) -> None:
     @click.option("--no-create-missing", is_flag=True, help="Do not create missing merge fields; drop them.")
     def create_cmd(workspace_name, api_key, audience, by, no_create_missing):
         """Submit a connector with the default mapping; it waits for validation."""
-        workspace = db.session.scalar(select(Workspace).where(Workspace.name == workspace_name))
+        workspace = find_workspace(workspace_name)
         if workspace is None:
             raise click.ClickException(f"no workspace named {workspace_name!r}")
         try:
-            connector = svc.create_connector(workspace.id, _user(by), api_key, audience, None,
-                                             create_missing=not no_create_missing)
-        except (svc.ConnectorError, MailchimpError) as exc:
+            connector = jobs.submit_connector(workspace.id, _user(by), api_key, audience, None,
+                                              create_missing=not no_create_missing)
+        except (ConnectorError, MailchimpError) as exc:
             raise click.ClickException(exc.message) from None
         click.echo(f"connector {connector.id} created for {workspace.name!r} "
                    f"(audience {connector.audience_name!r}); waiting for validation")
@@ -62,8 +60,8 @@ def register(app: Flask) -> None:
     def validate_cmd(connector_id, by):
         """Validate a connector: its initial copy starts (on the bulk queue)."""
         try:
-            run = svc.validate(connector_id, _user(by, support=True))
-        except svc.ConnectorError as exc:
+            run = jobs.validate_connector(connector_id, _user(by, support=True))
+        except ConnectorError as exc:
             raise click.ClickException(exc.message) from None
         click.echo(f"connector {connector_id} validated; initial copy run {run.id} queued ({run.total} contacts)")
 
@@ -74,22 +72,19 @@ def register(app: Flask) -> None:
     def send_back_cmd(connector_id, by, reason):
         """Send a connector back to its customer with a reason."""
         try:
-            svc.send_back(connector_id, _user(by, support=True), reason)
-        except svc.ConnectorError as exc:
+            lifecycle.send_back(connector_id, _user(by, support=True), reason)
+        except ConnectorError as exc:
             raise click.ClickException(exc.message) from None
         click.echo(f"connector {connector_id} sent back")
 
     @connector_group.command("list")
     def list_cmd():
         """List connectors (deleted ones too), newest first."""
-        rows = db.session.execute(
-            select(Connector, Workspace.name).join(Workspace, Workspace.id == Connector.workspace_id)
-            .order_by(Connector.id.desc())
-        ).all()
+        rows = sorted(lifecycle.connectors_with_workspaces(), key=lambda row: row[0].id, reverse=True)
         if not rows:
             click.echo("no connector")
-        for connector, name in rows:
-            click.echo(f"{connector.id}\t{connector.status}\t{name}\t{connector.audience_id}\t"
+        for connector, workspace in rows:
+            click.echo(f"{connector.id}\t{connector.status}\t{workspace.name}\t{connector.audience_id}\t"
                        f"{connector.audience_name}\t{connector.api_key_hint}")
 
     @connector_group.command("delete")
@@ -98,15 +93,13 @@ def register(app: Flask) -> None:
     def delete_cmd(connector_id, by):
         """Delete a connector (R9): replication stops, anaba's data and the audience stay."""
         try:
-            svc.delete_connector(connector_id, _user(by))
-        except svc.ConnectorError as exc:
+            lifecycle.delete_connector(connector_id, _user(by))
+        except ConnectorError as exc:
             raise click.ClickException(exc.message) from None
         click.echo(f"connector {connector_id} deleted")
 
     @connector_group.command("resume-stale")
     def resume_stale_cmd():
-        """Re-enqueue runs whose worker died."""
-        from portal.sync.runs import resume_stale_runs
-
-        ids = resume_stale_runs()
+        """Re-enqueue runs whose worker died (or whose job was lost)."""
+        ids = jobs.resume_stale_runs()
         click.echo(f"re-enqueued runs: {', '.join(map(str, ids)) or 'none'}")

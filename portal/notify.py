@@ -6,6 +6,7 @@ import logging
 from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_mail import Message
+from sqlalchemy import select
 
 from portal.extensions import db, mail
 from portal.models import EmailLog
@@ -41,3 +42,15 @@ def send_email(kind: str, to: list[str] | str, subject: str, *, template: str | 
     db.session.add(entry)
     db.session.commit()
     return entry
+
+
+def sent_emails(page: int = 1, per_page: int = 50) -> list[EmailLog]:
+    """One page of every e-mail the portal sent, newest first (support's Outbox)."""
+    return list(db.session.scalars(
+        select(EmailLog).order_by(EmailLog.id.desc()).offset((max(1, page) - 1) * per_page).limit(per_page)
+    ))
+
+
+def sent_email(email_id: int) -> EmailLog | None:
+    """One sent e-mail."""
+    return db.session.get(EmailLog, email_id)

@@ -1,7 +1,7 @@
 """Small builders for test data, going through the same domain functions the app uses."""
 from __future__ import annotations
 
-from portal.cli import create_user, get_or_create_workspace
+from portal.crm.accounts import create_user, get_or_create_workspace
 from portal.crm import contacts as crm
 
 

@@ -174,17 +174,18 @@ def test_consent_set_through_the_api_is_audited_with_api_channel_and_actor(api):
 
 
 def test_api_changes_are_announced_to_the_sync_side(app, api):
+    from portal.crm.events import contacts_changed
+
     heard = []
-    listeners = app.extensions.setdefault("contact_listeners", [])
-    listener = lambda ws_id, ids, change: heard.append((ids, change))  # noqa: E731
-    listeners.append(listener)
-    try:
+
+    def receiver(ws_id, *, contact_ids, change):
+        heard.append((contact_ids, change))
+
+    with contacts_changed.connected_to(receiver):
         contact_id = new_contact(api)["id"]
         api.patch(f"/api/v1/contacts/{contact_id}", {"first_name": "Léonie"})
         api.patch(f"/api/v1/contacts/{contact_id}", {"first_name": "Léonie"})  # no change: no announcement
         api.delete(f"/api/v1/contacts/{contact_id}")
-    finally:
-        listeners.remove(listener)
     assert heard == [([contact_id], "created"), ([contact_id], "updated"), ([contact_id], "deleted")]
 
 
@@ -203,8 +204,10 @@ def test_contact_shows_its_mailchimp_state_once_a_connector_exists(api, ws_a):
     other_id = new_contact(api, email="autre@example.org")["id"]
     mc = api.get(f"/api/v1/contacts/{contact_id}").get_json()["mailchimp"]
     assert mc["connector_status"] == "active" and mc["state"] == "error"
-    assert mc["error"] == {"kind": "invalid_email", "message": "Adresse refusée", "fix": "edit_contact",
-                           "field": "email"}
+    # The message is the plain-words sentence with its fix, in the API's language (French by default).
+    assert mc["error"] == {"kind": "invalid_email", "fix": "edit_contact", "field": "email",
+                           "message": "Cette adresse e-mail n'est pas valide. Corrigez-la sur la fiche du contact "
+                                      "puis relancez."}
     assert api.get(f"/api/v1/contacts/{other_id}").get_json()["mailchimp"]["state"] is None
 
 

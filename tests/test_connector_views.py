@@ -84,7 +84,7 @@ def walk_wizard(browser, key, list_id, form=None):
 
 def make_connector(ws, user, key, list_id):
     """A connector created through the service the wizard calls (for tests about later pages)."""
-    from portal.sync.connectors import create_connector
+    from portal.jobs import submit_connector as create_connector
 
     return create_connector(ws.id, user, key, list_id, None, True)
 
@@ -296,7 +296,7 @@ def test_delete_explains_r9_stops_replication_and_keeps_contacts(mc_app, sim, si
 
 def test_sent_back_connector_shows_the_reason_to_the_customer(mc_app, sim, sim_key, customer_client, customer,
                                                               workspace, support_user):
-    from portal.sync.connectors import send_back
+    from portal.sync.lifecycle import send_back
 
     english(customer_client)
     connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
@@ -311,7 +311,7 @@ def test_paused_connector_says_to_reconnect_with_a_button(mc_app, sim, sim_key, 
     english(customer_client)
     connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
     connector.status = "paused"
-    connector.paused_reason = "Mailchimp refuses the API key: it was revoked or is wrong."
+    connector.paused_reason = "api_key_invalid"
     db.session.commit()
     page = text(customer_client.get("/mailchimp/"))
     assert "The connector is paused" in page
@@ -336,7 +336,7 @@ def test_delete_without_confirmation_deletes_nothing(mc_app, sim, sim_key, custo
 def test_revoked_key_during_the_copy_pauses_with_the_reconnect_message(mc_app, sim, sim_key, customer_client,
                                                                        customer, workspace, support_user,
                                                                        run_jobs):
-    from portal.sync.connectors import validate
+    from portal.jobs import validate_connector as validate
 
     english(customer_client)
     factories.contact(workspace, email="jeanne@courriel.fr", consent="opt_in")
@@ -359,7 +359,7 @@ def test_revoked_key_during_the_copy_pauses_with_the_reconnect_message(mc_app, s
 def test_reconnecting_after_the_key_is_repaired_resumes_the_copy_to_active(mc_app, sim, sim_key, customer_client,
                                                                           customer, workspace, support_user,
                                                                           run_jobs):
-    from portal.sync.connectors import validate
+    from portal.jobs import validate_connector as validate
 
     english(customer_client)
     factories.contact(workspace, email="jeanne@courriel.fr", consent="opt_in")
@@ -381,7 +381,7 @@ def test_reconnecting_after_the_key_is_repaired_resumes_the_copy_to_active(mc_ap
 
 def test_contact_history_says_in_words_what_the_copy_did(mc_app, sim, sim_key, customer_client, customer,
                                                        workspace, support_user, run_jobs):
-    from portal.sync.connectors import validate
+    from portal.jobs import validate_connector as validate
 
     english(customer_client)
     sent = factories.contact(workspace, email="jeanne@courriel.fr", consent="opt_in")

@@ -340,49 +340,69 @@ def test_uploaded_file_and_recent_imports_are_listed(ui, run_jobs, workspace):
 
 def test_import_commits_and_announces_chunk_by_chunk(app, ui, run_jobs, workspace, monkeypatch):
     monkeypatch.setattr(csv_import, "CHUNK_SIZE", 3)
+    from portal.crm.events import contacts_changed
+
     calls = []
-    listeners = list(app.extensions.get("contact_listeners", []))
-    listeners.append(lambda ws, ids, change: calls.append((ws, len(ids), change)))
-    monkeypatch.setitem(app.extensions, "contact_listeners", listeners)
+
+    def receiver(ws, *, contact_ids, change):
+        calls.append((ws, len(contact_ids), change))
+
     content = "email\n" + "".join(f"p{i}@example.org\n" for i in range(8))
-    imp = import_file(ui, run_jobs, content)
+    with contacts_changed.connected_to(receiver):
+        imp = import_file(ui, run_jobs, content)
     assert imp.imported == 8 and imp.done == 8
     assert calls == [(workspace.id, 3, "imported"), (workspace.id, 3, "imported"), (workspace.id, 2, "imported")]
 
 
+def _die_after_first_chunk(imp) -> None:
+    """As a worker would: claim the import, commit its first chunk, then die (its heartbeat goes stale)."""
+    from datetime import timedelta
+
+    from portal import background
+    from portal.models import utcnow
+
+    token = background.claim(CsvImport, imp.id)
+    csv_import._import_chunk(imp, token, list(csv_import.data_records(imp))[:2], imp.mapping["columns"], "test")
+    imp.heartbeat_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+
+
 def test_restarted_import_resumes_after_the_last_committed_chunk(ui, run_jobs, workspace, monkeypatch):
+    from portal import jobs
+
     monkeypatch.setattr(csv_import, "CHUNK_SIZE", 2)
-    content = "first_name\nA\nB\nC\nD\nE\n"
-    upload(ui, content)
+    upload(ui, "first_name\nA\nB\nC\nD\nE\n")
     imp = latest_import()
     start(ui, imp)
-    # As if a worker had committed the first chunk, then died: status stays "running".
-    csv_import._import_chunk(imp, list(csv_import.data_records(imp))[:2], imp.mapping["columns"], "test")
-    imp.status = "running"
-    db.session.commit()
+    from portal.extensions import rq
+    rq.redis.flushdb()  # its job went with the worker
+    _die_after_first_chunk(imp)
+    assert jobs.resume_stale_runs() == [imp.id]  # what the cron process does every minute
     run_jobs()
     assert [c.first_name for c in live_contacts(workspace)] == ["A", "B", "C", "D", "E"]
     db.session.refresh(imp)
     assert (imp.status, imp.imported, imp.done) == ("finished", 5, 5)
 
 
-def test_import_whose_worker_died_can_be_resumed_without_duplicates(ui, run_jobs, workspace, monkeypatch):
+def test_an_import_whose_worker_died_says_so_and_resumes_on_its_own_without_duplicates(ui, run_jobs, workspace,
+                                                                                       monkeypatch):
+    from portal import jobs
+    from portal.extensions import rq
+
     monkeypatch.setattr(csv_import, "CHUNK_SIZE", 2)
     upload(ui, "first_name\nA\nB\nC\nD\nE\n")
     imp = latest_import()
     start(ui, imp)
-    assert "Resume the import" not in ui.get(f"/contacts/import/{imp.id}").get_data(as_text=True)
-    # The worker committed the first chunk, then was killed: its job is gone, the row still says "running".
-    csv_import._import_chunk(imp, list(csv_import.data_records(imp))[:2], imp.mapping["columns"], "test")
-    imp.status = "running"
-    db.session.commit()
-    from portal.extensions import rq
     rq.redis.flushdb()
+    progress = ui.get(f"/contacts/import/{imp.id}/progress").get_data(as_text=True)
+    assert "interrupted" not in progress and "hx-trigger" in progress
+    _die_after_first_chunk(imp)
 
     progress = ui.get(f"/contacts/import/{imp.id}/progress").get_data(as_text=True)
-    assert "background worker was interrupted" in progress and "hx-trigger" not in progress
-    assert ui.post(f"/contacts/import/{imp.id}/resume").status_code == 302
-    assert ui.post(f"/contacts/import/{imp.id}/resume").status_code == 302  # a second click queues nothing more
+    assert "interrupted" in progress and "hx-trigger" in progress  # it keeps watching: the import comes back
+    assert "Resume the import" not in progress
+    jobs.resume_stale_runs()
+    jobs.resume_stale_runs()  # twice (two cron ticks, or two workers starting): queued once
     run_jobs()
     assert [c.first_name for c in live_contacts(workspace)] == ["A", "B", "C", "D", "E"]
     db.session.refresh(imp)

@@ -118,7 +118,7 @@ def test_from_wizard_to_validation_send_back_then_copy_to_active(mc_app, sim, si
 def test_copy_errors_show_on_both_errors_pages_with_workspace_names(mc_app, sim, sim_key, customer_client,
                                                                     support_client, customer, workspace,
                                                                     support_user, run_jobs):
-    from portal.sync.connectors import validate
+    from portal.jobs import validate_connector as validate
 
     english(customer_client)
     english(support_client)
@@ -211,7 +211,7 @@ def test_unknown_connector_or_run_is_404_for_support(support_client):
 
 def test_validating_twice_says_it_is_no_longer_waiting(mc_app, sim, sim_key, support_client, customer, workspace,
                                                        support_user):
-    from portal.sync.connectors import validate
+    from portal.jobs import validate_connector as validate
 
     english(support_client)
     connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))

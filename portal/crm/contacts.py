@@ -4,20 +4,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import wraps
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from portal.crm.errors import ConsentLocked, ContactNotFound, ValidationFailed
-from portal.crm.events import contacts_changed
+from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
+from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import (CONSENT_VALUES, Activity, ConsentEvent, Contact, SyncEvent, Tag, contact_tags,
-                           utcnow)
+from portal.models import (CONSENT_VALUES, Activity, Channel, Consent, ConsentEvent, Contact, ContactChange, SyncEvent, Tag,
+                           contact_tags, utcnow)
 from portal.models.contact import fold
 
-CHANNELS = ("ui", "api", "csv_import", "mailchimp_import", "mailchimp_webhook", "support", "demo")
-MAILCHIMP_CHANNELS = ("mailchimp_import", "mailchimp_webhook")
 MAX_TAGS = 50
 TAG_MAX_LENGTH = 100
 
@@ -149,13 +148,13 @@ def record_consent(contact: Contact, new: str, *, actor: str, channel: str, lock
     """
     if new not in CONSENT_VALUES:
         raise ValidationFailed({"consent": _("Consent must be one of: opt_in, opt_out, unknown.")})
-    from_mailchimp = channel in MAILCHIMP_CHANNELS
-    if contact.consent_locked and new == "opt_in" and not from_mailchimp:
+    from_mailchimp = Channel(channel).from_mailchimp
+    if contact.consent_locked and new == Consent.OPT_IN and not from_mailchimp:
         raise ConsentLocked(
             _("This contact unsubscribed through Mailchimp; they have to subscribe again through Mailchimp.")
         )
     new_locked = contact.consent_locked if locked is None else locked
-    if from_mailchimp and new == "opt_in":
+    if from_mailchimp and new == Consent.OPT_IN:
         new_locked = False
     if new == contact.consent and new_locked == contact.consent_locked:
         return False
@@ -194,6 +193,21 @@ def _apply(contact: Contact, clean: Mapping, *, actor: str, channel: str) -> boo
     return changed
 
 
+def _all_or_nothing(func):
+    """A refused write (bad field, locked consent) leaves nothing half-applied in the session."""
+
+    @wraps(func)
+    def wrapped(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except CrmError:
+            db.session.rollback()
+            raise
+
+    return wrapped
+
+
+@_all_or_nothing
 def create_contact(workspace_id: int, data: Mapping, *, actor: str, channel: str) -> Contact:
     """Create a contact from raw fields (validated here), commit, announce it."""
     clean = validate_contact_data(data)
@@ -203,13 +217,14 @@ def create_contact(workspace_id: int, data: Mapping, *, actor: str, channel: str
     _apply(contact, clean, actor=actor, channel=channel)
     contact.refresh_derived()
     db.session.flush()
-    if consent and consent != "unknown":
+    if consent and consent != Consent.UNKNOWN:
         record_consent(contact, consent, actor=actor, channel=channel)
     db.session.commit()
-    contacts_changed(workspace_id, [contact.id], "created")
+    announce(workspace_id, [contact.id], ContactChange.CREATED)
     return contact
 
 
+@_all_or_nothing
 def update_contact(workspace_id: int, contact_id: int, data: Mapping, *, actor: str, channel: str) -> Contact:
     """Change some fields of a contact (only the keys given), commit, announce when changed."""
     contact = get_contact(workspace_id, contact_id)
@@ -222,10 +237,11 @@ def update_contact(workspace_id: int, contact_id: int, data: Mapping, *, actor: 
     changed = _apply(contact, clean, actor=actor, channel=channel)
     db.session.commit()
     if changed:
-        contacts_changed(workspace_id, [contact.id], "updated")
+        announce(workspace_id, [contact.id], ContactChange.UPDATED)
     return contact
 
 
+@_all_or_nothing
 def set_consent(workspace_id: int, contact_id: int, consent: str, *, actor: str, channel: str,
                 locked: bool | None = None, note: str = "", lock_reason: str = "") -> Contact:
     """Change one contact's consent (R15), commit, announce."""
@@ -234,7 +250,7 @@ def set_consent(workspace_id: int, contact_id: int, consent: str, *, actor: str,
                              lock_reason=lock_reason)
     db.session.commit()
     if changed:
-        contacts_changed(workspace_id, [contact.id], "consent")
+        announce(workspace_id, [contact.id], ContactChange.CONSENT)
     return contact
 
 
@@ -245,7 +261,7 @@ def set_do_not_sync(workspace_id: int, contact_id: int, flag: bool, *, actor: st
         contact.do_not_sync = flag
         contact.updated_at = utcnow()
         db.session.commit()
-        contacts_changed(workspace_id, [contact.id], "updated")
+        announce(workspace_id, [contact.id], ContactChange.UPDATED)
     return contact
 
 
@@ -264,7 +280,7 @@ def delete_contact(workspace_id: int, contact_id: int, *, actor: str, channel: s
     contact.deleted_at = utcnow()
     contact.updated_at = contact.deleted_at
     db.session.commit()
-    contacts_changed(workspace_id, [contact.id], "deleted")
+    announce(workspace_id, [contact.id], ContactChange.DELETED)
 
 
 def shared_email_counts(workspace_id: int, emails: Iterable[str]) -> dict[str, int]:
@@ -333,18 +349,23 @@ SORTS = {
 }
 
 
-def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
-                    sort: str = "name", page: int = 1, per_page: int = 50) -> ContactPage:
-    """Filter, sort and page the workspace's live contacts (search matches name, e-mail, company)."""
-    where = [Contact.workspace_id == workspace_id, Contact.deleted_at.is_(None)]
-    words = fold(q).split()
-    for word in words[:5]:
+def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "") -> list:
+    """WHERE clauses of a contact search: words in name, e-mail or company; a tag; a consent value."""
+    where = [Contact.workspace_id == workspace_id]
+    for word in fold(q).split()[:5]:
         escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where.append(Contact.search_text.like(f"%{escaped}%", escape="\\"))
     if consent in CONSENT_VALUES:
         where.append(Contact.consent == consent)
     if tag_id:
         where.append(Contact.id.in_(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tag_id)))
+    return where
+
+
+def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
+                    sort: str = "name", page: int = 1, per_page: int = 50) -> ContactPage:
+    """Filter, sort and page the workspace's live contacts (search matches name, e-mail, company)."""
+    where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent), Contact.deleted_at.is_(None)]
     counted = select(Contact.id).where(*where)
     if db.engine.dialect.name == "sqlite":
         # SQLite's planner counts through the narrower updated_at index and then reads every
@@ -362,14 +383,36 @@ def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None
     return ContactPage(items=items, total=total, page=page, per_page=per_page)
 
 
-def changed_since(workspace_id: int, since: datetime | None, *, after_id: int = 0, limit: int = 100,
-                  include_deleted: bool = True) -> list[Contact]:
-    """Contacts updated at or after `since`, oldest first (for API sync clients and reconciliation)."""
-    where = [Contact.workspace_id == workspace_id]
-    if since is not None:
-        where.append(Contact.updated_at >= since)
-    if not include_deleted:
+def list_by_id(workspace_id: int, *, since: datetime | None = None, after_id: int = 0, limit: int = 100,
+               q: str = "", tag: str = "", consent: str = "") -> list[Contact]:
+    """Contacts in id order after `after_id`, `limit` at a time (the API's paging).
+
+    With `since`, only contacts changed at or after it, deleted ones included (a sync client
+    sees deletions); without, live contacts only. `tag` is a tag name.
+    """
+    tag_id = None
+    if tag:
+        tags = tags_by_name(workspace_id, [tag], create=False)
+        if not tags:
+            return []
+        tag_id = tags[0].id
+    where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent), Contact.id > after_id]
+    if since is None:
         where.append(Contact.deleted_at.is_(None))
-    if after_id:
-        where.append(Contact.id > after_id)
+    else:
+        where.append(Contact.updated_at >= since)
     return list(db.session.scalars(select(Contact).where(*where).order_by(Contact.id).limit(limit)))
+
+
+def tag_counts(workspace_id: int) -> list[tuple[Tag, int]]:
+    """Every tag of the workspace, by name, with how many live contacts carry it."""
+    # Counted on the (tag_id, contact_id) index alone: deleted contacts are few, so excluding
+    # them by id is far cheaper than joining every live contact.
+    deleted = select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_not(None))
+    counts = dict(db.session.execute(
+        select(contact_tags.c.tag_id, func.count())
+        .where(contact_tags.c.tag_id.in_(select(Tag.id).where(Tag.workspace_id == workspace_id)),
+               contact_tags.c.contact_id.not_in(deleted))
+        .group_by(contact_tags.c.tag_id)
+    ).all())
+    return [(tag, counts.get(tag.id, 0)) for tag in workspace_tags(workspace_id)]

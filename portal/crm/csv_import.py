@@ -33,12 +33,14 @@ from dataclasses import dataclass, field
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import insert, select
+from sqlalchemy.orm import defer
 
+from portal import background, labels
 from portal.crm.contacts import clean_tag_names, record_consent, validate_contact_data, workspace_tags
 from portal.crm.errors import ValidationFailed
-from portal.crm.events import contacts_changed
+from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import ConsentEvent, Contact, CsvImport, Tag, User, contact_tags, utcnow
+from portal.models import ConsentEvent, Contact, ContactChange, CsvImport, RunStatus, Tag, User, contact_tags, utcnow
 
 FIELDS = (
     "email", "first_name", "last_name", "phone", "company", "job_title",
@@ -109,12 +111,7 @@ class RowRejected(Exception):
 
 def field_labels() -> dict[str, str]:
     """The importable fields with their names in the current language, in display order."""
-    return {
-        "email": _("E-mail"), "first_name": _("First name"), "last_name": _("Last name"),
-        "phone": _("Phone"), "company": _("Company"), "job_title": _("Job title"),
-        "street": _("Street address"), "postal_code": _("Postal code"), "city": _("City"),
-        "country": _("Country"), "tags": _("Tags"), "consent": _("Consent"),
-    }
+    return {name: labels.field(name) for name in FIELDS}
 
 
 def _fold_header(text: str) -> str:
@@ -257,6 +254,40 @@ def analyze(content: bytes) -> Analysis:
                     samples=samples)
 
 
+def upload(workspace_id: int, user_id: int | None, filename: str, content: bytes) -> CsvImport:
+    """Read an uploaded file and keep it, waiting for its column mapping; BrokenFile (nothing
+    stored) when it cannot be imported. Commits."""
+    analysis = analyze(content)
+    imp = CsvImport(
+        workspace_id=workspace_id, user_id=user_id, filename=filename[:255], content=content,
+        encoding=analysis.encoding, delimiter=analysis.delimiter, total=analysis.total, message=analysis.notice,
+        status=RunStatus.UPLOADED,
+        mapping={"header": analysis.header, "columns": guess_columns(analysis.header), "samples": analysis.samples},
+    )
+    db.session.add(imp)
+    db.session.commit()
+    return imp
+
+
+def get_import(workspace_id: int, import_id: int, *, light: bool = False) -> CsvImport | None:
+    """The workspace's import (None for another workspace's id).
+
+    `light` leaves the file and the rejects unloaded (the progress partial is polled every
+    second and needs neither); otherwise the file loads on first access only.
+    """
+    query = select(CsvImport).where(CsvImport.id == import_id, CsvImport.workspace_id == workspace_id)
+    deferred = (CsvImport.content, CsvImport.rejects) if light else (CsvImport.content,)
+    return db.session.scalar(query.options(*(defer(column) for column in deferred)))
+
+
+def recent_imports(workspace_id: int, limit: int = 10) -> list[CsvImport]:
+    """The workspace's latest imports, newest first."""
+    return list(db.session.scalars(
+        select(CsvImport).where(CsvImport.workspace_id == workspace_id)
+        .options(defer(CsvImport.content), defer(CsvImport.rejects))
+        .order_by(CsvImport.id.desc()).limit(limit)))
+
+
 def data_records(imp: CsvImport, head_bytes: int | None = None) -> Iterator[tuple[int, list[str]]]:
     """The stored file's rows after the header, with their line numbers.
 
@@ -343,8 +374,7 @@ def row_to_clean(row: Sequence[str], columns: Sequence[str]) -> dict:
     try:
         return validate_contact_data(data)
     except ValidationFailed as exc:
-        labels = field_labels()
-        raise RowRejected("; ".join(f"{labels.get(k, k)}: {v}" for k, v in exc.errors.items())) from None
+        raise RowRejected("; ".join(f"{labels.field(k)}: {v}" for k, v in exc.errors.items())) from None
 
 
 def _email_key(clean: Mapping) -> str | None:
@@ -428,11 +458,11 @@ def _locked_reason() -> str:
 # --------------------------------------------------------------------------- the job
 
 def start(imp: CsvImport, columns: list[str]) -> bool:
-    """Save the mapping and mark the import queued; False when it was already started."""
+    """Save the mapping and mark the import queued; False when it was already started. Commits."""
     claimed = db.session.execute(
         CsvImport.__table__.update()
-        .where(CsvImport.id == imp.id, CsvImport.status == "uploaded")
-        .values(status="queued", mapping={**(imp.mapping or {}), "columns": columns})
+        .where(CsvImport.id == imp.id, CsvImport.status == RunStatus.UPLOADED)
+        .values(status=RunStatus.QUEUED, mapping={**(imp.mapping or {}), "columns": columns})
     ).rowcount
     db.session.commit()
     db.session.refresh(imp)
@@ -440,55 +470,53 @@ def start(imp: CsvImport, columns: list[str]) -> bool:
 
 
 def resume(imp: CsvImport) -> bool:
-    """Queue a stopped import again (failed, or its worker died); it goes on after the last committed chunk."""
-    claimed = db.session.execute(
-        CsvImport.__table__.update()
-        .where(CsvImport.id == imp.id, CsvImport.status.in_(("queued", "running", "failed")))
-        .values(status="queued", finished_at=None)
-    ).rowcount
-    db.session.commit()
+    """Queue a failed import again; it goes on after the last committed chunk. Commits."""
+    requeued = background.requeue(CsvImport, imp.id, (RunStatus.FAILED,))
     db.session.refresh(imp)
-    return bool(claimed)
+    return requeued
+
+
+def needing_a_job() -> list[CsvImport]:
+    """Imports a worker should have: their worker died (stale heartbeat) or their job was lost."""
+    return background.needing_a_job(CsvImport)
+
+
+def is_stalled(imp: CsvImport) -> bool:
+    """True when the import's worker stopped sending heartbeats: it resumes on its own within a minute."""
+    if imp.status != RunStatus.RUNNING or imp.heartbeat_at is None:
+        return False
+    return (utcnow() - imp.heartbeat_at).total_seconds() > background.lease_seconds()
 
 
 def run_import(import_id: int) -> None:
-    """Import an uploaded file in chunks (the `import_csv` job); resumes after the last committed chunk."""
+    """Import an uploaded file in chunks (the `import_csv` job); resumes after the last committed chunk.
+
+    Each chunk's contacts, tags, consent events and the import's progress commit together,
+    with the claim re-checked in that transaction (:func:`portal.background.checkpoint`).
+    """
     imp = db.session.get(CsvImport, import_id, populate_existing=True)  # the session may hold a stale copy
-    if imp is None or imp.status not in ("queued", "running"):
+    if imp is None:
         return
     user = db.session.get(User, imp.user_id) if imp.user_id else None
     actor = user.email if user else f"csv-import-{imp.id}"
     with force_locale((user.locale if user else None) or "fr"):
-        imp.status = "running"
-        db.session.commit()
-        try:
-            _import_rows(imp, actor)
-        except Exception:
-            db.session.rollback()
-            imp = db.session.get(CsvImport, import_id)
-            imp.status = "failed"
-            imp.message = _("The import stopped on an unexpected error after %(n)d rows; those rows are imported. "
-                            "Contact support if it happens again.", n=imp.done)
-            imp.finished_at = utcnow()
-            db.session.commit()
-            raise
-        imp.status = "finished"
-        imp.finished_at = utcnow()
-        db.session.commit()
+        outcome = background.execute(imp, lambda run, token: _import_rows(run, token, actor))
+    if outcome == background.Outcome.FINISHED:
+        imp = db.session.get(CsvImport, import_id)
         if imp.imported >= BIG_IMPORT:
             from portal.db_setup import refresh_statistics
 
             refresh_statistics(db.engine)
 
 
-def _import_rows(imp: CsvImport, actor: str) -> None:
+def _import_rows(imp: CsvImport, token: str, actor: str) -> None:
     columns = list((imp.mapping or {}).get("columns") or [])
     records = itertools.islice(data_records(imp), imp.done, None)
     while True:
         chunk = list(itertools.islice(records, CHUNK_SIZE))
         if not chunk:
             return
-        _import_chunk(imp, chunk, columns, actor)
+        _import_chunk(imp, token, chunk, columns, actor)
 
 
 @dataclass
@@ -497,7 +525,8 @@ class _NewContact:
     clean: dict
 
 
-def _import_chunk(imp: CsvImport, chunk: list[tuple[int, list[str]]], columns: list[str], actor: str) -> None:
+def _import_chunk(imp: CsvImport, token: str, chunk: list[tuple[int, list[str]]], columns: list[str],
+                  actor: str) -> None:
     """Write one chunk's contacts, tags and consent events with the import's progress, in one commit."""
     workspace_id = imp.workspace_id
     rejects: list[list] = []
@@ -548,8 +577,9 @@ def _import_chunk(imp: CsvImport, chunk: list[tuple[int, list[str]]], columns: l
     room = MAX_STORED_REJECTS - len(imp.rejects or [])
     if rejects and room > 0:
         imp.rejects = list(imp.rejects or []) + rejects[:room]
+    background.checkpoint(imp, token)
     db.session.commit()
-    contacts_changed(workspace_id, new_ids + sorted(set(updated_ids)), "imported")
+    announce(workspace_id, new_ids + sorted(set(updated_ids)), ContactChange.IMPORTED)
 
 
 def _update(contact: Contact, clean: Mapping, tags: Mapping[str, Tag], *, actor: str, note: str) -> None:

@@ -1,33 +1,32 @@
-"""The "contacts changed" announcement: the seam where live replication plugs in (R10).
+"""The "contacts changed" announcement: the seam where replication plugs in (R10).
 
-Listeners are registered per app in create_app() and called after the change is committed,
-so a listener never sees uncommitted data and a failing listener never loses the change.
+A blinker signal (Flask's own mechanism). :func:`announce` is called *after* the change is
+committed, so a receiver never sees uncommitted data, and a failing receiver is logged but
+never undoes or hides the change. Receivers are connected in ``create_app``.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from flask import current_app
+from blinker import Namespace
+
+from portal.models import ContactChange
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[int, list[int], str], None]
-CHANGES = ("created", "updated", "deleted", "consent", "imported")
+_signals = Namespace()
+contacts_changed = _signals.signal("contacts-changed")
+"""Sent with ``workspace_id``, ``contact_ids`` (list) and ``change`` (:class:`ContactChange`)."""
 
 
-def on_contacts_changed(app, listener: Listener) -> None:
-    """Register `listener(workspace_id, contact_ids, change)` on `app`."""
-    app.extensions.setdefault("contact_listeners", []).append(listener)
-
-
-def contacts_changed(workspace_id: int, contact_ids: Iterable[int], change: str) -> None:
-    """Tell every listener that these contacts changed (call after commit)."""
+def announce(workspace_id: int, contact_ids: Iterable[int], change: ContactChange) -> None:
+    """Tell the receivers that these contacts changed (call after commit)."""
     ids = list(contact_ids)
     if not ids:
         return
-    for listener in current_app.extensions.get("contact_listeners", []):
+    for receiver in contacts_changed.receivers_for(workspace_id):
         try:
-            listener(workspace_id, ids, change)
-        except Exception:  # a listener failure must not undo or hide a committed change
-            log.exception("contact listener %r failed for %s contacts", listener, len(ids))
+            receiver(workspace_id, contact_ids=ids, change=ContactChange(change))
+        except Exception:  # a receiver failure must not undo or hide a committed change
+            log.exception("contacts-changed receiver %r failed for %d contacts", receiver, len(ids))

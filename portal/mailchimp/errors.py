@@ -6,8 +6,8 @@ API-NOTES §1.6–1.7). :func:`classify` turns one into a :class:`MailchimpError
 an item of a batch-subscribe ``errors[]`` array (API-NOTES §2), which only carries free text.
 
 Messages: every kind has an English msgid (wrapped in :func:`N_` so ``pybabel extract -k N_``
-finds it) and a French text in :data:`MESSAGES_FR`. This module must not import Flask, so the
-app translates through :func:`message_for` (or Babel over :data:`MESSAGES_EN`) itself.
+finds it); the French lives in the app's one catalog. This module must not import Flask, so
+the app translates them itself (``portal.labels.error_message``).
 """
 from __future__ import annotations
 
@@ -117,73 +117,22 @@ MESSAGES_EN: dict[str, str] = {
     "unknown": N_("Mailchimp refused this contact for an unexpected reason. Retry, or contact support."),
 }
 
-MESSAGES_FR: dict[str, str] = {
-    "invalid_email": "Cette adresse e-mail n'est pas valide. Corrigez-la sur la fiche du contact puis relancez.",
-    "fake_email": (
-        "Mailchimp juge cette adresse e-mail fausse ou invalide. Corrigez-la sur la fiche du contact "
-        "puis relancez."
-    ),
-    "compliance_state": (
-        "Cette personne s'est désabonnée, son adresse a rebondi ou elle a signalé un e-mail : Mailchimp "
-        "refuse de la réabonner. Elle doit se réinscrire elle-même via le formulaire d'inscription de "
-        "l'audience."
-    ),
-    "forgotten_email": (
-        "Cette adresse a été supprimée définitivement de l'audience Mailchimp et ne peut plus y être "
-        "importée. La personne doit se réinscrire via le formulaire d'inscription de l'audience."
-    ),
-    "member_exists": (
-        "Cette adresse e-mail appartient déjà à un autre membre de l'audience Mailchimp. Choisissez le "
-        "contact à qui elle appartient."
-    ),
-    "duplicate_email": "Plusieurs contacts partagent cette adresse e-mail. Choisissez le contact à qui elle appartient.",
-    "merge_field_invalid": (
-        "Mailchimp a refusé la valeur du champ {field}. Corrigez-la sur la fiche du contact puis relancez."
-    ),
-    "merge_field_required": (
-        "Le champ {field} est obligatoire dans l'audience Mailchimp et il est vide sur ce contact. "
-        "Renseignez-le puis relancez."
-    ),
-    "value_too_long": (
-        "La valeur du champ {field} est trop longue pour Mailchimp. Raccourcissez-la sur la fiche du "
-        "contact puis relancez."
-    ),
-    "not_found": "Ce contact est introuvable dans l'audience Mailchimp. Relancez pour l'y ajouter de nouveau.",
-    "api_key_invalid": (
-        "Mailchimp refuse la clé d'API : elle a été révoquée ou elle est erronée. Reconnectez le "
-        "connecteur avec une clé valide."
-    ),
-    "audience_gone": (
-        "L'audience Mailchimp n'existe plus. Supprimez le connecteur et créez-en un nouveau."
-    ),
-    "rate_limited": "Mailchimp est surchargé. La synchronisation réessaie d'elle-même.",
-    "unavailable": "Mailchimp est momentanément indisponible. La synchronisation réessaie d'elle-même.",
-    "timeout": "Mailchimp n'a pas répondu à temps. La synchronisation réessaie d'elle-même.",
-    "signup_throttled": (
-        "Mailchimp bloque temporairement les nouvelles inscriptions de cette adresse. La "
-        "synchronisation réessaiera plus tard d'elle-même."
-    ),
-    "webhook_unverified": (
-        "Mailchimp n'a pas pu joindre l'adresse de webhook du portail. Réessayez dans quelques minutes."
-    ),
-    "unknown": (
-        "Mailchimp a refusé ce contact pour une raison inattendue. Relancez ou contactez le support."
-    ),
-}
-
-_FIELD_FALLBACK = {"fr": "concerné", "en": "concerned"}
+_FIELD_FALLBACK = N_("concerned")
 
 
-def message_for(kind: str, locale: str = "fr", **params: Any) -> str:
-    """The customer message for ``kind`` in ``locale`` ("fr" or "en"), with ``{field}`` filled.
+def field_fallback() -> str:
+    """The word that stands for the merge field when a message has none to name."""
+    return _FIELD_FALLBACK
 
-    Unknown kinds read as ``unknown``; a missing ``field`` reads as a neutral word rather
-    than leaving a placeholder on screen.
+
+def message_for(kind: str, **params: Any) -> str:
+    """The English message for ``kind`` with ``{field}`` filled (logs, the CLI, tests).
+
+    People read the translated form (``portal.labels.error_message``); unknown kinds read as
+    ``unknown``, and a missing ``field`` as a neutral word rather than a placeholder.
     """
-    lang = "en" if str(locale).lower().startswith("en") else "fr"
-    table = MESSAGES_EN if lang == "en" else MESSAGES_FR
-    text = table.get(kind) or table["unknown"]
-    values = {"field": params.get("field") or _FIELD_FALLBACK[lang], **{k: v for k, v in params.items() if v}}
+    text = MESSAGES_EN.get(kind) or MESSAGES_EN["unknown"]
+    values = {"field": params.get("field") or _FIELD_FALLBACK, **{k: v for k, v in params.items() if v}}
     try:
         return text.format(**values)
     except (KeyError, IndexError, ValueError):
@@ -193,8 +142,8 @@ def message_for(kind: str, locale: str = "fr", **params: Any) -> str:
 class MailchimpError(Exception):
     """A Mailchimp failure, typed.
 
-    Attributes: ``kind`` (stable string, a key of :data:`KINDS`), ``message`` (French, for the
-    customer), ``fix`` (action code), ``transient`` (retry on its own, never the contact's
+    Attributes: ``kind`` (stable string, a key of :data:`KINDS`), ``message`` (English, for logs:
+    people read ``portal.labels.error_message(kind, field)``), ``fix`` (action code), ``transient`` (retry on its own, never the contact's
     fault), ``contact_fault`` (a per-contact problem to show on the contact), ``pauses_connector``
     (the key or the audience is unusable: pause instead of failing every contact), ``field``
     (merge tag or None), ``status``, ``title``, ``detail``, ``errors`` (the raw field errors),
@@ -228,12 +177,8 @@ class MailchimpError(Exception):
         self.contact_fault = info.contact_fault
         self.pauses_connector = info.pauses_connector
         self.retry_after = retry_after if retry_after is not None else info.retry_after
-        self.message = message_for(kind, "fr", field=self.field)
+        self.message = message_for(kind, field=self.field)
         super().__init__(self.__str__())
-
-    def message_in(self, locale: str) -> str:
-        """The customer message in another locale."""
-        return message_for(self.kind, locale, field=self.field)
 
     @property
     def retry_in_client(self) -> bool:

@@ -235,7 +235,6 @@ def predict_errors(
     merge_fields: Any,
     *,
     email_key: str = "email",
-    locale: str = "fr",
 ) -> list[PredictedError]:
     """Failures foreseeable for ``contact`` without writing anything (dry-run preview, R7).
 
@@ -248,7 +247,7 @@ def predict_errors(
     found: list[PredictedError] = []
 
     def add(kind: str, tag: str | None) -> None:
-        found.append(PredictedError(kind, tag, message_for(kind, locale, field=tag)))
+        found.append(PredictedError(kind, tag, message_for(kind, field=tag)))
 
     email = _text(_get(contact, email_key))
     if email and not email_syntax_ok(email):

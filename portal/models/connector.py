@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import UTCDateTime, utcnow
+from portal.models.base import RunColumns, UTCDateTime, utcnow
+from portal.models.enums import ConnectorStatus, RunKind, RunStatus, SyncState
 
 
 class Connector(db.Model):
@@ -26,11 +27,9 @@ class Connector(db.Model):
         ),
     )
 
-    STATUSES = ("pending_validation", "sent_back", "copying", "active", "paused", "deleted")
-
     id: Mapped[int] = mapped_column(primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
-    status: Mapped[str] = mapped_column(String(24), default="pending_validation")
+    status: Mapped[str] = mapped_column(String(24), default=ConnectorStatus.PENDING_VALIDATION)
     api_key_encrypted: Mapped[str] = mapped_column(Text)
     api_key_hint: Mapped[str] = mapped_column(String(40))
     audience_id: Mapped[str] = mapped_column(String(40))
@@ -56,49 +55,50 @@ class Connector(db.Model):
     @property
     def is_live(self) -> bool:
         """True while replication should run (R10)."""
-        return self.status == "active"
+        return self.status == ConnectorStatus.ACTIVE
 
 
-class SyncRun(db.Model):
-    """One background run (consent import, preview, initial copy…): a row the pages poll (R8)."""
+class SyncRun(RunColumns, db.Model):
+    """One background run of a connector (consent import, preview, copy…): a row the pages poll (R8).
+
+    At most one run of a kind works for a connector at a time, and a preview waits for the
+    consent import it depends on (:meth:`conflicting`).
+    """
 
     __tablename__ = "sync_run"
     __table_args__ = (Index("ix_sync_run_connector_kind", "connector_id", "kind", "id"),)
-
-    KINDS = ("consent_import", "preview", "initial_copy", "reconcile", "activity_import")
-    STATUSES = ("queued", "running", "paused", "finished", "failed")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id"))
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
     kind: Mapped[str] = mapped_column(String(24))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
     total: Mapped[int] = mapped_column(default=0)
     done: Mapped[int] = mapped_column(default=0)
     error_count: Mapped[int] = mapped_column(default=0)
     counts: Mapped[dict] = mapped_column(JSON, default=dict)
     cursor: Mapped[int] = mapped_column(default=0)
     result: Mapped[dict] = mapped_column(JSON, default=dict)
-    message: Mapped[str] = mapped_column(Text, default="")
-    job_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     connector = relationship("Connector")
 
-    @property
-    def is_over(self) -> bool:
-        """True once the run will not move any more (pages stop polling)."""
-        return self.status in ("finished", "failed")
+    @classmethod
+    def conflicting(cls, run: SyncRun, other: type[SyncRun], fresh: ColumnElement[bool]) -> ColumnElement[bool]:
+        """Rows of `other` (an alias) that forbid claiming `run` now: a run of the same kind for
+        the connector held by a live worker (`fresh` says its heartbeat is recent), or, for a
+        preview, a consent import not finished yet (the preview's counts depend on consent)."""
+        same_kind = (other.kind == run.kind) & (other.status == RunStatus.RUNNING) & fresh
+        if run.kind == RunKind.PREVIEW:
+            same_kind = same_kind | ((other.kind == RunKind.CONSENT_IMPORT)
+                                     & other.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)))
+        return (other.connector_id == run.connector_id) & (other.id != run.id) & same_kind
 
 
 class ContactSync(db.Model):
     """A contact's state with respect to a connector (R17), one row per contact and connector.
 
-    ``state``: pending, synced, not_synced (``reason``), error (``error_*``), unsubscribed,
-    bounced, archived_in_mc, deleted_in_mc.
+    ``state`` is a :class:`~portal.models.enums.SyncState`; ``reason`` a
+    :class:`~portal.models.enums.NotSyncedReason` when not synced; ``error_*`` describe an error.
     """
 
     __tablename__ = "contact_sync"
@@ -108,16 +108,11 @@ class ContactSync(db.Model):
         Index("ix_contact_sync_contact", "contact_id"),
     )
 
-    STATES = (
-        "pending", "synced", "not_synced", "error", "unsubscribed", "bounced",
-        "archived_in_mc", "deleted_in_mc",
-    )
-
     id: Mapped[int] = mapped_column(primary_key=True)
     connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id"))
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=SyncState.PENDING)
     reason: Mapped[str] = mapped_column(String(32), default="")
     member_email: Mapped[str | None] = mapped_column(String(254))
     member_hash: Mapped[str | None] = mapped_column(String(32))

@@ -9,8 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
 from portal.models.base import UTCDateTime, utcnow
+from portal.models.enums import Consent
 
-CONSENT_VALUES = ("opt_in", "opt_out", "unknown")
+CONSENT_VALUES = tuple(Consent)
 
 contact_tags = Table(
     "contact_tag",
@@ -81,7 +82,7 @@ class Contact(db.Model):
     postal_code: Mapped[str] = mapped_column(String(20), default="")
     city: Mapped[str] = mapped_column(String(120), default="")
     country: Mapped[str] = mapped_column(String(80), default="")
-    consent: Mapped[str] = mapped_column(String(8), default="unknown")
+    consent: Mapped[str] = mapped_column(String(8), default=Consent.UNKNOWN)
     consent_locked: Mapped[bool] = mapped_column(default=False)
     consent_lock_reason: Mapped[str] = mapped_column(String(200), default="")
     email_bounced: Mapped[bool] = mapped_column(default=False)

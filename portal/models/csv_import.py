@@ -7,11 +7,16 @@ from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
-from portal.models.base import UTCDateTime, utcnow
+from portal.models.base import RunColumns, UTCDateTime, utcnow
+from portal.models.enums import RunStatus
 
 
-class CsvImport(db.Model):
-    """One upload, from preview to finished import (status: uploaded, queued, running, finished, failed)."""
+class CsvImport(RunColumns, db.Model):
+    """One upload, from preview to finished import: a background run like the sync runs.
+
+    ``status`` is ``uploaded`` until the mapping is chosen, then a run's (queued, running,
+    finished, failed); ``done`` is the cursor (data rows handled, committed with their contacts).
+    """
 
     __tablename__ = "csv_import"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -22,13 +27,16 @@ class CsvImport(db.Model):
     encoding: Mapped[str] = mapped_column(String(20), default="utf-8")
     delimiter: Mapped[str] = mapped_column(String(1), default=",")
     mapping: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="uploaded")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.UPLOADED)
     total: Mapped[int] = mapped_column(default=0)
     done: Mapped[int] = mapped_column(default=0)
     imported: Mapped[int] = mapped_column(default=0)
     updated: Mapped[int] = mapped_column(default=0)
     rejected: Mapped[int] = mapped_column(default=0)
     rejects: Mapped[list] = mapped_column(JSON, default=list)
-    message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @classmethod
+    def conflicting(cls, run: CsvImport, other: type[CsvImport], fresh):
+        """Nothing else stops an import from being claimed (each import is its own file)."""
+        return None

@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
 from portal.models.base import UTCDateTime, utcnow
+from portal.models.enums import Role
 
 
 def hash_token(token: str) -> str:
@@ -52,7 +53,7 @@ class User(UserMixin, db.Model):
 
     workspace: Mapped[Workspace | None] = relationship()
 
-    ROLES = ("support", "customer")
+    ROLES = tuple(Role)
 
     @property
     def is_active(self) -> bool:  # Flask-Login reads this
@@ -61,7 +62,7 @@ class User(UserMixin, db.Model):
     @property
     def is_support(self) -> bool:
         """True for anaba's support agents."""
-        return self.role == "support"
+        return self.role == Role.SUPPORT
 
     def set_password(self, password: str) -> None:
         """Store a salted hash of `password`."""

@@ -20,33 +20,34 @@ import logging
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from portal import background
 from portal.crm.contacts import mark_bounced, record_consent
-from portal.crm.events import contacts_changed
+from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import Connector, Contact, SyncRun
+from portal.models import Channel, Connector, Consent, Contact, ContactChange, SyncRun
 from portal.sync import runs as run_rows
+from portal.sync.mailchimp_access import client_for
 
 log = logging.getLogger(__name__)
 
 ADMIN_UNSUBSCRIBE = "N/A (Unsubscribed by admin)"
 ACTOR = "Mailchimp"
-CHANNEL = "mailchimp_import"
+CHANNEL = Channel.MAILCHIMP_IMPORT
 PAGE = 1000
 
 
-def run(run_id: int) -> None:
-    """Run (or re-run) the consent import `run_id`; then let the connector's preview start."""
-    run_rows.execute(run_id, "consent import", _import, after=_start_waiting_previews)
+def run(run_id: int) -> run_rows.RunResult:
+    """Run (or re-run) the consent import `run_id`. Mailchimp refusing it fails the run (the
+    copy runs it again before sending anything)."""
+    return run_rows.execute(run_id, _import, pause_on_refusal=False)
 
 
 def _import(run: SyncRun, connector: Connector, token: str) -> None:
-    from portal.sync.connectors import client_for
-
     counts = {"members": 0, "matched": 0, "opt_in": 0, "opt_out": 0, "locked": 0, "bounced": 0, "unchanged": 0}
     with client_for(connector) as client:
         stats = client.get_list(connector.audience_id).get("stats") or {}
         run.total = sum(int(stats.get(k) or 0) for k in ("member_count", "unsubscribe_count", "cleaned_count"))
-        run_rows.checkpoint(run, token)
+        background.checkpoint(run, token)
         db.session.commit()
         page: list[dict] = []
         members = client.iter_members(connector.audience_id, fields=["email_address", "status", "unsubscribe_reason"],
@@ -90,17 +91,17 @@ def _apply(run: SyncRun, connector: Connector, members: list[dict], counts: dict
                 counts["unchanged"] += 1
     run.done = counts["members"]
     run.counts = dict(counts)
-    run_rows.checkpoint(run, token)
+    background.checkpoint(run, token)
     db.session.commit()
     if changed:
-        contacts_changed(connector.workspace_id, changed, "consent")
+        announce(connector.workspace_id, changed, ContactChange.CONSENT)
 
 
 def _apply_member(contact: Contact, member: dict, counts: dict) -> bool:
     """Apply one member's status to its contact; True when the contact changed."""
     status = member.get("status")
     if status == "subscribed":
-        if record_consent(contact, "opt_in", actor=ACTOR, channel=CHANNEL):
+        if record_consent(contact, Consent.OPT_IN, actor=ACTOR, channel=CHANNEL):
             counts["opt_in"] += 1
             return True
         return False
@@ -108,7 +109,7 @@ def _apply_member(contact: Contact, member: dict, counts: dict) -> bool:
         reason = (member.get("unsubscribe_reason") or "").strip()
         locked = reason != ADMIN_UNSUBSCRIBE
         changed = record_consent(
-            contact, "opt_out", actor=ACTOR, channel=CHANNEL, locked=locked,
+            contact, Consent.OPT_OUT, actor=ACTOR, channel=CHANNEL, locked=locked,
             note=reason[:300],
             lock_reason=_("Unsubscribed through Mailchimp") if locked else "",
         )
@@ -120,16 +121,3 @@ def _apply_member(contact: Contact, member: dict, counts: dict) -> bool:
             counts["bounced"] += 1
             return True
     return False
-
-
-def _start_waiting_previews(connector_id: int) -> None:
-    """The preview waits for the consent import (its skip counts depend on consent)."""
-    try:
-        waiting = list(db.session.scalars(
-            select(SyncRun).where(SyncRun.connector_id == connector_id, SyncRun.kind == "preview",
-                                  SyncRun.status == "queued")
-        ))
-        for preview in waiting:
-            run_rows.enqueue_run(preview)
-    except Exception:  # never hide the import's own outcome
-        log.exception("could not enqueue the preview of connector %s", connector_id)

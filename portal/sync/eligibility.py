@@ -19,20 +19,17 @@ from sqlalchemy import ColumnElement, select
 
 from portal.extensions import db
 from portal.mailchimp.payload import email_syntax_ok
-from portal.models import Contact, ContactSync
+from portal.models import Consent, Contact, ContactSync, NotSyncedReason, SyncState
 
 # Reasons in the order they are checked; the first that applies is shown (R17).
-REASONS = (
-    "deleted", "no_email", "invalid_email", "do_not_sync", "bounced", "consent_locked",
-    "opt_out", "no_consent", "shared_email",
-)
+REASONS = tuple(NotSyncedReason)
 
 @dataclass(frozen=True)
 class Verdict:
     """Eligibility of one contact: ``reason`` is empty when it goes to Mailchimp."""
 
     contact_id: int
-    reason: str = ""
+    reason: NotSyncedReason | str = ""
 
     @property
     def eligible(self) -> bool:
@@ -60,27 +57,28 @@ def in_workspace(workspace_id: int) -> ColumnElement[bool]:
     return (_c.workspace_id + 0) == workspace_id
 
 
-def own_reason(contact) -> str:
+def own_reason(contact) -> NotSyncedReason | str:
     """Why this contact cannot be sent whatever the others sharing its e-mail do ("" if it can).
 
-    `contact` is a Contact or a row with the same attribute names.
+    `contact` is a Contact or a row with the same attribute names. Only opt-in contacts are
+    sent (R14); a consent locked by a self-unsubscribe reads as such (R16).
     """
     if getattr(contact, "deleted_at", None) is not None:
-        return "deleted"
+        return NotSyncedReason.DELETED
     email = (getattr(contact, "email", None) or "").strip()
     if not email:
-        return "no_email"
+        return NotSyncedReason.NO_EMAIL
     if not email_syntax_ok(email):
-        return "invalid_email"
+        return NotSyncedReason.INVALID_EMAIL
     if getattr(contact, "do_not_sync", False):
-        return "do_not_sync"
+        return NotSyncedReason.DO_NOT_SYNC
     if getattr(contact, "email_bounced", False):
-        return "bounced"
-    consent = getattr(contact, "consent", "unknown")
-    if consent == "opt_out":
-        return "consent_locked" if getattr(contact, "consent_locked", False) else "opt_out"
-    if consent != "opt_in":
-        return "no_consent"
+        return NotSyncedReason.BOUNCED
+    consent = getattr(contact, "consent", Consent.UNKNOWN)
+    if consent == Consent.OPT_OUT:
+        return NotSyncedReason.CONSENT_LOCKED if getattr(contact, "consent_locked", False) else NotSyncedReason.OPT_OUT
+    if consent != Consent.OPT_IN:
+        return NotSyncedReason.NO_CONSENT
     return ""
 
 
@@ -99,7 +97,7 @@ def owners_for(workspace_id: int, connector_id: int | None, emails: Iterable[str
         part = emails[start:start + 500]
         rows = db.session.execute(
             select(*_JUDGE_COLUMNS)
-            .where(_c.workspace_id == workspace_id, _c.email_normalized.in_(part), _c.consent == "opt_in")
+            .where(_c.workspace_id == workspace_id, _c.email_normalized.in_(part), _c.consent == Consent.OPT_IN)
             .order_by(_c.id)
         )
         for row in rows:
@@ -142,7 +140,7 @@ def judge(workspace_id: int, connector_id: int | None, contacts: Sequence) -> di
         rows = db.session.execute(
             select(*_JUDGE_COLUMNS)
             .where(_c.workspace_id == workspace_id, _c.email_normalized.in_(emails[start:start + 500]),
-                   _c.consent == "opt_in", _c.id.notin_(mine))
+                   _c.consent == Consent.OPT_IN, _c.id.notin_(mine))
         )
         for row in rows:
             if not own_reason(row):
@@ -164,10 +162,10 @@ def judge(workspace_id: int, connector_id: int | None, contacts: Sequence) -> di
         owner = picked[0] if picked else ids[0]
         for cid in ids:
             if cid != owner and cid in verdicts:
-                verdicts[cid] = Verdict(cid, "shared_email")
+                verdicts[cid] = Verdict(cid, NotSyncedReason.SHARED_EMAIL)
     return verdicts
 
 
-def state_for_reason(reason: str) -> str:
+def state_for_reason(reason: str) -> SyncState:
     """The R17 state shown for a contact left out for `reason`."""
-    return "bounced" if reason == "bounced" else "not_synced"
+    return SyncState.BOUNCED if reason == NotSyncedReason.BOUNCED else SyncState.NOT_SYNCED

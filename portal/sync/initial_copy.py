@@ -28,12 +28,18 @@ from typing import TypeVar
 
 from sqlalchemy import delete, select
 
+from portal import background
+from portal.background import Outcome
 from portal.extensions import db
 from portal.mailchimp import MailchimpError
 from portal.mailchimp.payload import FieldMapping
-from portal.models import Connector, Contact, PendingTagOp, SyncRun, utcnow
+from portal.models import Connector, ConnectorStatus, Contact, PendingTagOp, RunKind, RunStatus, SyncRun, utcnow
+from portal.sync import consent_import
 from portal.sync import runs as run_rows
 from portal.sync.eligibility import in_workspace, own_reason
+from portal.sync.lifecycle import pause_connector
+from portal.sync.mailchimp_access import client_for
+from portal.sync.notifications import notify_copy_finished
 from portal.sync.push import (SegmentDirectory, managed_tag_names, prepare_push, record_push, send_prepared,
                               send_tag_group)
 
@@ -46,20 +52,16 @@ CHUNK_RETRIES = 5
 T = TypeVar("T")
 
 
-def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
-    """Run or resume the initial copy `run_id` (does nothing if another worker holds it)."""
-    token = run_rows.claim(run_id)
-    if token is None:
-        return
-    run = db.session.get(SyncRun, run_id)
-    connector = db.session.get(Connector, run.connector_id)
-    if connector is None or connector.status == "deleted":
-        run_rows.fail(run_id, token, "connector deleted")
-        return
-    from portal.sync.connectors import client_for, notify_copy_finished, pause_connector
+def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> run_rows.RunResult:
+    """Run or resume the initial copy `run_id` (does nothing if another worker holds it).
 
-    try:
-        with run_rows.Heartbeat(run_id, token), client_for(connector) as client:
+    At the end the connector is active and its customers get the copy's counts by e-mail; a
+    revoked key or a deleted audience pauses the run and the connector (nobody is marked failed).
+    """
+    activated: list[Connector] = []
+
+    def work(run: SyncRun, connector: Connector, token: str) -> None:
+        with client_for(connector) as client:
             phase = int((run.result or {}).get("phase", 0))
             if phase == 0:
                 _ensure_consent_imported(client, connector, sleep)
@@ -69,41 +71,19 @@ def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
                 _copy_contacts(client, run, connector, token, sleep)
                 _set_phase(run, token, 2)
             _drain_tags(client, run, connector, token, sleep)
-    except MailchimpError as exc:
-        db.session.rollback()
-        if exc.pauses_connector:
-            log.warning("copy %s paused: %s", run_id, exc)
-            run_rows.pause(run, token, exc.message)
-            pause_connector(connector.id, exc)
-            return
-        if exc.transient:
-            # Mailchimp down for longer than the retries: keep the run resumable and come back
-            # once its lease has expired (the worker's scheduler runs the delayed job).
-            run_rows.retry_later(run, exc.message)
-            return
-        run_rows.fail(run_id, token, exc.message)
-        raise
-    except run_rows.LeaseLost:
-        log.info("copy %s: lease lost, another worker continues it", run_id)
-        return
-    except Exception as exc:
-        run_rows.fail(run_id, token, f"{type(exc).__name__}: {exc}")
-        raise
+        if connector.status == ConnectorStatus.COPYING:
+            connector.status = ConnectorStatus.ACTIVE
+            connector.activated_at = connector.activated_at or utcnow()
+            activated.append(connector)
+        run.result = dict(run.result or {}, phase=3, finished_at=utcnow().isoformat())
+        run.done = max(run.done, run.total)
 
-    run = db.session.get(SyncRun, run_id)
-    connector = db.session.get(Connector, run.connector_id)
-    activated = connector.status == "copying"
-    if activated:
-        connector.status = "active"
-        connector.activated_at = connector.activated_at or utcnow()
-    run.result = dict(run.result or {}, phase=3, finished_at=utcnow().isoformat())
-    run.done = max(run.done, run.total)
-    try:
-        run_rows.finish(run, token)
-    except run_rows.LeaseLost:  # deleted (or taken over) at the last moment: nothing to announce
-        return
-    if activated:
-        notify_copy_finished(connector, run)
+    result = run_rows.execute(run_id, work)
+    if result.pauses_connector:
+        pause_connector(db.session.get(SyncRun, run_id).connector_id, result.error)
+    elif result.outcome == Outcome.FINISHED and activated:
+        notify_copy_finished(activated[0], db.session.get(SyncRun, run_id))
+    return result
 
 
 CONSENT_WAIT_SECONDS = 900
@@ -116,28 +96,26 @@ def _ensure_consent_imported(client, connector: Connector, sleep) -> None:
     died): run it here (the claim makes it a no-op while another worker holds it, and lets
     this one take it over once that worker's lease expires), or run a fresh one if it failed.
     """
-    from portal.sync import consent_import
-
     deadline = time.monotonic() + CONSENT_WAIT_SECONDS
     retried = False
     while True:
         db.session.expire_all()
         latest = db.session.scalar(
-            select(SyncRun).where(SyncRun.connector_id == connector.id, SyncRun.kind == "consent_import")
+            select(SyncRun).where(SyncRun.connector_id == connector.id, SyncRun.kind == RunKind.CONSENT_IMPORT)
             .order_by(SyncRun.id.desc()).limit(1)
         )
-        if latest is None or latest.status == "finished":
+        if latest is None or latest.status == RunStatus.FINISHED:
             return
-        if latest.status == "failed" or latest.status == "paused":
+        if latest.status in (RunStatus.FAILED, RunStatus.PAUSED):
             if retried:
                 client.get_list(connector.audience_id)  # a revoked key or a deleted audience pauses
                 raise MailchimpError("unknown", title="Consent import failed", detail=latest.message)
             retried = True
-            latest = run_rows.create_run(connector, "consent_import")
+            latest = run_rows.create_run(connector, RunKind.CONSENT_IMPORT)
             db.session.commit()
         consent_import.run(latest.id)
         db.session.expire_all()
-        if db.session.get(SyncRun, latest.id).status in ("queued", "running"):
+        if RunStatus(db.session.get(SyncRun, latest.id).status).is_live:
             if time.monotonic() > deadline:
                 raise MailchimpError("unknown", title="Consent import still running",
                                      detail="The consent import did not finish in time.")
@@ -162,7 +140,7 @@ def _retrying(fn: Callable[[], T], sleep: Callable[[float], None]) -> T:
 
 def _set_phase(run: SyncRun, token: str, phase: int) -> None:
     run.result = dict(run.result or {}, phase=phase)
-    run_rows.checkpoint(run, token)
+    background.checkpoint(run, token)
     db.session.commit()
 
 
@@ -245,7 +223,7 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
             run.done = (run.done or 0) + len(ids)
             run.error_count = (run.error_count or 0) + result.errors
             run.counts = result.add_to(run.counts)
-            run_rows.checkpoint(run, token)
+            background.checkpoint(run, token)
             db.session.commit()
             if upcoming is None:
                 return
@@ -294,5 +272,5 @@ def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep) -
             counts["tag_calls"] = int(counts.get("tag_calls", 0)) + calls
             counts["tag_changes_sent"] = int(counts.get("tag_changes_sent", 0)) + len(done_ids)
             run.counts = counts
-            run_rows.checkpoint(run, token)
+            background.checkpoint(run, token)
             db.session.commit()

@@ -21,11 +21,14 @@ from collections import Counter
 
 from sqlalchemy import select
 
+from portal import background
 from portal.extensions import db
 from portal.mailchimp.payload import build_member, member_diff, predict_errors, tag_changes
-from portal.models import Connector, Contact, SyncRun, utcnow
+from portal.models import Connector, Contact, NotSyncedReason, SyncRun, utcnow
 from portal.sync import runs as run_rows
 from portal.sync.eligibility import in_workspace, judge, owners_for
+from portal.sync.lifecycle import live_contact_count
+from portal.sync.mailchimp_access import client_for
 from portal.sync.push import managed_tag_names, mappings_of
 
 log = logging.getLogger(__name__)
@@ -35,9 +38,9 @@ PAGE = 1000
 MEMBER_FIELDS = ["email_address", "status", "merge_fields", "tags"]
 
 
-def run(run_id: int) -> None:
-    """Compute the preview `run_id` and store it in the run's result."""
-    run_rows.execute(run_id, "preview", _store)
+def run(run_id: int) -> run_rows.RunResult:
+    """Compute the preview `run_id` and store it in the run's result (GETs only: a refusal fails it)."""
+    return run_rows.execute(run_id, _store, pause_on_refusal=False)
 
 
 def _store(run: SyncRun, connector: Connector, token: str) -> None:
@@ -52,8 +55,6 @@ def _sample(contact: Contact, **extra) -> dict:
 
 
 def _compute(run: SyncRun, connector: Connector, token: str) -> dict:
-    from portal.sync.connectors import client_for, live_contact_count
-
     mappings = mappings_of(connector)
     managed = managed_tag_names(connector.workspace_id)
     total_contacts = live_contact_count(connector.workspace_id)
@@ -83,7 +84,7 @@ def _compute(run: SyncRun, connector: Connector, token: str) -> dict:
         def flush_page() -> None:
             _pass_one(connector, page, mappings, merge_fields, managed, out, matched, fail)
             run.done = out["audience"]["members"]
-            run_rows.checkpoint(run, token)
+            background.checkpoint(run, token)
             db.session.commit()
 
         for member in client.iter_members(connector.audience_id, fields=MEMBER_FIELDS, page_size=PAGE):
@@ -108,14 +109,14 @@ def _compute(run: SyncRun, connector: Connector, token: str) -> dict:
         last_id = contacts[-1].id
         verdicts = judge(connector.workspace_id, connector.id, contacts)
         shared_owner = owners_for(connector.workspace_id, connector.id,
-                                  [c.email_normalized for c in contacts if verdicts[c.id].reason == "shared_email"])
+                                  [c.email_normalized for c in contacts if verdicts[c.id].reason == NotSyncedReason.SHARED_EMAIL])
         for contact in contacts:
             reason = verdicts[contact.id].reason
-            if reason == "invalid_email":
-                fail("invalid_email", contact)
+            if reason == NotSyncedReason.INVALID_EMAIL:
+                fail(NotSyncedReason.INVALID_EMAIL, contact)
                 continue
-            if reason == "shared_email":
-                fail("shared_email", contact, owner_id=shared_owner.get(contact.email_normalized))
+            if reason == NotSyncedReason.SHARED_EMAIL:
+                fail(NotSyncedReason.SHARED_EMAIL, contact, owner_id=shared_owner.get(contact.email_normalized))
                 continue
             if reason:
                 skipped[reason] += 1
@@ -132,7 +133,7 @@ def _compute(run: SyncRun, connector: Connector, token: str) -> dict:
                 out["create_samples"].append(_sample(contact, tags=contact.tag_names))
         seen += len(contacts)
         run.done = out["audience"]["members"] + seen
-        run_rows.checkpoint(run, token)
+        background.checkpoint(run, token)
         db.session.commit()
     out["skipped"] = dict(skipped)
     out["predicted_failures"] = failures

@@ -28,13 +28,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from portal.extensions import db
 from portal.mailchimp import BATCH_LIMIT, MailchimpError, classify_batch_error
 from portal.mailchimp.payload import FieldMapping, build_member, payload_fingerprint, tag_changes
-from portal.models import Connector, Contact, ContactSync, PendingTagOp, SyncEvent, SyncRun, Tag, contact_tags, utcnow
-from portal.sync.eligibility import in_workspace, judge, state_for_reason
+from portal.models import (Connector, Contact, NotSyncedReason, SyncState, PendingTagOp, SyncEvent, SyncEventKind, SyncRun,
+                           Tag, contact_tags, utcnow)
+from portal.sync.contact_state import SyncRow, load_rows, save_rows
+from portal.sync.eligibility import in_workspace, judge
+from portal.sync.mailchimp_access import client_for
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,13 @@ class PushResult:
         merged["error_kinds"] = kinds
         return merged
 
+    def merge(self, other: PushResult) -> None:
+        """Add another push's numbers into this one."""
+        for key in ("processed", "created", "updated", "unchanged", "errors", "deferred", "member_writes", "tag_ops"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.skipped.update(other.skipped)
+        self.error_kinds.update(other.error_kinds)
+
 
 def mappings_of(connector: Connector) -> list[FieldMapping]:
     """The connector's field mapping as adapter objects."""
@@ -92,70 +102,6 @@ CONTACT_COLUMNS = (
     _c.street, _c.postal_code, _c.city, _c.country, _c.consent, _c.consent_locked, _c.email_bounced,
     _c.do_not_sync, _c.deleted_at,
 )
-SYNC_COLUMNS = (
-    "state", "reason", "member_email", "member_hash", "fingerprint", "synced_tags", "last_synced_at",
-    "error_kind", "error_message", "error_fix", "error_field", "attempts",
-)
-
-
-class _Row:
-    """A contact's sync row as plain values; written back in bulk when it changed."""
-
-    __slots__ = ("id", "changed") + SYNC_COLUMNS
-
-    def __init__(self, values: dict, row_id: int | None) -> None:
-        self.id = row_id
-        self.changed = row_id is None
-        for name in SYNC_COLUMNS:
-            setattr(self, name, values.get(name))
-
-    def set(self, **values) -> None:
-        for name, value in values.items():
-            if getattr(self, name) != value:
-                setattr(self, name, value)
-                self.changed = True
-
-    def values(self) -> dict:
-        return {name: getattr(self, name) for name in SYNC_COLUMNS}
-
-
-_EMPTY = {"state": "pending", "reason": "", "synced_tags": [], "error_kind": "", "error_message": "",
-          "error_fix": "", "error_field": "", "attempts": 0}
-
-
-def _load_rows(connector: Connector, contact_ids: list[int]) -> dict[int, _Row]:
-    """The contacts' sync rows as plain values (new pending ones where missing)."""
-    rows: dict[int, _Row] = {}
-    t = ContactSync.__table__.c
-    cols = [t[name] for name in SYNC_COLUMNS]
-    for start in range(0, len(contact_ids), 500):
-        part = contact_ids[start:start + 500]
-        for r in db.session.execute(select(t.id, t.contact_id, *cols).where(
-                t.connector_id == connector.id, t.contact_id.in_(part))):
-            rows[r.contact_id] = _Row(r._mapping, r.id)
-    for cid in contact_ids:
-        if cid not in rows:
-            rows[cid] = _Row(_EMPTY, None)
-    return rows
-
-
-def _save_rows(connector: Connector, rows: dict[int, _Row]) -> None:
-    """Insert the new rows and update the changed ones, each in one executemany."""
-    now = utcnow()
-    new = [dict(row.values(), connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=cid,
-                owner_chosen=False, updated_at=now)
-           for cid, row in rows.items() if row.id is None]
-    changed = [dict(row.values(), id=row.id, updated_at=now) for row in rows.values() if row.id is not None and row.changed]
-    table = ContactSync.__table__
-    # Core executemany: the ORM's bulk paths split batches by which values are None.
-    if new:
-        db.session.execute(table.insert(), new)
-    if changed:
-        for row in changed:
-            row["_id"] = row.pop("id")
-        db.session.execute(table.update().where(table.c.id == bindparam("_id")), changed)
-
-
 def _contact_tags(contact_ids: list[int]) -> dict[int, list[str]]:
     tags: dict[int, list[str]] = defaultdict(list)
     for start in range(0, len(contact_ids), 500):
@@ -178,7 +124,7 @@ class PreparedPush:
 
     connector: Connector
     managed: list[str]
-    rows: dict[int, _Row]
+    rows: dict[int, SyncRow]
     result: PushResult
     to_send: list[tuple[Any, dict, list[str], str]]
 
@@ -199,7 +145,7 @@ def prepare_push(connector: Connector, contact_ids: Sequence[int],
             ).all())
         contacts.sort(key=lambda c: c.id)
         found = [c.id for c in contacts]
-        rows = _load_rows(connector, found)
+        rows = load_rows(connector, found)
         tags_of = _contact_tags(found)
         verdicts = judge(connector.workspace_id, connector.id, contacts)
     to_send: list[tuple[Any, dict, list[str], str]] = []
@@ -207,20 +153,20 @@ def prepare_push(connector: Connector, contact_ids: Sequence[int],
         row = rows[contact.id]
         result.processed += 1
         verdict = verdicts[contact.id]
-        if verdict.reason == "invalid_email":
+        if verdict.reason == NotSyncedReason.INVALID_EMAIL:
             # Mailchimp would refuse it: an error with its fix, without spending a call.
-            _record_error(row, MailchimpError("invalid_email", email=contact.email))
+            row.failed(MailchimpError("invalid_email", email=contact.email))
             result.errors += 1
             result.error_kinds["invalid_email"] += 1
             continue
         if not verdict.eligible:
-            _leave_out(row, verdict.reason)
+            row.left_out(verdict.reason)
             result.skipped[verdict.reason] += 1
             continue
         payload = build_member(contact, mappings, status="subscribed")
         tags = tags_of.get(contact.id, [])
         fingerprint = payload_fingerprint(payload, tags)
-        if row.state == "synced" and row.fingerprint == fingerprint:
+        if row.state == SyncState.SYNCED and row.fingerprint == fingerprint:
             result.unchanged += 1
             continue
         to_send.append((contact, payload, tags, fingerprint))
@@ -268,30 +214,28 @@ def record_push(prepared: PreparedPush, answers: Sequence[dict], run: SyncRun | 
                 add, remove = tag_changes(current, tags, prepared.managed)
                 tag_ops.extend((contact.id, email, t, "add") for t in add)
                 tag_ops.extend((contact.id, email, t, "remove") for t in remove)
-                row.set(state="synced", reason="", member_email=email,
-                        member_hash=member.get("id") or row.member_hash, fingerprint=fingerprint,
-                        synced_tags=list(tags), last_synced_at=now, attempts=0)
-                _clear_error(row)
-                events.append(_event(connector, contact.id, run, "pushed", how))
+                row.synced(email=email, member_hash=member.get("id"), fingerprint=fingerprint, tags=tags, at=now)
+                events.append(_event(connector, contact.id, run, SyncEventKind.PUSHED, how))
             elif key in failed:
                 error = classify_batch_error(failed[key])
-                row.set(attempts=(row.attempts or 0) + 1)
+                row.attempted()
                 if error.transient:
-                    row.set(state="pending", reason="")
+                    row.deferred()
                     result.deferred += 1
                     continue
-                _record_error(row, error)
+                row.failed(error)
                 result.errors += 1
                 result.error_kinds[error.kind] += 1
-                events.append(_event(connector, contact.id, run, "error", f"{error.kind}: {error.detail}"[:500]))
+                events.append(_event(connector, contact.id, run, SyncEventKind.ERROR,
+                                     f"{error.kind}: {error.detail}"[:500]))
             else:
-                row.set(state="pending", reason="")
+                row.deferred()
                 result.deferred += 1
 
     result.tag_ops = len(tag_ops)
     if tag_ops and run is None:
         send_tag_ops(client, connector.audience_id, [(email, tag, op) for _, email, tag, op in tag_ops])
-    _save_rows(connector, rows)
+    save_rows(connector, rows)
     if tag_ops and run is not None:
         db.session.execute(PendingTagOp.__table__.insert(), [
             {"run_id": run.id, "connector_id": connector.id, "contact_id": cid, "email": email, "tag": tag, "op": op}
@@ -315,8 +259,6 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
     Works on plain rows and writes in bulk (one insert and one update per push), so a chunk
     of 500 costs a handful of queries.
     """
-    from portal.sync.connectors import client_for
-
     connector = db.session.get(Connector, connector_id)
     if connector is None or not contact_ids:
         return PushResult()
@@ -332,22 +274,6 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
     finally:
         if own_client:
             client.close()
-
-
-def _leave_out(row: _Row, reason: str) -> None:
-    # Whatever was last sent no longer says anything: when the contact becomes eligible
-    # again it must be sent even if its fields did not change.
-    row.set(state=state_for_reason(reason), reason=reason, fingerprint=None)
-    _clear_error(row)
-
-
-def _record_error(row: _Row, error: MailchimpError) -> None:
-    row.set(state="error", reason="", fingerprint=None, error_kind=error.kind, error_message=error.message,
-            error_fix=error.fix, error_field=(error.field or "")[:40])
-
-
-def _clear_error(row: _Row) -> None:
-    row.set(error_kind="", error_message="", error_fix="", error_field="")
 
 
 def _event(connector: Connector, contact_id: int, run: SyncRun | None, kind: str, detail: str) -> dict:

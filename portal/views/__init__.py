@@ -6,18 +6,8 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Attach every area's blueprint and the error handlers."""
-    from portal.views import api, auth, contacts, errors, main, support
+    from portal.views import api, auth, connector, contacts, errors, main, support, support_connectors
 
-    for module in (auth, main, contacts, support, api):
+    for module in (auth, main, contacts, connector, support, support_connectors, api):
         app.register_blueprint(module.bp)
     errors.register(app)
-    import importlib
-
-    for optional in ("connector", "support_connectors"):  # areas that arrive with the connector issue
-        try:
-            module = importlib.import_module(f"portal.views.{optional}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"portal.views.{optional}":
-                raise
-            continue
-        app.register_blueprint(module.bp)

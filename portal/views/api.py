@@ -15,15 +15,15 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import func, select
 
+from portal.crm import accounts
 from portal.crm import contacts as crm
 from portal.crm.errors import CrmError, ValidationFailed
 from portal.extensions import csrf, db
-from portal.models import CONSENT_VALUES, Contact, Tag, Workspace, contact_tags
-from portal.models.contact import fold
-from portal.models.workspace import hash_token
-from portal.sync import state as sync_state
+from portal.models import CONSENT_VALUES, Channel, Contact
+from portal import labels
+from portal.sync import contact_state
+from portal.sync.lifecycle import live_connector
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Token auth, no cookies: a cross-site form cannot forge a request, so CSRF does not apply.
@@ -31,7 +31,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
 ACTOR = "API token"
-CHANNEL = "api"
+CHANNEL = Channel.API
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_BODY_BYTES = 1024 * 1024
@@ -96,7 +96,7 @@ def _authenticate() -> None:
                        headers={"WWW-Authenticate": 'Bearer realm="anaba"'})
     workspace_id = None
     if scheme.lower() == "bearer" and token:
-        workspace_id = db.session.scalar(select(Workspace.id).where(Workspace.api_token_hash == hash_token(token)))
+        workspace_id = accounts.workspace_id_for_token(token)
     if workspace_id is None:
         raise ApiError(401, "unauthorized", _("This API token is not valid (it may have been replaced)."),
                        headers={"WWW-Authenticate": 'Bearer realm="anaba", error="invalid_token"'})
@@ -124,7 +124,7 @@ def _mailchimp_json(connector, row) -> dict | None:
         return None
     error = None
     if row is not None and row.state == "error":
-        error = {"kind": row.error_kind or None, "message": row.error_message or None,
+        error = {"kind": row.error_kind or None, "message": labels.error_message(row.error_kind, row.error_field) or None,
                  "fix": row.error_fix or None, "field": row.error_field or None}
     return {
         "connector_status": connector.status,
@@ -161,8 +161,8 @@ def contact_json(contact: Contact, connector=None, sync_row=None) -> dict:
 
 
 def _contacts_json(contacts: list[Contact]) -> list[dict]:
-    connector = sync_state.live_connector(_workspace_id())
-    rows = sync_state.states_for(connector.id, [c.id for c in contacts]) if connector else {}
+    connector = live_connector(_workspace_id())
+    rows = contact_state.states_for(connector.id, [c.id for c in contacts]) if connector else {}
     return [contact_json(c, connector, rows.get(c.id)) for c in contacts]
 
 
@@ -320,30 +320,6 @@ def _contact_or_404(contact_id: int) -> Contact:
 # --- endpoints -------------------------------------------------------------------------------
 
 
-def _list_query(workspace_id: int, *, since: datetime | None, after: int, limit: int, q: str, tag: str,
-                consent: str) -> list[Contact]:
-    """One page of the workspace's contacts in id order (deleted ones too when `since` is given)."""
-    if not (q or tag or consent):
-        return crm.changed_since(workspace_id, since, after_id=after, limit=limit,
-                                 include_deleted=since is not None)
-    where = [Contact.workspace_id == workspace_id, Contact.id > after]
-    if since is None:
-        where.append(Contact.deleted_at.is_(None))
-    else:
-        where.append(Contact.updated_at >= since)
-    for word in fold(q).split()[:5]:
-        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append(Contact.search_text.like(f"%{escaped}%", escape="\\"))
-    if consent:
-        where.append(Contact.consent == consent)
-    if tag:
-        tags = crm.tags_by_name(workspace_id, [tag], create=False)
-        if not tags:
-            return []
-        where.append(Contact.id.in_(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tags[0].id)))
-    return list(db.session.scalars(select(Contact).where(*where).order_by(Contact.id).limit(limit)))
-
-
 @bp.get("/contacts")
 def list_contacts() -> Response:
     """List contacts, oldest id first, `limit` at a time; `after` is the last id of the previous page.
@@ -360,7 +336,7 @@ def list_contacts() -> Response:
     if consent and consent not in CONSENT_VALUES:
         raise ApiError(400, "bad_request", _("consent must be one of: opt_in, opt_out, unknown."),
                        {"consent": _("Expected opt_in, opt_out or unknown.")})
-    rows = _list_query(_workspace_id(), since=since, after=after, limit=limit + 1, q=q, tag=tag, consent=consent)
+    rows = crm.list_by_id(_workspace_id(), since=since, after_id=after, limit=limit + 1, q=q, tag=tag, consent=consent)
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_after = rows[-1].id if has_more else None
@@ -410,15 +386,4 @@ def delete_contact(contact_id: int) -> tuple[str, int]:
 @bp.get("/tags")
 def list_tags() -> Response:
     """Every tag of the workspace, by name, with how many live contacts carry it."""
-    workspace_id = _workspace_id()
-    # Counted on the (tag_id, contact_id) index alone: deleted contacts are few, so excluding
-    # them by id is far cheaper than joining every live contact.
-    deleted = select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_not(None))
-    counts = dict(db.session.execute(
-        select(contact_tags.c.tag_id, func.count())
-        .where(contact_tags.c.tag_id.in_(select(Tag.id).where(Tag.workspace_id == workspace_id)),
-               contact_tags.c.contact_id.not_in(deleted))
-        .group_by(contact_tags.c.tag_id)
-    ).all())
-    tags = crm.workspace_tags(workspace_id)
-    return jsonify(data=[{"id": t.id, "name": t.name, "contact_count": counts.get(t.id, 0)} for t in tags])
+    return jsonify(data=[{"id": t.id, "name": t.name, "contact_count": n} for t, n in crm.tag_counts(_workspace_id())])

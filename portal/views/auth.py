@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
 from wtforms import BooleanField, EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from portal import LOCALES
-from portal.extensions import db
-from portal.models import User
+from portal.crm import accounts
 
 bp = Blueprint("auth", __name__)
 
@@ -31,14 +30,14 @@ def _safe_next(target: str | None) -> str | None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():
+def login() -> ResponseReturnValue:
     """Show the login form; on success go where the user was headed."""
     if current_user.is_authenticated:
         return redirect(url_for("main.home"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.scalar(select(User).where(func.lower(User.email) == form.email.data.strip().lower()))
-        if user and user.active and user.check_password(form.password.data):
+        user = accounts.authenticate(form.email.data, form.password.data)
+        if user is not None:
             login_user(user, remember=form.remember.data)
             return redirect(_safe_next(request.args.get("next")) or url_for("main.home"))
         flash(_("Wrong e-mail or password."), "error")
@@ -48,7 +47,7 @@ def login():
 
 @bp.post("/logout")
 @login_required
-def logout():
+def logout() -> ResponseReturnValue:
     """End the session."""
     logout_user()
     return redirect(url_for("auth.login"))
@@ -56,10 +55,9 @@ def logout():
 
 @bp.post("/language")
 @login_required
-def language():
+def language() -> ResponseReturnValue:
     """Save the user's language choice."""
     locale = request.form.get("locale")
     if locale in LOCALES:
-        current_user.locale = locale
-        db.session.commit()
+        accounts.set_locale(current_user._get_current_object(), locale)
     return redirect(_safe_next(request.form.get("next")) or url_for("main.home"))

@@ -1,8 +1,8 @@
 """The customer's Mailchimp area: the set-up wizard (R5), the connector page with the live
 progress of its runs (R8), deletion (R9) and the sync errors with their fix actions (R19).
 
-Views stay thin: they read the request, call one function of ``portal.sync.connectors`` (or
-``portal.crm.contacts``) and render. Between wizard steps the API key lives only encrypted in
+Views stay thin: they read the request, call one function of ``portal.sync``, ``portal.jobs`` (for
+actions that start background work) or ``portal.crm``, and render. Between wizard steps the API key lives only encrypted in
 the session (Fernet, app config ``FERNET_KEY``) and is never rendered back whole.
 """
 from __future__ import annotations
@@ -10,80 +10,39 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal import jobs, labels
 from portal.crm import contacts as crm
-from portal.extensions import db
 from portal.htmx import is_htmx, render
-from portal.mailchimp import MailchimpError, decrypt_secret, encrypt_secret, mask_api_key, message_for
-from portal.models import SyncRun
-from portal.sync import connectors as service
-from portal.sync.state import live_connector
+from portal.mailchimp import MailchimpError, decrypt_secret, encrypt_secret, mask_api_key
+from portal.models import Channel, RunKind, SyncRun
+from portal.sync import ConnectorError, audience, error_fixes, lifecycle, mailchimp_access
+from portal.sync import runs as sync_runs
+from portal.sync.lifecycle import live_connector
 from portal.views.access import customer_required, workspace_id
 
 bp = Blueprint("connector", __name__, url_prefix="/mailchimp")
 
 WIZARD = "mc_wizard"
-# Runs the page stops polling for: nothing moves them until someone acts.
-STILL_STATUSES = ("finished", "failed", "paused")
 
 
-# --- helpers shared with the support area and the R17 partials ---------------------------------
-
-def locale_code() -> str:
-    """The current UI language as "fr" or "en"."""
-    return str(get_locale() or "fr")
-
+# --- helpers shared with the support area --------------------------------------------------------
 
 def error_text(err: Exception) -> str:
     """A Mailchimp or connector error in the reader's language."""
     if isinstance(err, MailchimpError):
-        return err.message_in(locale_code())
+        return labels.error_message(err.kind, err.field)
     return getattr(err, "message", "") or str(err)
-
-
-@bp.app_template_global("mc_error_message")
-def mc_error_message(kind: str | None, field: str | None = None, fallback: str | None = None) -> str:
-    """The plain-words message of a Mailchimp error kind in the reader's language (R19)."""
-    if not kind:
-        return fallback or ""
-    return message_for(kind, locale_code(), field=field or None)
-
-
-@bp.app_template_global("paused_reason_text")
-def paused_reason_text(reason: str | None) -> str:
-    """Why a connector is paused, in the reader's language (stored as an error kind)."""
-    from portal.mailchimp.errors import KINDS
-
-    if reason in KINDS:
-        return message_for(reason, locale_code())
-    return reason or ""
-
-
-@bp.app_template_global("contact_url")
-def contact_url(contact: Any) -> str | None:
-    """The address of a contact's record (where it is edited), when the contacts area offers one."""
-    from flask import current_app as app
-
-    for endpoint in ("contacts.record", "contacts.show", "contacts.detail"):
-        if endpoint in app.view_functions:
-            for arg in ("contact_id", "id"):
-                try:
-                    return url_for(endpoint, **{arg: contact.id})
-                except Exception:  # werkzeug BuildError: that endpoint names its argument differently
-                    continue
-    return None
 
 
 def progress_context(run: SyncRun | None, poll_url: str) -> dict[str, Any]:
     """What ``connector/_progress.html`` needs: the run, its figures, whether to keep polling."""
     if run is None:
         return {"run": None}
-    progress = service.run_progress(run)
-    status = progress.get("status") or run.status
-    return {"run": run, "progress": progress, "poll_url": poll_url, "polling": status not in STILL_STATUSES}
+    progress = sync_runs.progress(run)
+    return {"run": run, "progress": progress, "poll_url": poll_url, "polling": not progress["is_over"]}
 
 
 def redirect_to(url: str) -> Any:
@@ -109,9 +68,9 @@ def index():
     connector = live_connector(workspace_id())
     if connector is None:
         return render("connector/index.html", "main", connector=None)
-    runs = service.runs(connector.id)
-    copy_run = service.latest_run(connector.id, "initial_copy")
-    consent_run = service.latest_run(connector.id, "consent_import")
+    runs = sync_runs.history(connector.id)
+    copy_run = sync_runs.latest_run(connector.id, RunKind.INITIAL_COPY)
+    consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
     return render(
         "connector/index.html", "main", connector=connector, runs=runs,
         copy=progress_context(copy_run, url_for("connector.progress", run_id=copy_run.id) if copy_run else ""),
@@ -124,7 +83,7 @@ def index():
 @customer_required
 def progress(run_id: int):
     """The progress bar of one of the workspace's runs; it polls itself until the run is over."""
-    run = db.session.get(SyncRun, run_id)
+    run = sync_runs.get(run_id)
     if run is None or run.workspace_id != workspace_id():
         abort(404)
     return progress_response(run, url_for("connector.progress", run_id=run.id))
@@ -156,8 +115,8 @@ def delete():
         return render("connector/delete.html", connector=connector, next=next_step,
                       error=_("Tick the box to confirm the deletion.")), 422
     try:
-        service.delete_connector(connector.id, current_user._get_current_object())
-    except service.ConnectorError as exc:
+        lifecycle.delete_connector(connector.id, current_user._get_current_object())
+    except ConnectorError as exc:
         flash(error_text(exc), "error")
         return redirect_to(url_for("connector.index"))
     session.pop(WIZARD, None)
@@ -174,8 +133,9 @@ def reconnect():
     """Resume a paused connector, with a new API key or the same one once repaired (R19)."""
     connector = _connector_or_404()
     try:
-        service.reconnect(connector.id, current_user._get_current_object(), request.form.get("api_key") or None)
-    except (service.ConnectorError, MailchimpError) as exc:
+        jobs.reconnect_connector(connector.id, current_user._get_current_object(),
+                                 request.form.get("api_key") or None)
+    except (ConnectorError, MailchimpError) as exc:
         flash(error_text(exc), "error")
         return redirect_to(url_for("connector.index"))
     flash(_("Reconnected: the connector is running again and the copy goes on where it stopped."), "success")
@@ -240,10 +200,8 @@ def setup_key():
     if not api_key:
         return _step("key", 422, error=_("Paste your Mailchimp API key."))
     try:
-        account = service.check_api_key(api_key)
-    except MailchimpError as exc:
-        return _step("key", 422, error=error_text(exc))
-    except service.ConnectorError as exc:
+        account = mailchimp_access.check_api_key(api_key)
+    except (MailchimpError, ConnectorError) as exc:
         return _step("key", 422, error=error_text(exc))
     audiences = [
         {"id": str(a.get("id")), "name": a.get("name", ""), "member_count": a.get("member_count", 0)}
@@ -295,7 +253,7 @@ def setup_audience():
         return _step("audience", 422, audiences=list(audiences.values()), account=wizard.get("account", ""),
                      error=_("Choose one of your audiences."))
     try:
-        fields = service.audience_fields(api_key, audience_id)
+        fields = audience.audience_fields(api_key, audience_id)
     except MailchimpError as exc:
         return _step("audience", 422, audiences=list(audiences.values()), account=wizard.get("account", ""),
                      error=error_text(exc))
@@ -358,9 +316,9 @@ def setup_submit():
         return _step("mapping", 422, error=error, create_missing=create_missing,
                      **_mapping_context(fields, chosen))
     try:
-        service.create_connector(workspace_id(), current_user._get_current_object(), api_key,
-                                 wizard["audience_id"], mapping, create_missing)
-    except (service.ConnectorError, MailchimpError) as exc:
+        jobs.submit_connector(workspace_id(), current_user._get_current_object(), api_key,
+                              wizard["audience_id"], mapping, create_missing)
+    except (ConnectorError, MailchimpError) as exc:
         return _step("mapping", 422, error=error_text(exc), create_missing=create_missing,
                      **_mapping_context(fields, chosen))
     session.pop(WIZARD, None)
@@ -373,14 +331,14 @@ def _read_mapping(fields: dict, chosen: dict, create_missing: bool) -> tuple[lis
     """The mapping entries chosen on the form, in ``audience_fields``' proposed_mapping shape."""
     merge_fields = {mf["tag"]: mf for mf in fields["merge_fields"]}
     proposed = {p["field"]: p for p in fields["proposed"]}
-    labels = dict((f, label) for f, label in fields["anaba_fields"])
+    names = dict((f, label) for f, label in fields["anaba_fields"])
     mapping, seen = [], {}
     for field, tag in chosen.items():
         if not tag:
             continue
         if tag in seen:
             return [], _("%(a)s and %(b)s both go to the merge field %(tag)s: choose one merge field per anaba "
-                         "field.", a=labels.get(seen[tag], seen[tag]), b=labels.get(field, field), tag=tag)
+                         "field.", a=names.get(seen[tag], seen[tag]), b=names.get(field, field), tag=tag)
         seen[tag] = field
         if tag in merge_fields:
             mf = merge_fields[tag]
@@ -390,10 +348,10 @@ def _read_mapping(fields: dict, chosen: dict, create_missing: bool) -> tuple[lis
             if not create_missing:
                 return [], _("The merge field %(tag)s does not exist in the audience yet: tick \"create the "
                              "missing merge fields\" or choose another merge field for %(field)s.",
-                             tag=tag, field=labels.get(field, field))
+                             tag=tag, field=names.get(field, field))
             mapping.append(dict(proposed[field]))
         else:
-            return [], _("Choose a merge field of the list for %(field)s.", field=labels.get(field, field))
+            return [], _("Choose a merge field of the list for %(field)s.", field=names.get(field, field))
     return mapping, None
 
 
@@ -412,7 +370,7 @@ def setup_cancel():
 def errors():
     """The workspace's sync errors grouped by kind, each with its fix actions."""
     connector = live_connector(workspace_id())
-    groups = service.error_groups(workspace_id(), connector.id) if connector else []
+    groups = error_fixes.error_groups(workspace_id(), connector.id) if connector else []
     return render("connector/errors.html", "errors_list", connector=connector, groups=groups)
 
 
@@ -428,7 +386,7 @@ def _contact_id_from_form() -> int:
 def _after_action(message: str):
     if is_htmx():
         connector = live_connector(workspace_id())
-        groups = service.error_groups(workspace_id(), connector.id) if connector else []
+        groups = error_fixes.error_groups(workspace_id(), connector.id) if connector else []
         return render("connector/errors.html", "errors_list", connector=connector, groups=groups,
                       notice=message)
     flash(message, "success")
@@ -441,7 +399,7 @@ def retry():
     """Retry one contact (``contact_id``) or every contact in error (no ``contact_id``)."""
     connector = _connector_or_404()
     contact_ids = [_contact_id_from_form()] if request.form.get("contact_id") else None
-    service.retry_contacts(connector.id, contact_ids)
+    jobs.queue_retry(connector.id, contact_ids)
     if contact_ids:
         return _after_action(_("The contact will be sent to Mailchimp again in a few seconds."))
     return _after_action(_("Every contact in error will be sent to Mailchimp again in a few seconds."))
@@ -453,7 +411,7 @@ def do_not_sync():
     """Exclude a contact from Mailchimp (R19 "mark as not to be synced")."""
     _connector_or_404()
     contact_id = _contact_id_from_form()
-    crm.set_do_not_sync(workspace_id(), contact_id, True, actor=current_user.email, channel="ui")
+    crm.set_do_not_sync(workspace_id(), contact_id, True, actor=current_user.email, channel=Channel.UI)
     return _after_action(_("This contact will no longer be sent to Mailchimp."))
 
 
@@ -463,5 +421,5 @@ def choose_owner():
     """This contact owns its shared e-mail address; the others sharing it are not synced (R19)."""
     _connector_or_404()
     contact_id = _contact_id_from_form()
-    service.choose_email_owner(workspace_id(), contact_id)
+    jobs.choose_email_owner(workspace_id(), contact_id)
     return _after_action(_("This contact now owns the e-mail address; it will be sent to Mailchimp."))

@@ -13,16 +13,14 @@ from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
-from sqlalchemy.orm import defer
 
-from portal import htmx
+from portal import htmx, jobs
 from portal.crm import contacts as crm
 from portal.crm import csv_import
 from portal.crm.errors import ConsentLocked, ValidationFailed
-from portal.extensions import db
-from portal.models import CONSENT_VALUES, Contact, CsvImport
-from portal.sync import state as sync_state
+from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport
+from portal.sync import contact_state
+from portal.sync.lifecycle import live_connector
 from portal.views.access import customer_required, workspace_id
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -81,11 +79,11 @@ def _row_texts() -> dict[str, str]:
 def _rows_context(contacts: list[Contact]) -> dict:
     """What rows need beyond the contacts: R17 sync rows, shared e-mail counts, translated words."""
     ws = workspace_id()
-    connector = sync_state.live_connector(ws)
+    connector = live_connector(ws)
     ids = [c.id for c in contacts]
     return {
         "connector": connector,
-        "states": sync_state.states_for(connector.id, ids) if connector else {},
+        "states": contact_state.states_for(connector.id, ids) if connector else {},
         "shared": crm.shared_email_counts(ws, [c.email_normalized for c in contacts if c.email_normalized]),
         "T": _row_texts(),
         "contacts_url": url_for("contacts.index"),
@@ -102,13 +100,13 @@ def _contact(contact_id: int) -> Contact:
 
 
 def _subscribe_url() -> str:
-    connector = sync_state.live_connector(workspace_id())
+    connector = live_connector(workspace_id())
     return connector.subscribe_url if connector else ""
 
 
 def _common() -> dict:
     return {
-        "labels": csv_import.field_labels(),
+        "field_names": csv_import.field_labels(),
         "ws_tags": crm.workspace_tags(workspace_id()),
         "subscribe_url": _subscribe_url(),
     }
@@ -147,9 +145,8 @@ def create() -> ResponseReturnValue:
     """Create a contact from the inline form."""
     data = _form_data(request.form)
     try:
-        contact = crm.create_contact(workspace_id(), data, actor=_actor(), channel="ui")
+        contact = crm.create_contact(workspace_id(), data, actor=_actor(), channel=Channel.UI)
     except ValidationFailed as exc:
-        db.session.rollback()
         return htmx.render("contacts/new.html", "create_form", values=data, errors=exc.errors,
                            **_common()), 422
     if htmx.is_htmx():
@@ -192,13 +189,12 @@ def update(contact_id: int) -> ResponseReturnValue:
     in_row = bool(request.form.get("row")) and htmx.is_htmx()
     status, errors, locked = 200, {}, ""
     try:
-        contact = crm.update_contact(workspace_id(), contact_id, data, actor=_actor(), channel="ui")
+        contact = crm.update_contact(workspace_id(), contact_id, data, actor=_actor(), channel=Channel.UI)
     except ValidationFailed as exc:
         status, errors = 422, exc.errors
     except ConsentLocked as exc:
         status, locked = 409, exc.message
     if status != 200:
-        db.session.rollback()
         contact = _contact(contact_id)
         values = {**_values(contact), **data}
         if in_row:
@@ -236,7 +232,7 @@ def confirm_delete(contact_id: int) -> ResponseReturnValue:
 def delete(contact_id: int) -> ResponseReturnValue:
     """Delete (soft) a contact after confirmation."""
     contact = _contact(contact_id)
-    crm.delete_contact(workspace_id(), contact.id, actor=_actor(), channel="ui")
+    crm.delete_contact(workspace_id(), contact.id, actor=_actor(), channel=Channel.UI)
     message = _("%(name)s was deleted.", name=contact.full_name)
     if htmx.is_htmx() and request.form.get("row"):
         response = Response(htmx.render("contacts/_row_deleted.html", None, message=message))
@@ -276,9 +272,8 @@ def edit_tags(contact_id: int) -> ResponseReturnValue:
     if _same_tags(names, contact.tag_names):
         return _tags_response(contact)
     try:
-        contact = crm.update_contact(workspace_id(), contact.id, {"tags": names}, actor=_actor(), channel="ui")
+        contact = crm.update_contact(workspace_id(), contact.id, {"tags": names}, actor=_actor(), channel=Channel.UI)
     except ValidationFailed as exc:
-        db.session.rollback()
         contact = _contact(contact_id)
         return htmx.render("contacts/_tags_editor.html", None, c=contact, errors=exc.errors,
                            typed=request.form.get("add", ""), **_common()), 422
@@ -300,8 +295,8 @@ def _same_tags(names: list[str], current: list[str]) -> bool:
 
 def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra) -> ResponseReturnValue:
     ws = workspace_id()
-    connector = sync_state.live_connector(ws)
-    sync = sync_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None
+    connector = live_connector(ws)
+    sync = contact_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None
     context = {
         "c": contact, "tab": tab, "connector": connector, "sync": sync, "editing": False, "values": {},
         "errors": {}, "locked_message": "", "saved": False,
@@ -343,12 +338,10 @@ def consent(contact_id: int) -> ResponseReturnValue:
     contact = _contact(contact_id)
     value = request.form.get("consent", "")
     try:
-        contact = crm.set_consent(workspace_id(), contact.id, value, actor=_actor(), channel="ui")
+        contact = crm.set_consent(workspace_id(), contact.id, value, actor=_actor(), channel=Channel.UI)
     except ValidationFailed as exc:
-        db.session.rollback()
         return _record_page(_contact(contact_id), "details", errors=exc.errors, status=422)
     except ConsentLocked as exc:
-        db.session.rollback()
         return _record_page(_contact(contact_id), "details", locked_message=exc.message, status=409)
     if htmx.is_htmx():
         return _record_page(contact, "details", saved=True)
@@ -359,29 +352,17 @@ def consent(contact_id: int) -> ResponseReturnValue:
 # --------------------------------------------------------------------------- CSV import
 
 def _import(import_id: int, *, light: bool = False) -> CsvImport:
-    """The workspace's import (404 otherwise); `light` leaves the file and the rejects unloaded
-    (the progress partial is polled every second and needs neither)."""
-    query = select(CsvImport).where(CsvImport.id == import_id, CsvImport.workspace_id == workspace_id())
-    if light:
-        query = query.options(defer(CsvImport.content), defer(CsvImport.rejects))
-    else:
-        query = query.options(defer(CsvImport.content))  # loaded on first access by the steps that read the file
-    imp = db.session.scalar(query)
+    """The workspace's import (404 otherwise); `light` leaves the file and the rejects unloaded."""
+    imp = csv_import.get_import(workspace_id(), import_id, light=light)
     if imp is None:
         abort(404)
     return imp
 
 
-def _recent_imports() -> list[CsvImport]:
-    return list(db.session.scalars(
-        select(CsvImport).where(CsvImport.workspace_id == workspace_id())
-        .order_by(CsvImport.id.desc()).limit(10)))
-
-
 def _upload_page(error: str = "", status: int = 200) -> ResponseReturnValue:
     limit_mb = (request.max_content_length or 0) // (1024 * 1024)
     return htmx.render("contacts/import_upload.html", None, error=error, limit_mb=limit_mb,
-                       imports=_recent_imports()), status
+                       imports=csv_import.recent_imports(workspace_id())), status
 
 
 @bp.get("/import")
@@ -398,19 +379,10 @@ def import_upload() -> ResponseReturnValue:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         return _upload_page(_("Choose a CSV file to upload."), 422)
-    content = upload.read()
     try:
-        analysis = csv_import.analyze(content)
+        imp = csv_import.upload(workspace_id(), current_user.id, upload.filename, upload.read())
     except csv_import.BrokenFile as exc:
         return _upload_page(exc.message, 422)
-    imp = CsvImport(
-        workspace_id=workspace_id(), user_id=current_user.id, filename=upload.filename[:255], content=content,
-        encoding=analysis.encoding, delimiter=analysis.delimiter, total=analysis.total, message=analysis.notice,
-        mapping={"header": analysis.header, "columns": csv_import.guess_columns(analysis.header),
-                 "samples": analysis.samples},
-    )
-    db.session.add(imp)
-    db.session.commit()
     return redirect(url_for("contacts.import_status", import_id=imp.id))
 
 
@@ -419,7 +391,7 @@ def _mapping_page(imp: CsvImport, columns: list[str], problems: list[str], statu
     rows = csv_import.preview(imp, columns) if not problems else []
     return htmx.render(
         "contacts/import_mapping.html", block, imp=imp, columns=columns, problems=problems, rows=rows,
-        labels=csv_import.field_labels(), header=imp.mapping.get("header", []),
+        field_names=csv_import.field_labels(), header=imp.mapping.get("header", []),
         samples=imp.mapping.get("samples", []),
         delimiter_name={",": _("comma"), ";": _("semicolon"), "\t": _("tab")}.get(imp.delimiter, imp.delimiter),
     ), status
@@ -433,7 +405,7 @@ def import_status(import_id: int) -> ResponseReturnValue:
     if imp.status == "uploaded":
         columns = list(imp.mapping.get("columns", []))
         return _mapping_page(imp, columns, csv_import.check_columns(columns))
-    return htmx.render("contacts/import_status.html", None, imp=imp, stalled=_stalled(imp))
+    return htmx.render("contacts/import_status.html", None, imp=imp, stalled=csv_import.is_stalled(imp))
 
 
 @bp.post("/import/<int:import_id>/preview")
@@ -449,8 +421,6 @@ def import_preview(import_id: int) -> ResponseReturnValue:
 @customer_required
 def import_start(import_id: int) -> ResponseReturnValue:
     """Save the mapping and queue the import job; 422 when the mapping cannot work."""
-    from portal import jobs
-
     imp = _import(import_id)
     if imp.status != "uploaded":
         return redirect(url_for("contacts.import_status", import_id=imp.id))
@@ -458,29 +428,8 @@ def import_start(import_id: int) -> ResponseReturnValue:
     problems = csv_import.check_columns(columns)
     if problems:
         return _mapping_page(imp, columns, problems, status=422)
-    if csv_import.start(imp, columns):
-        jobs.enqueue("bulk", jobs.import_csv, imp.id, job_id=_job_id(imp))
+    jobs.start_csv_import(imp, columns)
     return redirect(url_for("contacts.import_status", import_id=imp.id))
-
-
-def _job_id(imp: CsvImport) -> str:
-    return f"csv-import-{imp.id}"
-
-
-def _stalled(imp: CsvImport) -> bool:
-    """True when an import waits or runs in the database but no RQ job will carry it on (worker died)."""
-    if imp.status not in ("queued", "running"):
-        return False
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-
-    from portal.extensions import rq
-
-    try:
-        status = Job.fetch(_job_id(imp), connection=rq.redis).get_status(refresh=True)
-    except NoSuchJobError:
-        return True
-    return status not in ("queued", "started", "deferred", "scheduled")
 
 
 @bp.get("/import/<int:import_id>/progress")
@@ -488,20 +437,17 @@ def _stalled(imp: CsvImport) -> bool:
 def import_progress(import_id: int) -> ResponseReturnValue:
     """The progress partial; it polls itself until the import is over, then shows the report."""
     imp = _import(import_id, light=True)
-    if imp.status in ("finished", "failed"):
+    if imp.is_over:
         imp = _import(import_id)
-    return htmx.render("contacts/_import_progress.html", None, imp=imp, stalled=_stalled(imp))
+    return htmx.render("contacts/_import_progress.html", None, imp=imp, stalled=csv_import.is_stalled(imp))
 
 
 @bp.post("/import/<int:import_id>/resume")
 @customer_required
 def import_resume(import_id: int) -> ResponseReturnValue:
-    """Queue a failed or stalled import again; it continues after its last committed chunk."""
-    from portal import jobs
-
+    """Queue a failed import again; it continues after its last committed chunk."""
     imp = _import(import_id, light=True)
-    if (imp.status == "failed" or _stalled(imp)) and csv_import.resume(imp):
-        jobs.enqueue("bulk", jobs.import_csv, imp.id, job_id=_job_id(imp))
+    jobs.resume_csv_import(imp)
     return redirect(url_for("contacts.import_status", import_id=imp.id))
 
 

@@ -2,54 +2,49 @@
 and dry-run preview (R7), validate / send back, the copy's live progress (R8), and the sync
 errors of every workspace (R19).
 
-Views stay thin: they read the request, call one function of ``portal.sync.connectors`` and
-render. Listing the queue and naming workspaces are plain reads of the models.
+Views stay thin: they read the request, call one function of ``portal.sync`` (or ``portal.jobs``
+when the action starts background work) and render.
 """
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
-
-from portal.extensions import db
+from portal import jobs
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError
-from portal.models import Connector, SyncRun, Workspace
-from portal.sync import connectors as service
+from portal.models import Connector, ConnectorStatus, RunKind
+from portal.sync import ConnectorError, audience, error_fixes, lifecycle
+from portal.sync import runs as sync_runs
 from portal.views.access import support_required
 from portal.views.connector import error_text, progress_context, progress_response
 
 bp = Blueprint("support_connectors", __name__, url_prefix="/support/connectors")
 
-STATUS_FILTERS = ("pending_validation", "sent_back", "copying", "active", "paused", "deleted", "all")
+STATUS_FILTERS = (*ConnectorStatus, "all")
 
 
 def _connector(connector_id: int) -> Connector:
-    connector = db.session.get(Connector, connector_id)
-    if connector is None:
+    try:
+        return lifecycle.get_connector(connector_id)
+    except ConnectorError:
         abort(404)
-    return connector
 
 
 @bp.get("/")
 @support_required
 def queue():
     """Connectors of every workspace, oldest submitted first; waiting for validation by default."""
-    status = request.args.get("status", "pending_validation")
+    status = request.args.get("status", ConnectorStatus.PENDING_VALIDATION)
     if status not in STATUS_FILTERS:
-        status = "pending_validation"
-    query = select(Connector, Workspace).join(Workspace, Workspace.id == Connector.workspace_id)
-    if status != "all":
-        query = query.where(Connector.status == status)
-    query = query.order_by(db.func.coalesce(Connector.submitted_at, Connector.created_at), Connector.id)
-    rows = db.session.execute(query).all()
+        status = ConnectorStatus.PENDING_VALIDATION
+    rows = lifecycle.connectors_with_workspaces(None if status == "all" else ConnectorStatus(status))
     return render("support/connectors/queue.html", "queue_table", rows=rows, status=status,
                   statuses=STATUS_FILTERS)
 
 
 def _preview_context(connector: Connector) -> dict:
-    run = service.latest_run(connector.id, "preview")
+    run = sync_runs.latest_run(connector.id, RunKind.PREVIEW)
     ctx = progress_context(run, url_for("support_connectors.preview", connector_id=connector.id))
     ctx["connector"] = connector
     return ctx
@@ -60,14 +55,14 @@ def _page(connector: Connector, status: int = 200, **extra):
     checks, checks_error = [], None
     if not is_htmx():  # the "decision" block does not show them: spare Mailchimp the calls
         try:
-            checks = service.audience_checks(connector)
+            checks = audience.audience_checks(connector)
         except MailchimpError as exc:
             checks_error = error_text(exc)
-    copy_run = service.latest_run(connector.id, "initial_copy")
-    consent_run = service.latest_run(connector.id, "consent_import")
+    copy_run = sync_runs.latest_run(connector.id, RunKind.INITIAL_COPY)
+    consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
     body = render(
         "support/connectors/show.html", "decision", connector=connector, checks=checks,
-        checks_error=checks_error, preview=_preview_context(connector), runs=service.runs(connector.id),
+        checks_error=checks_error, preview=_preview_context(connector), runs=sync_runs.history(connector.id),
         copy=progress_context(copy_run, url_for("support_connectors.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("support_connectors.progress", run_id=consent_run.id) if consent_run else ""),
@@ -98,8 +93,8 @@ def recompute_preview(connector_id: int):
     connector = _connector(connector_id)
     error = None
     try:
-        service.start_preview(connector.id)
-    except (service.ConnectorError, MailchimpError) as exc:
+        jobs.recompute_preview(connector.id)
+    except (ConnectorError, MailchimpError) as exc:
         error = error_text(exc)
     if is_htmx():
         return render("support/connectors/_preview.html", preview_error=error, **_preview_context(connector))
@@ -123,8 +118,8 @@ def validate(connector_id: int):
     if request.form.get("confirm") != "1":
         return _page(connector, 422, validate_error=_("Tick the box to confirm that the first copy may start."))
     try:
-        service.validate(connector.id, current_user._get_current_object())
-    except (service.ConnectorError, MailchimpError) as exc:
+        jobs.validate_connector(connector.id, current_user._get_current_object())
+    except (ConnectorError, MailchimpError) as exc:
         return _page(connector, 409, validate_error=error_text(exc))
     return _decided(connector, _("Connector validated: the first copy has started."))
 
@@ -138,8 +133,8 @@ def send_back(connector_id: int):
     if not reason:
         return _page(connector, 422, send_back_error=_("Write the reason the customer will read."))
     try:
-        service.send_back(connector.id, current_user._get_current_object(), reason)
-    except service.ConnectorError as exc:
+        lifecycle.send_back(connector.id, current_user._get_current_object(), reason)
+    except ConnectorError as exc:
         return _page(connector, 409, send_back_error=error_text(exc), reason=reason)
     return _decided(connector, _("Connector sent back; the customer has been told by e-mail."))
 
@@ -148,7 +143,7 @@ def send_back(connector_id: int):
 @support_required
 def progress(run_id: int):
     """The progress bar of any run, for support; it polls itself until the run is over."""
-    run = db.session.get(SyncRun, run_id)
+    run = sync_runs.get(run_id)
     if run is None:
         abort(404)
     return progress_response(run, url_for("support_connectors.progress", run_id=run.id))
@@ -158,6 +153,5 @@ def progress(run_id: int):
 @support_required
 def errors():
     """Sync errors of every workspace, grouped by kind, with the workspace of each contact."""
-    groups = service.error_groups(None, None)
-    workspaces = {w.id: w.name for w in db.session.scalars(select(Workspace))}
-    return render("support/connectors/errors.html", groups=groups, workspaces=workspaces)
+    return render("support/connectors/errors.html", groups=error_fixes.error_groups(None, None),
+                  workspaces=error_fixes.workspace_names())

@@ -5,28 +5,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.mailchimp.errors import (
-    KINDS, MESSAGES_EN, MESSAGES_FR, MailchimpError, classify, classify_batch_error, message_for,
-)
+from portal.mailchimp.errors import KINDS, MESSAGES_EN, MailchimpError, classify, classify_batch_error, message_for
 
 MEMBER = {"path": "lists/abc123/members/0123456789abcdef0123456789abcdef"}
 LIST = {"path": "lists/abc123"}
 
 
-def test_every_kind_has_a_french_and_an_english_message():
-    assert set(KINDS) == set(MESSAGES_FR) == set(MESSAGES_EN)
+def test_every_kind_has_a_message_without_placeholders_left():
+    assert set(KINDS) == set(MESSAGES_EN)
     for kind in KINDS:
-        assert message_for(kind, "fr") != message_for(kind, "en")
-        assert "{" not in message_for(kind, "fr") and "{" not in message_for(kind, "en")
+        assert "{" not in message_for(kind)
 
 
 def test_field_name_appears_in_the_message():
     assert "LTV" in message_for("merge_field_invalid", field="LTV")
-    assert "PHONE" in message_for("value_too_long", "en", field="PHONE")
+    assert "PHONE" in message_for("value_too_long", field="PHONE")
 
 
 def test_unknown_kind_reads_as_unknown():
-    assert message_for("no-such-kind") == MESSAGES_FR["unknown"]
+    assert message_for("no-such-kind") == MESSAGES_EN["unknown"]
     assert MailchimpError("no-such-kind").kind == "unknown"
 
 
@@ -124,8 +121,7 @@ def test_error_text_never_contains_more_than_it_was_given():
     error = classify(401, "API Key Invalid", "Your API key may be invalid.", None, LIST)
     assert "API Key Invalid" in str(error)
     assert error.as_dict()["kind"] == "api_key_invalid"
-    assert error.message == MESSAGES_FR["api_key_invalid"]
-    assert error.message_in("en") == MESSAGES_EN["api_key_invalid"]
+    assert error.message == MESSAGES_EN["api_key_invalid"]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ def audience(mc_app, sim, sim_key):
 @pytest.fixture
 def mc(mc_app, audience):
     """A Mailchimp client on the test audience's key (for arranging and checking the audience)."""
-    from portal.sync.connectors import client_for
+    from portal.sync.mailchimp_access import client_for
 
     client = client_for(audience[0])
     yield client
@@ -25,18 +25,19 @@ def mc(mc_app, audience):
 @pytest.fixture
 def short_lease(mc_app):
     """Runs count as abandoned after 2 s without a heartbeat."""
+    before = mc_app.config["RUN_LEASE_SECONDS"]
     mc_app.config["RUN_LEASE_SECONDS"] = 2
     yield 2
-    mc_app.config.pop("RUN_LEASE_SECONDS", None)
+    mc_app.config["RUN_LEASE_SECONDS"] = before
 
 
 @pytest.fixture
 def submit(mc_app, workspace, customer, audience, run_jobs):
     """Submit a connector for `workspace` on the test audience and run its consent import and preview."""
-    from portal.sync import connectors as svc
+    from portal import jobs
 
     def do(**kwargs):
-        connector = svc.create_connector(workspace.id, customer, audience[0], audience[1], **kwargs)
+        connector = jobs.submit_connector(workspace.id, customer, audience[0], audience[1], **kwargs)
         run_jobs()
         return connector
 
@@ -47,11 +48,11 @@ def submit(mc_app, workspace, customer, audience, run_jobs):
 def copy(submit, support_user, run_jobs):
     """Submit, validate and run the whole initial copy in-process; returns the connector."""
     from portal.extensions import db
-    from portal.sync import connectors as svc
+    from portal import jobs
 
     def do(**kwargs):
         connector = submit(**kwargs)
-        svc.validate(connector.id, support_user)
+        jobs.validate_connector(connector.id, support_user)
         run_jobs()
         db.session.expire_all()
         return connector

@@ -17,7 +17,7 @@ def test_a_resubscribed_member_unlocks_the_contact_and_absent_contacts_keep_thei
         submit, workspace, mc, audience):
     from portal.extensions import db
     from portal.models import Contact, ConsentEvent, Workspace
-    from portal.sync.connectors import latest_run
+    from portal.sync.runs import latest_run
 
     back = add_contacts(workspace, 1, email=lambda i: "back@ardent-clients.fr", consent="opt_out")[0]
     absent = add_contacts(workspace, 1, email=lambda i: "absent@ardent-clients.fr", consent="unknown")[0]
@@ -45,8 +45,9 @@ def test_a_resubscribed_member_unlocks_the_contact_and_absent_contacts_keep_thei
 def test_importing_twice_changes_nothing_the_second_time(submit, workspace, sim, mc, audience, run_jobs):
     from portal.extensions import db
     from portal.models import ConsentEvent
-    from portal.sync import runs
-    from portal.sync.connectors import latest_run
+    from portal import jobs
+    from portal.sync import runs as sync_runs
+    from portal.sync.runs import latest_run
 
     cid = add_contacts(workspace, 1, consent="unknown")[0]
     mc.batch_subscribe(audience[1], [{"email_address": "person0@ardent-clients.fr", "status": "subscribed"}])
@@ -54,9 +55,9 @@ def test_importing_twice_changes_nothing_the_second_time(submit, workspace, sim,
     connector = submit()
     assert (_contact(cid).consent, _contact(cid).consent_locked) == ("opt_out", True)
     before = db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == cid)).all()
-    again = runs.create_run(connector, "consent_import")
+    again = sync_runs.create_run(connector, "consent_import")
     db.session.commit()
-    runs.enqueue_run(again)
+    jobs.enqueue_run(again)
     run_jobs()
     after = db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == cid)).all()
     assert len(after) == len(before) == 1
@@ -66,15 +67,15 @@ def test_importing_twice_changes_nothing_the_second_time(submit, workspace, sim,
 def test_a_copy_validated_before_the_consent_import_ran_imports_it_first(mc_app, workspace, customer, support_user,
                                                                          audience, mc):
     from portal.extensions import db
-    from portal.sync import connectors as svc
-    from portal.sync.connectors import latest_run
+    from portal import jobs
+    from portal.sync.runs import latest_run
 
     cid = add_contacts(workspace, 1, consent="opt_in")[0]
     mc.batch_subscribe(audience[1], [{"email_address": "person0@ardent-clients.fr", "status": "unsubscribed"}])
     from portal.sync import initial_copy
 
-    connector = svc.create_connector(workspace.id, customer, audience[0], audience[1])
-    copy = svc.validate(connector.id, support_user)
+    connector = jobs.submit_connector(workspace.id, customer, audience[0], audience[1])
+    copy = jobs.validate_connector(connector.id, support_user)
     initial_copy.run(copy.id)  # the copy's job runs before the consent import's
     db.session.expire_all()
     assert latest_run(connector.id, "consent_import").status == "finished"

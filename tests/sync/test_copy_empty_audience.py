@@ -91,12 +91,12 @@ def test_nothing_is_written_to_mailchimp_before_validation(submit, workspace, si
 
 
 def test_sent_back_connector_shows_and_mails_the_reason(submit, workspace, support_user, mailbox):
-    from portal.sync import connectors as svc
+    from portal.sync import lifecycle
 
     add_contacts(workspace, 2)
     connector = submit()
     mailbox.clear()
-    svc.send_back(connector.id, support_user, "Le champ TELEPHONE est obligatoire dans votre audience.")
+    lifecycle.send_back(connector.id, support_user, "Le champ TELEPHONE est obligatoire dans votre audience.")
     assert connector.status == "sent_back"
     assert connector.sent_back_reason.startswith("Le champ TELEPHONE")
     customer_mail = [m for m in mailbox if m["To"] == "camille@ardent.test"]
@@ -107,21 +107,23 @@ def test_sent_back_connector_shows_and_mails_the_reason(submit, workspace, suppo
 def test_a_workspace_cannot_have_two_connectors(submit, workspace, customer, audience):
     import pytest
 
-    from portal.sync import connectors as svc
+    from portal import jobs
+    from portal.sync import ConnectorError
 
     submit()
-    with pytest.raises(svc.ConnectorError) as caught:
-        svc.create_connector(workspace.id, customer, audience[0], audience[1])
+    with pytest.raises(ConnectorError) as caught:
+        jobs.submit_connector(workspace.id, customer, audience[0], audience[1])
     assert "Delete it first" in caught.value.message or "Supprimez" in caught.value.message
 
 
 def test_deleting_keeps_the_audience_and_lets_the_customer_start_again(copy, submit, workspace, customer, mc, audience):
-    from portal.sync import connectors as svc
+    from portal import jobs
+    from portal.sync import lifecycle
 
     add_contacts(workspace, 4)
     connector = copy()
-    svc.delete_connector(connector.id, customer)
+    lifecycle.delete_connector(connector.id, customer)
     assert connector.status == "deleted" and connector.deleted_at is not None
     assert len(members(mc, audience[1])) == 4
-    again = svc.create_connector(workspace.id, customer, audience[0], audience[1])
+    again = jobs.submit_connector(workspace.id, customer, audience[0], audience[1])
     assert again.id != connector.id and again.status == "pending_validation"

@@ -77,7 +77,7 @@ def test_existing_members_are_overwritten_and_consent_is_imported(copy, workspac
 
 
 def test_preview_reports_updates_skips_and_the_audience(submit, workspace, mc, audience):
-    from portal.sync.connectors import latest_run
+    from portal.sync.runs import latest_run
 
     add_contacts(workspace, 5)
     add_contacts(workspace, 2, start=50, consent="opt_out")
@@ -97,8 +97,8 @@ def test_preview_reports_updates_skips_and_the_audience(submit, workspace, mc, a
 def test_contacts_mailchimp_refuses_get_their_error_and_the_rest_syncs(copy, workspace, mc, audience):
     from portal.extensions import db
     from portal.models import Contact
-    from portal.sync import connectors as svc
-    from portal.sync.connectors import latest_run
+    from portal.sync import error_fixes
+    from portal.sync.runs import latest_run
 
     good = add_contacts(workspace, 20)
     fake = add_contacts(workspace, 1, email=lambda i: "jeanne@example.com")
@@ -124,7 +124,7 @@ def test_contacts_mailchimp_refuses_get_their_error_and_the_rest_syncs(copy, wor
     assert rows[too_long[0]].error_message  # plain words, shown on hover (R17)
     assert len(members(mc, audience[1])) == 20
     assert connector.status == "active"
-    groups = {g["kind"]: g for g in svc.error_groups(workspace.id)}
+    groups = {g["kind"]: g for g in error_fixes.error_groups(workspace.id)}
     assert set(groups) == {"fake_email", "invalid_email", "value_too_long"}
     assert groups["value_too_long"]["items"][0][0].id == too_long[0]
     assert "STREET" in groups["value_too_long"]["message"]
@@ -134,7 +134,7 @@ def test_contacts_mailchimp_refuses_get_their_error_and_the_rest_syncs(copy, wor
 def test_fixed_contact_is_synced_by_a_retry(copy, workspace, mc, audience, run_jobs):
     from portal.extensions import db
     from portal.models import Contact
-    from portal.sync import connectors as svc
+    from portal import jobs
 
     add_contacts(workspace, 3)
     fake = add_contacts(workspace, 1, email=lambda i: "jeanne@example.com")[0]
@@ -143,7 +143,7 @@ def test_fixed_contact_is_synced_by_a_retry(copy, workspace, mc, audience, run_j
     contact.email = "jeanne.vraie@ardent-clients.fr"
     contact.refresh_derived()
     db.session.commit()
-    svc.retry_contacts(connector.id)
+    jobs.queue_retry(connector.id)
     run_jobs()
     db.session.expire_all()
     assert sync_rows(connector.id)[fake].state == "synced"
@@ -152,7 +152,8 @@ def test_fixed_contact_is_synced_by_a_retry(copy, workspace, mc, audience, run_j
 
 def test_the_oldest_contact_owns_a_shared_email_until_the_customer_chooses(copy, workspace, mc, audience, run_jobs):
     from portal.extensions import db
-    from portal.sync import connectors as svc
+    from portal import jobs
+    from portal.sync import error_fixes
 
     shared = lambda i: "famille.durand@ardent-clients.fr"  # noqa: E731
     first = add_contacts(workspace, 1, email=shared, first_name="Paul")[0]
@@ -163,11 +164,11 @@ def test_the_oldest_contact_owns_a_shared_email_until_the_customer_chooses(copy,
     assert rows[first].state == "synced"
     assert (rows[second].state, rows[second].reason) == ("not_synced", "shared_email")
     assert members(mc, audience[1])["famille.durand@ardent-clients.fr"]["merge_fields"]["FNAME"] == "Paul"
-    groups = {g["kind"]: g for g in svc.error_groups(workspace.id)}
+    groups = {g["kind"]: g for g in error_fixes.error_groups(workspace.id)}
     assert groups["duplicate_email"]["fix"] == "choose_owner"
     assert [c.id for c, _row in groups["duplicate_email"]["items"]] == [second]
 
-    svc.choose_email_owner(workspace.id, second)
+    jobs.choose_email_owner(workspace.id, second)
     run_jobs()
     db.session.expire_all()
     rows = sync_rows(connector.id)

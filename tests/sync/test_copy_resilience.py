@@ -17,19 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _copy_run(connector_id):
-    from portal.sync.connectors import latest_run
+    from portal.sync.runs import latest_run
 
     return latest_run(connector_id, "initial_copy")
 
 
 def test_injected_faults_lose_nobody(submit, workspace, support_user, sim, mc, audience, run_jobs):
     from portal.extensions import db
-    from portal.sync import connectors as svc
+    from portal import jobs
 
     ids = add_contacts(workspace, 1100, tags_every=2)
     connector = submit()
     sim.control.set_faults(audience[0], error_rate=0.1, statuses=(429, 500, 503), seed=7)
-    svc.validate(connector.id, support_user)
+    jobs.validate_connector(connector.id, support_user)
     run_jobs()
     sim.control.clear_faults(audience[0])
     db.session.expire_all()
@@ -46,7 +46,8 @@ def test_injected_faults_lose_nobody(submit, workspace, support_user, sim, mc, a
 def test_revoked_key_mid_copy_pauses_with_a_reconnect_message(submit, workspace, support_user, sim, audience,
                                                               run_jobs, monkeypatch, mailbox):
     from portal.extensions import db
-    from portal.sync import connectors as svc
+    from portal import jobs
+    from portal.sync import ConnectorError
     from portal.sync import initial_copy
 
     ids = add_contacts(workspace, 1200)
@@ -62,7 +63,7 @@ def test_revoked_key_mid_copy_pauses_with_a_reconnect_message(submit, workspace,
 
     monkeypatch.setattr(initial_copy, "send_prepared", revoke_before_the_second_chunk)
     mailbox.clear()
-    svc.validate(connector.id, support_user)
+    jobs.validate_connector(connector.id, support_user)
     run_jobs()
     db.session.expire_all()
     run = _copy_run(connector.id)
@@ -73,19 +74,19 @@ def test_revoked_key_mid_copy_pauses_with_a_reconnect_message(submit, workspace,
     assert [cid for cid, r in rows.items() if r.state == "synced"] == ids[:500]
     assert not [r for r in rows.values() if r.state == "error"]
     assert [m["To"] for m in mailbox] == ["camille@ardent.test"]
-    with pytest.raises(svc.ConnectorError):
-        svc.reconnect(connector.id, None)  # the key is still refused
+    with pytest.raises(ConnectorError):
+        jobs.reconnect_connector(connector.id, None)  # the key is still refused
 
 
 def test_a_rerun_with_nothing_changed_writes_nothing(copy, workspace, sim, audience, run_jobs):
     from portal.extensions import db
     from portal.models import Contact
-    from portal.sync import connectors as svc
+    from portal import jobs
 
     ids = add_contacts(workspace, 600)
     connector = copy()
     seq = sim.control.requests_log()[-1]["seq"]
-    svc.start_copy(connector.id)
+    jobs.copy_again(connector.id)
     run_jobs()
     assert writes(sim, seq) == []
     assert _copy_run(connector.id).counts["unchanged"] == 600
@@ -93,7 +94,7 @@ def test_a_rerun_with_nothing_changed_writes_nothing(copy, workspace, sim, audie
     db.session.get(Contact, ids[7]).first_name = "Changée"
     db.session.commit()
     seq = sim.control.requests_log()[-1]["seq"]
-    svc.start_copy(connector.id)
+    jobs.copy_again(connector.id)
     run_jobs()
     assert len(member_writes(sim, seq)) == 1
     assert _copy_run(connector.id).counts["updated"] == 1
@@ -102,36 +103,38 @@ def test_a_rerun_with_nothing_changed_writes_nothing(copy, workspace, sim, audie
 def test_only_one_worker_holds_a_run(copy, workspace, short_lease):
     from portal.extensions import db
     from portal.models import SyncRun
-    from portal.sync import runs
+    from portal import background
+    from portal.sync import runs as sync_runs
 
     add_contacts(workspace, 2)
     connector = copy()
-    run = runs.create_run(connector, "initial_copy")
+    run = sync_runs.create_run(connector, "initial_copy")
     db.session.commit()
-    first = runs.claim(run.id)
+    first = background.claim(SyncRun, run.id)
     assert first is not None
-    assert runs.claim(run.id) is None  # held, heartbeat fresh
+    assert background.claim(SyncRun, run.id) is None  # held, heartbeat fresh
     time.sleep(2.2)
-    second = runs.claim(run.id)
+    second = background.claim(SyncRun, run.id)
     assert second is not None and second != first  # stale: taken over
-    with pytest.raises(runs.LeaseLost):
-        runs.checkpoint(db.session.get(SyncRun, run.id), first)  # the old holder can no longer commit
+    with pytest.raises(background.LeaseLost):
+        background.checkpoint(db.session.get(SyncRun, run.id), first)  # the old holder can no longer commit
 
 
 def test_resume_stale_runs_requeues_an_abandoned_copy(copy, workspace, short_lease, run_jobs):
     from portal.extensions import db, rq
     from portal.models import SyncRun, utcnow
-    from portal.sync import runs
+    from portal import background, jobs
+    from portal.sync import runs as sync_runs
 
     add_contacts(workspace, 3)
     connector = copy()
-    run = runs.create_run(connector, "initial_copy")
+    run = sync_runs.create_run(connector, "initial_copy")
     db.session.commit()
-    runs.claim(run.id)
-    assert runs.resume_stale_runs() == []
+    background.claim(SyncRun, run.id)
+    assert jobs.resume_stale_runs() == []
     db.session.get(SyncRun, run.id).heartbeat_at = utcnow().replace(year=2020)
     db.session.commit()
-    assert runs.resume_stale_runs() == [run.id]
+    assert jobs.resume_stale_runs() == [run.id]
     assert rq.queue("bulk").count == 1
     run_jobs()
     db.session.expire_all()
@@ -183,13 +186,14 @@ def test_copy_killed_mid_way_resumes_in_a_new_worker(submit, workspace, support_
                                                      app_env, short_lease, tmp_path):
     from portal.extensions import db
     from portal.models import ContactSync, SyncRun
-    from portal.sync import connectors as svc
-    from portal.sync import runs
+    from portal import jobs
+    from portal.sync import ConnectorError
+    from portal import jobs
 
     ids = add_contacts(workspace, 2600, tags_every=2)
     connector = submit()
     sim.control.set_faults(audience[0], latency_ms=150)
-    run_id = svc.validate(connector.id, support_user).id
+    run_id = jobs.validate_connector(connector.id, support_user).id
 
     def cursor():
         db.session.expire_all()
@@ -205,7 +209,7 @@ def test_copy_killed_mid_way_resumes_in_a_new_worker(submit, workspace, support_
     assert db.session.get(SyncRun, run_id).status == "running"
 
     time.sleep(short_lease + 0.5)
-    assert runs.resume_stale_runs() == [run_id]
+    assert jobs.resume_stale_runs() == [run_id]
     sim.control.clear_faults(audience[0])
     second = _worker(app_env, sim, short_lease, tmp_path / "worker.log")
     try:
@@ -231,7 +235,7 @@ def test_audience_deleted_mid_copy_pauses_without_failing_contacts(submit, works
     import requests
 
     from portal.extensions import db
-    from portal.sync import connectors as svc
+    from portal import jobs
     from portal.sync import initial_copy
 
     add_contacts(workspace, 700)
@@ -246,7 +250,7 @@ def test_audience_deleted_mid_copy_pauses_without_failing_contacts(submit, works
         return real_send(*args, **kwargs)
 
     monkeypatch.setattr(initial_copy, "send_prepared", delete_audience_before_the_second_chunk)
-    svc.validate(connector.id, support_user)
+    jobs.validate_connector(connector.id, support_user)
     run_jobs()
     db.session.expire_all()
     assert connector.status == "paused" and _copy_run(connector.id).status == "paused"
@@ -258,7 +262,7 @@ def test_reconnecting_a_paused_copy_continues_where_it_stopped(submit, workspace
                                                                run_jobs, monkeypatch):
     from portal.extensions import db
     from portal.mailchimp import MailchimpError
-    from portal.sync import connectors as svc
+    from portal import jobs
     from portal.sync import initial_copy
 
     ids = add_contacts(workspace, 1300)
@@ -273,14 +277,14 @@ def test_reconnecting_a_paused_copy_continues_where_it_stopped(submit, workspace
         return real_send(*args, **kwargs)
 
     monkeypatch.setattr(initial_copy, "send_prepared", refused_after_one_chunk)
-    svc.validate(connector.id, support_user)
+    jobs.validate_connector(connector.id, support_user)
     run_jobs()
     db.session.expire_all()
     assert connector.status == "paused" and _copy_run(connector.id).cursor == ids[499]
     monkeypatch.setattr(initial_copy, "send_prepared", real_send)
     seq = sim.control.requests_log()[-1]["seq"]
 
-    svc.reconnect(connector.id, None)  # the same key works again
+    jobs.reconnect_connector(connector.id, None)  # the same key works again
     run_jobs()
     db.session.expire_all()
     run = _copy_run(connector.id)

@@ -1,0 +1,137 @@
+"""The portal's vocabulary: every status, kind, state and reason as a ``str`` enum.
+
+Each member *is* its string (``StrEnum``, as rq's ``JobStatus``), so rows store plain text, JSON
+and templates read naturally, and a typo is an ``AttributeError`` instead of a silent mismatch.
+Human labels for these values live in one place only, :mod:`portal.labels`.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Channel", "ConnectorStatus", "Consent", "ContactChange", "NotSyncedReason", "Role", "RunKind", "RunStatus",
+           "SyncEventKind", "SyncState"]
+
+
+class ConnectorStatus(StrEnum):
+    """Life cycle of a connector (R5–R9)."""
+
+    PENDING_VALIDATION = "pending_validation"
+    SENT_BACK = "sent_back"
+    COPYING = "copying"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DELETED = "deleted"
+
+
+class RunKind(StrEnum):
+    """What a background run does."""
+
+    CONSENT_IMPORT = "consent_import"
+    PREVIEW = "preview"
+    INITIAL_COPY = "initial_copy"
+    RECONCILE = "reconcile"
+    ACTIVITY_IMPORT = "activity_import"
+
+
+class RunStatus(StrEnum):
+    """Where a background run is (sync runs and CSV imports alike)."""
+
+    UPLOADED = "uploaded"  # a CSV import waiting for its column mapping: not started
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"  # stopped until someone acts (e.g. reconnects a revoked key)
+    FINISHED = "finished"
+    FAILED = "failed"
+
+    @property
+    def is_over(self) -> bool:
+        """True once nothing will move the run on its own (pages stop polling)."""
+        return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.PAUSED)
+
+    @property
+    def is_live(self) -> bool:
+        """True while a worker has it or will take it."""
+        return self in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class SyncState(StrEnum):
+    """A contact's state with respect to its workspace's connector (R17)."""
+
+    PENDING = "pending"
+    SYNCED = "synced"
+    NOT_SYNCED = "not_synced"
+    ERROR = "error"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    ARCHIVED_IN_MC = "archived_in_mc"
+    DELETED_IN_MC = "deleted_in_mc"
+
+
+class NotSyncedReason(StrEnum):
+    """Why a contact is not sent to Mailchimp (R2, R14), in the order they are checked."""
+
+    DELETED = "deleted"
+    NO_EMAIL = "no_email"
+    INVALID_EMAIL = "invalid_email"
+    DO_NOT_SYNC = "do_not_sync"
+    BOUNCED = "bounced"
+    CONSENT_LOCKED = "consent_locked"
+    OPT_OUT = "opt_out"
+    NO_CONSENT = "no_consent"
+    SHARED_EMAIL = "shared_email"
+
+
+class Consent(StrEnum):
+    """The GDPR consent of a contact (R14)."""
+
+    OPT_IN = "opt_in"
+    OPT_OUT = "opt_out"
+    UNKNOWN = "unknown"
+
+
+class Channel(StrEnum):
+    """Through what a change reached a contact (consent audit, R15)."""
+
+    UI = "ui"
+    API = "api"
+    CSV_IMPORT = "csv_import"
+    MAILCHIMP_IMPORT = "mailchimp_import"
+    MAILCHIMP_WEBHOOK = "mailchimp_webhook"
+    MAILCHIMP_RECONCILE = "mailchimp_reconcile"
+    SUPPORT = "support"
+    DEMO = "demo"
+
+    @property
+    def from_mailchimp(self) -> bool:
+        """True for changes Mailchimp reported (only these may lift a consent lock, R16)."""
+        return self in (Channel.MAILCHIMP_IMPORT, Channel.MAILCHIMP_WEBHOOK, Channel.MAILCHIMP_RECONCILE)
+
+
+class ContactChange(StrEnum):
+    """What happened to contacts, as announced by the contact base to its listeners."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    CONSENT = "consent"
+    IMPORTED = "imported"
+
+
+class SyncEventKind(StrEnum):
+    """A line of a contact's sync history."""
+
+    PUSHED = "pushed"
+    ERROR = "error"
+    ARCHIVED = "archived"
+    ERASED = "erased"
+    RENAMED = "renamed"
+    UNSUBSCRIBED = "unsubscribed"
+    DRIFT_REPAIRED = "drift_repaired"
+    MAILCHIMP_STATE = "mailchimp_state"
+
+
+class Role(StrEnum):
+    """Who a user is."""
+
+    SUPPORT = "support"
+    CUSTOMER = "customer"

@@ -1,0 +1,149 @@
+"""Each contact's sync state with respect to its workspace's connector (R17), read and written.
+
+Every change of a :class:`~portal.models.ContactSync` row goes through this module: a push
+records "synced", an error with its fix, or "not synced" with the reason :mod:`.eligibility`
+decided; a change in anaba shows "pending" until it is sent. Pushes work on plain values
+(:class:`SyncRow`) loaded and saved in bulk, so a chunk of 500 contacts costs a few queries.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, select, update
+
+from portal.extensions import db
+from portal.mailchimp import MailchimpError
+from portal.models import Connector, ConnectorStatus, ContactSync, NotSyncedReason, SyncState, utcnow
+from portal.sync.eligibility import state_for_reason
+
+SYNC_COLUMNS = (
+    "state", "reason", "member_email", "member_hash", "fingerprint", "synced_tags", "last_synced_at",
+    "error_kind", "error_message", "error_fix", "error_field", "attempts",
+)
+_EMPTY = {"state": SyncState.PENDING, "reason": "", "synced_tags": [], "error_kind": "", "error_message": "",
+          "error_fix": "", "error_field": "", "attempts": 0}
+
+
+class SyncRow:
+    """A contact's sync row as plain values; written back in bulk (:func:`save_rows`) when it changed."""
+
+    __slots__ = ("id", "changed") + SYNC_COLUMNS
+
+    def __init__(self, values: dict, row_id: int | None) -> None:
+        self.id = row_id
+        self.changed = row_id is None
+        for name in SYNC_COLUMNS:
+            setattr(self, name, values.get(name))
+
+    def set(self, **values) -> None:
+        """Change some columns; the row is saved only if one really changed."""
+        for name, value in values.items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                self.changed = True
+
+    def values(self) -> dict:
+        """The columns, for saving."""
+        return {name: getattr(self, name) for name in SYNC_COLUMNS}
+
+    # --- the transitions --------------------------------------------------------------------
+
+    def synced(self, *, email: str, member_hash: str | None, fingerprint: str, tags: Sequence[str],
+               at: datetime) -> None:
+        """Mailchimp holds what anaba sent."""
+        self.set(state=SyncState.SYNCED, reason="", member_email=email,
+                 member_hash=member_hash or self.member_hash, fingerprint=fingerprint,
+                 synced_tags=list(tags), last_synced_at=at, attempts=0)
+        self._clear_error()
+
+    def left_out(self, reason: NotSyncedReason) -> None:
+        """Not sent, for `reason` (R2); whatever was last sent no longer counts."""
+        # When the contact becomes eligible again it must be sent even if its fields did not change.
+        self.set(state=state_for_reason(reason), reason=reason, fingerprint=None)
+        self._clear_error()
+
+    def failed(self, error: MailchimpError) -> None:
+        """Mailchimp refused this contact for a reason of its own (shown with its fix, R19)."""
+        self.set(state=SyncState.ERROR, reason="", fingerprint=None, error_kind=error.kind,
+                 error_message=(error.detail or error.message)[:2000], error_fix=error.fix,
+                 error_field=(error.field or "")[:40])
+
+    def deferred(self) -> None:
+        """Not done yet, through no fault of the contact (a transient refusal): stays pending."""
+        self.set(state=SyncState.PENDING, reason="")
+
+    def attempted(self) -> None:
+        """One more attempt was made for this contact."""
+        self.set(attempts=(self.attempts or 0) + 1)
+
+    def _clear_error(self) -> None:
+        self.set(error_kind="", error_message="", error_fix="", error_field="")
+
+
+def load_rows(connector: Connector, contact_ids: Sequence[int]) -> dict[int, SyncRow]:
+    """The contacts' sync rows as plain values (new pending ones where missing)."""
+    rows: dict[int, SyncRow] = {}
+    t = ContactSync.__table__.c
+    cols = [t[name] for name in SYNC_COLUMNS]
+    ids = list(contact_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        for r in db.session.execute(select(t.id, t.contact_id, *cols).where(
+                t.connector_id == connector.id, t.contact_id.in_(part))):
+            rows[r.contact_id] = SyncRow(r._mapping, r.id)
+    for cid in ids:
+        if cid not in rows:
+            rows[cid] = SyncRow(_EMPTY, None)
+    return rows
+
+
+def save_rows(connector: Connector, rows: dict[int, SyncRow]) -> None:
+    """Insert the new rows and update the changed ones, each in one executemany (not committed)."""
+    now = utcnow()
+    new = [dict(row.values(), connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=cid,
+                owner_chosen=False, updated_at=now)
+           for cid, row in rows.items() if row.id is None]
+    changed = [dict(row.values(), _id=row.id, updated_at=now) for row in rows.values()
+               if row.id is not None and row.changed]
+    table = ContactSync.__table__
+    # Core executemany: the ORM's bulk paths split batches by which values are None.
+    if new:
+        db.session.execute(table.insert(), new)
+    if changed:
+        db.session.execute(table.update().where(table.c.id == bindparam("_id")), changed)
+
+
+def ensure_rows(connector: Connector, contact_ids: Iterable[int]) -> dict[int, ContactSync]:
+    """The contacts' sync rows as ORM objects, created (pending) where missing (not committed)."""
+    ids = list(contact_ids)
+    rows = states_for(connector.id, ids)
+    for cid in ids:
+        if cid not in rows:
+            rows[cid] = ContactSync(connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=cid,
+                                    **_EMPTY, owner_chosen=False)
+            db.session.add(rows[cid])
+    return rows
+
+
+def states_for(connector_id: int, contact_ids: Sequence[int]) -> dict[int, ContactSync]:
+    """The sync rows of these contacts for one connector, by contact id."""
+    if not contact_ids:
+        return {}
+    rows = db.session.scalars(
+        select(ContactSync).where(ContactSync.connector_id == connector_id, ContactSync.contact_id.in_(contact_ids))
+    )
+    return {r.contact_id: r for r in rows}
+
+
+def mark_changed(connector: Connector, contact_ids: Sequence[int]) -> None:
+    """After a committed change, show "pending" for contacts an active connector had synced; commits."""
+    if connector.status != ConnectorStatus.ACTIVE:
+        return
+    db.session.execute(
+        update(ContactSync)
+        .where(ContactSync.connector_id == connector.id, ContactSync.contact_id.in_(list(contact_ids)),
+               ContactSync.state == SyncState.SYNCED)
+        .values(state=SyncState.PENDING)
+    )
+    db.session.commit()

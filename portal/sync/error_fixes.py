@@ -1,0 +1,127 @@
+"""Sync errors and their fix actions (R19): the error list grouped by kind, retrying contacts,
+choosing which contact owns a shared e-mail address.
+
+Excluding a contact ("mark as not to be synced") is ``crm.contacts.set_do_not_sync``; editing
+one is the contact form; reconnecting is :func:`portal.sync.lifecycle.reconnect`. Transient
+Mailchimp problems never appear here: they are not stored on contacts.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from portal import labels
+from portal.crm.contacts import get_contact
+from portal.extensions import db
+from portal.mailchimp import MailchimpError
+from portal.mailchimp.errors import KINDS
+from portal.models import (Connector, ConnectorStatus, Contact, ContactSync, NotSyncedReason, SyncState,
+                           Workspace)
+from portal.sync import ConnectorError
+from portal.sync.contact_state import ensure_rows
+from portal.sync.lifecycle import live_connector, pause_connector
+from portal.sync.mailchimp_access import client_for
+from portal.sync.push import PushResult, push_contacts
+
+GROUP_SAMPLE = 50
+DUPLICATE_EMAIL = "duplicate_email"
+
+
+def error_groups(workspace_id: int | None = None, connector_id: int | None = None) -> list[dict]:
+    """Contacts in error grouped by kind: ``{kind, title, message, fix, count, items}``.
+
+    ``items`` are the first 50 ``(contact, sync_row)`` pairs. Contacts left out because
+    another contact owns their e-mail are listed as ``duplicate_email`` (fix: choose the
+    owner). None for both = every live connector (support).
+    """
+    live = select(Connector.id).where(Connector.deleted_at.is_(None))
+    if workspace_id is not None:
+        live = live.where(Connector.workspace_id == workspace_id)
+    if connector_id is not None:
+        live = live.where(Connector.id == connector_id)
+    errors = ContactSync.state == SyncState.ERROR
+    shared = (ContactSync.state == SyncState.NOT_SYNCED) & (ContactSync.reason == NotSyncedReason.SHARED_EMAIL)
+    kind_col = db.case((shared, DUPLICATE_EMAIL), else_=ContactSync.error_kind)
+    # A contact deleted or excluded since its last push is no longer an error to fix.
+    where = [ContactSync.connector_id.in_(live), Contact.deleted_at.is_(None), Contact.do_not_sync.is_(False)]
+    counts = db.session.execute(
+        select(kind_col.label("kind"), func.count()).select_from(ContactSync)
+        .join(Contact, Contact.id == ContactSync.contact_id)
+        .where(*where, errors | shared).group_by(kind_col).order_by(func.count().desc())
+    ).all()
+    groups = []
+    for kind, count in counts:
+        kind_filter = shared if kind == DUPLICATE_EMAIL else (errors & (ContactSync.error_kind == kind))
+        pairs = db.session.execute(
+            select(Contact, ContactSync).join(Contact, Contact.id == ContactSync.contact_id)
+            .where(*where, kind_filter).order_by(ContactSync.contact_id).limit(GROUP_SAMPLE)
+        ).all()
+        fields = {row.error_field for _c, row in pairs if row.error_field}
+        info = KINDS.get(kind) or KINDS["unknown"]
+        groups.append({
+            "kind": kind, "count": count, "fix": info.fix, "title": labels.error_title(kind),
+            "message": labels.error_message(kind, ", ".join(sorted(fields)) if fields else None),
+            "items": [(c, s) for c, s in pairs],
+        })
+    return groups
+
+
+def workspace_names() -> dict[int, str]:
+    """Every workspace's name by id (support's cross-workspace error list)."""
+    return {w.id: w.name for w in db.session.scalars(select(Workspace))}
+
+
+def contacts_in_error(connector_id: int) -> list[int]:
+    """The connector's contacts whose last push failed, by id."""
+    return list(db.session.scalars(
+        select(ContactSync.contact_id).where(ContactSync.connector_id == connector_id,
+                                             ContactSync.state == SyncState.ERROR).order_by(ContactSync.contact_id)
+    ))
+
+
+def retry_now(connector_id: int, contact_ids: Sequence[int] | None = None) -> dict:
+    """Push these contacts (None: every contact in error) now, 500 at a time; the counts.
+
+    A revoked key or a deleted audience pauses the connector; other whole-call failures
+    propagate (the job fails and RQ records it).
+    """
+    connector = db.session.get(Connector, connector_id)
+    total = PushResult()
+    if connector is None or connector.status not in (ConnectorStatus.ACTIVE, ConnectorStatus.COPYING):
+        return total.add_to({})
+    ids = list(contact_ids) if contact_ids is not None else contacts_in_error(connector.id)
+    with client_for(connector) as client:
+        for start in range(0, len(ids), 500):
+            try:
+                part = push_contacts(connector.id, ids[start:start + 500], client=client)
+            except MailchimpError as exc:
+                db.session.rollback()
+                if exc.pauses_connector:
+                    pause_connector(connector.id, exc)
+                    return total.add_to({})
+                raise
+            total.merge(part)
+    return total.add_to({})
+
+
+def choose_email_owner(workspace_id: int, contact_id: int) -> tuple[Connector, list[int]]:
+    """Make this contact the owner of the e-mail it shares with others (R19).
+
+    Returns the connector and the ids of every contact sharing the address: they must be
+    pushed again (the owner overwrites the member, the others become "not synced").
+    """
+    contact = get_contact(workspace_id, contact_id)
+    connector = live_connector(workspace_id)
+    if connector is None or not contact.email_normalized:
+        raise ConnectorError(_("There is no Mailchimp connector or the contact has no e-mail."))
+    sharing = list(db.session.scalars(
+        select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_(None),
+                                 Contact.email_normalized == contact.email_normalized)
+    ))
+    for cid, row in ensure_rows(connector, sharing).items():
+        row.owner_chosen = cid == contact.id
+    db.session.commit()
+    pushable = connector.status in (ConnectorStatus.ACTIVE, ConnectorStatus.COPYING)
+    return connector, sharing if pushable else []
