@@ -55,3 +55,13 @@ def test_werkzeug_server_option_serves_the_same_api():
         key = sim.control.new_account()
         assert client(sim, key).ping.get() == {"health_status": "Everything's Chimpy!"}
         assert sim.server_pid == sim.process.pid
+
+
+def test_simulator_process_takes_a_per_member_latency():
+    with SimulatorProcess(latency_per_member_ms=2.5) as sim:
+        key = sim.control.new_account()
+        lst = sim.control.create_list(key)
+        client(sim, key).lists.update_members(lst["id"], {"members": [
+            {"email_address": f"m{i}@anaba.fr", "status": "subscribed"} for i in range(4)]})
+        entry = sim.control.requests_log()[-1]
+        assert (entry["items"], entry["modelled_latency_ms"]) == (4, 10.0)
