@@ -130,3 +130,15 @@ def test_transactional_is_accepted_in_batch_items(sim, list_id, api_key):
     doc = requests.post(f"{sim.api_base}lists/{list_id}", auth=("x", api_key), json=body,
                         timeout=10).json()
     assert doc["total_created"] == 1 and doc["new_members"][0]["status"] == "transactional"
+
+
+def test_whole_batch_refusal_reaches_mailchimp3_as_an_error(mc, list_id):
+    from mailchimp3.mailchimpclient import MailChimpError
+
+    body = {"update_existing": True, "members": [
+        {"email_address": "a@anaba.fr", "status": "subscribed"},
+        {"email_address": "b@anaba.fr", "status": "subscribed", "merge_fields": {"FNAME": {"x": 1}}}]}
+    with pytest.raises(MailChimpError) as info:
+        mc._post(f"lists/{list_id}", body)  # as the connector sends it, past the SDK's checks
+    err = info.value.args[0]
+    assert (err["status"], err["errors"][0]["field"]) == (400, "members.item:1.merge_fields.FNAME")
