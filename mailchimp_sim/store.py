@@ -552,12 +552,16 @@ def set_status(store: Store, lst: AudienceList, member: Member, status: str, sou
         lst.last_sub = t
         store.emit(lst, "subscribe", source, member)
     elif status == "unsubscribed":
+        earlier = member.unsubscribe_reason
         member.unsubscribe_reason = reason or (SELF_UNSUB_REASON if origin == "self"
                                                else ADMIN_UNSUB_REASON)
         if origin == "self":
             member.compliance = "unsubscribe"
-        # an admin or API unsubscribe keeps an earlier compliance state (self-unsubscribe,
-        # complaint, bounce): only a confirmation (pending) or a form signup lifts it
+        elif member.compliance == "unsubscribe":
+            # an admin or API unsubscribe keeps an earlier compliance state (only a form
+            # signup lifts it), and with it the contact's own reason: a reader of
+            # unsubscribe_reason must still see that the person unsubscribed themself
+            member.unsubscribe_reason = earlier or SELF_UNSUB_REASON
         lst.last_unsub = t
         store.emit(lst, "unsubscribe", source, member, action=action,
                    reason=hook_reason, campaign_id=campaign_id, **quirks)

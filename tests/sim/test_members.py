@@ -193,6 +193,8 @@ def test_only_a_form_signup_lifts_the_compliance_state(mc, control, list_id):
     mc.lists.members.update(list_id, member["id"], {"status": "pending"})
     err = error_of(mc.lists.members.update, list_id, member["id"], {"status": "subscribed"})
     assert err["title"] == "Member In Compliance State"
+    out = mc.lists.members.update(list_id, member["id"], {"status": "unsubscribed"})
+    assert out["unsubscribe_reason"] == "N/A (Unsubscribed by user)"  # still the person's own
     control.member_action(list_id, "gus@anaba.fr", "resubscribe-via-form")
     mc.lists.members.update(list_id, member["id"], {"status": "unsubscribed"})
     back = mc.lists.members.update(list_id, member["id"], {"status": "subscribed"})
