@@ -278,7 +278,7 @@ def test_a_sleeping_request_holds_up_no_other(sim, mc, control, api_key, list_id
 def test_eleventh_connection_is_refused_exactly_with_latency_on(sim, mc, control, api_key, list_id,
                                                                 client_for):
     _fill(mc, list_id, 10)
-    control.set_faults(api_key, latency_per_member_ms=150)
+    control.set_faults(api_key, latency_per_member_ms=300)  # each read holds 3 s
     control.clear_requests()
     calls = [lambda: client_for(api_key).lists.members.all(list_id, count=10) for _ in range(11)]
     results, _ = _timed_parallel(calls)
