@@ -20,6 +20,15 @@ def _out(ctx, doc: dict, status: int = 200):
     return status, apply_fields(doc, ctx.args.get("fields"), ctx.args.get("exclude_fields"))
 
 
+def page_of(ctx, items: list) -> list:
+    """The requested page of a collection; its size is the call's item count for the
+    per-member latency model (docs/simulator.md, "Latency model")."""
+    count, offset = ctx.page()
+    page = items[offset:offset + count]
+    ctx.items = len(page)
+    return page
+
+
 def ping(ctx):
     """``GET /ping``."""
     return 200, {"health_status": "Everything's Chimpy!"}
@@ -40,13 +49,12 @@ def _lists_of(ctx):
 
 def get_lists(ctx):
     """``GET /lists``."""
-    count, offset = ctx.page()
     lists = _lists_of(ctx)
     email = ctx.args.get("email")
     if email:
         h = st.subscriber_hash(email)
         lists = [lst for lst in lists if h in lst.members]
-    items = [list_json(lst, _campaign_count(ctx, lst)) for lst in lists[offset:offset + count]]
+    items = [list_json(lst, _campaign_count(ctx, lst)) for lst in page_of(ctx, lists)]
     return _out(ctx, {"lists": items, "total_items": len(lists),
                       "constraints": {"may_create": True, "max_instances": 100,
                                       "current_total_instances": len(lists)},
@@ -93,6 +101,8 @@ def patch_list(ctx, list_id):
     for key in ("use_archive_bar", "email_type_option", "double_optin", "marketing_permissions"):
         if key in body:
             setattr(lst, key, bool(body[key]))
+    if lst.marketing_permissions:
+        lst.enable_permissions()
     ctx.store.dirty = True
     return 200, list_json(lst, _campaign_count(ctx, lst))
 
@@ -112,6 +122,8 @@ def batch_subscribe(ctx, list_id):
     body = ctx.body()
     if not isinstance(body, dict):
         raise problems.schema_invalid("", "This value should be of type object")
+    if isinstance(body.get("members"), list):
+        ctx.items = len(body["members"])
     result = st.batch_subscribe(ctx.store, lst, body, skip_merge=ctx.flag("skip_merge_validation"),
                                 skip_duplicates=ctx.flag("skip_duplicate_check"))
     doc = {
@@ -130,7 +142,6 @@ def batch_subscribe(ctx, list_id):
 def get_members(ctx, list_id):
     """``GET /lists/{list_id}/members`` with the filters of API-NOTES §9."""
     lst = ctx.store.get_list(ctx.account, list_id)
-    count, offset = ctx.page()
     a = ctx.args
     status = a.get("status")
     if status and status not in st.ALL_STATUSES:
@@ -150,16 +161,17 @@ def get_members(ctx, list_id):
                 continue
         elif m.status == "archived":
             continue
-        if "since_last_changed" in bounds and m.last_changed < bounds["since_last_changed"]:
+        # bounds are exclusive ("after", "before") at the one-second precision shown
+        if "since_last_changed" in bounds and int(m.last_changed) <= bounds["since_last_changed"]:
             continue
-        if "before_last_changed" in bounds and m.last_changed >= bounds["before_last_changed"]:
+        if "before_last_changed" in bounds and int(m.last_changed) >= bounds["before_last_changed"]:
             continue
-        if "since_timestamp_opt" in bounds and m.timestamp_opt < bounds["since_timestamp_opt"]:
+        if "since_timestamp_opt" in bounds and int(m.timestamp_opt) <= bounds["since_timestamp_opt"]:
             continue
-        if "before_timestamp_opt" in bounds and m.timestamp_opt >= bounds["before_timestamp_opt"]:
+        if "before_timestamp_opt" in bounds and int(m.timestamp_opt) >= bounds["before_timestamp_opt"]:
             continue
         if "unsubscribed_since" in bounds and (m.status != "unsubscribed"
-                                               or m.last_changed < bounds["unsubscribed_since"]):
+                                               or int(m.last_changed) <= bounds["unsubscribed_since"]):
             continue
         if email_type and m.email_type != email_type:
             continue
@@ -172,7 +184,7 @@ def get_members(ctx, list_id):
     if sort_field in ("timestamp_opt", "timestamp_signup", "last_changed"):
         items.sort(key=lambda m: getattr(m, sort_field),
                    reverse=a.get("sort_dir", "ASC").upper() == "DESC")
-    doc = {"members": [member_json(lst, m) for m in items[offset:offset + count]],
+    doc = {"members": [member_json(lst, m) for m in page_of(ctx, items)],
            "list_id": lst.id, "total_items": len(items),
            "_links": [link("self", f"/lists/{lst.id}/members")]}
     return _out(ctx, doc)
@@ -225,10 +237,9 @@ def get_member_tags(ctx, list_id, subscriber_hash):
     """``GET .../members/{hash}/tags``."""
     lst = ctx.store.get_list(ctx.account, list_id)
     member = st.member_or_404(lst, subscriber_hash)
-    count, offset = ctx.page()
     items = [{"id": t, "name": lst.tags[t].name, "date_added": iso(added)}
              for t, added in member.tags.items() if t in lst.tags]
-    return _out(ctx, {"tags": items[offset:offset + count], "total_items": len(items),
+    return _out(ctx, {"tags": page_of(ctx, items), "total_items": len(items),
                       "_links": [link("self", f"/lists/{lst.id}/members/{member.id}/tags")]})
 
 
@@ -248,8 +259,8 @@ def get_member_activity(ctx, list_id, subscriber_hash):
     lst = ctx.store.get_list(ctx.account, list_id)
     member = st.member_or_404(lst, subscriber_hash)
     wanted = [a.strip() for a in ctx.args.get("action", "").split(",") if a.strip()]
-    events = [e for e in reversed(member.activity) if not wanted or e["action"] in wanted][:50]
-    items = [campaigns.activity_json(e) for e in events]
+    items = [e for e in campaigns.member_activity(ctx.store, member)
+             if not wanted or e["action"] in wanted][:50]
     return _out(ctx, {"activity": items, "email_id": member.id, "list_id": lst.id,
                       "total_items": len(items),
                       "_links": [link("self", f"/lists/{lst.id}/members/{member.id}/activity")]})
@@ -259,12 +270,11 @@ def get_member_activity(ctx, list_id, subscriber_hash):
 def get_segments(ctx, list_id):
     """``GET /lists/{list_id}/segments`` (tags are the static segments)."""
     lst = ctx.store.get_list(ctx.account, list_id)
-    count, offset = ctx.page()
     kind = ctx.args.get("type")
     tags = [] if kind and kind != "static" else list(lst.tags.values())
     counts = tag_counts(lst) if tags else {}
     return _out(ctx, {"segments": [segment_json(lst, t, counts.get(t.id, 0))
-                                   for t in tags[offset:offset + count]],
+                                   for t in page_of(ctx, tags)],
                       "list_id": lst.id, "total_items": len(tags),
                       "_links": [link("self", f"/lists/{lst.id}/segments")]})
 
@@ -290,10 +300,12 @@ def post_segment(ctx, list_id):
     if lst.tag_by_name(name):
         raise problems.invalid("Sorry, that tag already exists.")
     tag = ctx.store.new_tag(lst, name)
+    t = now()
     for email in emails:
         member = lst.members.get(st.subscriber_hash(email))
-        if member is not None:
-            member.tags.setdefault(tag.id, now())
+        if member is not None and tag.id not in member.tags:
+            member.tags[tag.id] = t
+            member.last_changed = t
     ctx.store.dirty = True
     return 200, segment_json(lst, tag)
 
@@ -318,14 +330,17 @@ def patch_segment(ctx, list_id, segment_id):
     body = ctx.body()
     if isinstance(body.get("name"), str) and body["name"].strip():
         tag.name = body["name"].strip()
+    t = now()
     if "static_segment" in body:
         emails = {st.subscriber_hash(e) for e in _emails(body["static_segment"], "static_segment")}
         for member in lst.members.values():
             if member.id in emails:
-                member.tags.setdefault(tag.id, now())
-            else:
-                member.tags.pop(tag.id, None)
-    tag.updated = now()
+                if tag.id not in member.tags:
+                    member.tags[tag.id] = t
+                    member.last_changed = t
+            elif member.tags.pop(tag.id, None) is not None:
+                member.last_changed = t
+    tag.updated = t
     ctx.store.dirty = True
     return 200, segment_json(lst, tag)
 
@@ -334,8 +349,10 @@ def delete_segment(ctx, list_id, segment_id):
     """``DELETE /lists/{list_id}/segments/{segment_id}``: the tag disappears from members."""
     lst = ctx.store.get_list(ctx.account, list_id)
     tag = _segment(lst, segment_id)
+    t = now()
     for member in lst.members.values():
-        member.tags.pop(tag.id, None)
+        if member.tags.pop(tag.id, None) is not None:
+            member.last_changed = t
     del lst.tags[tag.id]
     ctx.store.dirty = True
     return 204, None
@@ -351,6 +368,7 @@ def bulk_segment(ctx, list_id, segment_id):
     if len(to_add) > SEGMENT_MAX or len(to_remove) > SEGMENT_MAX:
         raise problems.invalid("Maximum allowed member items exceeded, please provide at most 500 "
                                "items in members_to_add field or members_to_remove field")
+    ctx.items = len(to_add) + len(to_remove)
     added, removed, missing_add, missing_remove = [], [], [], []
     t = now()
     for email in to_add:
@@ -386,11 +404,47 @@ def get_segment_members(ctx, list_id, segment_id):
     """``GET /lists/{list_id}/segments/{segment_id}/members``."""
     lst = ctx.store.get_list(ctx.account, list_id)
     tag = _segment(lst, segment_id)
-    count, offset = ctx.page()
     items = [m for m in lst.members.values() if tag.id in m.tags and m.status != "archived"]
-    return _out(ctx, {"members": [member_json(lst, m) for m in items[offset:offset + count]],
+    return _out(ctx, {"members": [member_json(lst, m) for m in page_of(ctx, items)],
                       "total_items": len(items),
                       "_links": [link("self", f"/lists/{lst.id}/segments/{tag.id}/members")]})
+
+
+def post_segment_member(ctx, list_id, segment_id):
+    """``POST /lists/{list_id}/segments/{segment_id}/members`` ``{"email_address"}``: add one
+    member to a static segment; answers the member. A non-member is 404 (as for tags)."""
+    lst = ctx.store.get_list(ctx.account, list_id)
+    tag = _segment(lst, segment_id)
+    body = ctx.body()
+    email = body.get("email_address") if isinstance(body, dict) else None
+    if email is None:
+        raise problems.schema_invalid("", "Required fields were not provided: email_address")
+    if not isinstance(email, str):
+        raise problems.schema_invalid("email_address", st.validation.wrong_type("string", email))
+    member = lst.members.get(st.subscriber_hash(email.strip()))
+    if member is None or member.status == "archived":
+        raise problems.not_found()
+    if tag.id not in member.tags:
+        t = now()
+        member.tags[tag.id] = t
+        member.last_changed = t
+        tag.updated = t
+        ctx.store.dirty = True
+    return 200, member_json(lst, member)
+
+
+def delete_segment_member(ctx, list_id, segment_id, subscriber_hash):
+    """``DELETE /lists/{list_id}/segments/{segment_id}/members/{subscriber_hash}``: 204;
+    removing a member who is not in the segment is accepted (as inactivating an absent tag)."""
+    lst = ctx.store.get_list(ctx.account, list_id)
+    tag = _segment(lst, segment_id)
+    member = st.member_or_404(lst, subscriber_hash)
+    if member.tags.pop(tag.id, None) is not None:
+        t = now()
+        member.last_changed = t
+        tag.updated = t
+        ctx.store.dirty = True
+    return 204, None
 
 
 def tag_search(ctx, list_id):
@@ -406,13 +460,12 @@ def tag_search(ctx, list_id):
 def get_merge_fields(ctx, list_id):
     """``GET /lists/{list_id}/merge-fields`` (filters ``type``, ``required``)."""
     lst = ctx.store.get_list(ctx.account, list_id)
-    count, offset = ctx.page()
     fields = list(lst.merge_fields.values())
     if ctx.args.get("type"):
         fields = [f for f in fields if f.type == ctx.args["type"]]
     if ctx.args.get("required"):
         fields = [f for f in fields if f.required == ctx.flag("required")]
-    return _out(ctx, {"merge_fields": [merge_field_json(lst, f) for f in fields[offset:offset + count]],
+    return _out(ctx, {"merge_fields": [merge_field_json(lst, f) for f in page_of(ctx, fields)],
                       "list_id": lst.id, "total_items": len(fields),
                       "_links": [link("self", f"/lists/{lst.id}/merge-fields")]})
 
@@ -614,6 +667,9 @@ ROUTES = [
     ("/lists/<list_id>/segments/<int:segment_id>", ["PATCH"], patch_segment, True),
     ("/lists/<list_id>/segments/<int:segment_id>", ["DELETE"], delete_segment, True),
     ("/lists/<list_id>/segments/<int:segment_id>/members", ["GET"], get_segment_members, True),
+    ("/lists/<list_id>/segments/<int:segment_id>/members", ["POST"], post_segment_member, True),
+    ("/lists/<list_id>/segments/<int:segment_id>/members/<subscriber_hash>", ["DELETE"],
+     delete_segment_member, True),
     ("/lists/<list_id>/tag-search", ["GET"], tag_search, True),
     ("/lists/<list_id>/merge-fields", ["GET"], get_merge_fields, True),
     ("/lists/<list_id>/merge-fields", ["POST"], post_merge_field, True),

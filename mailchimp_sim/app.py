@@ -36,6 +36,7 @@ class Ctx:
         self.api_key = api_key
         self.args = request.args
         self._body = internal_body
+        self.items = 0  # members or items this call handled (per-member latency model)
 
     @property
     def root_url(self) -> str:
@@ -86,11 +87,14 @@ def template_of(rule: str) -> str:
 class SimApp:
     """The simulator's WSGI callable."""
 
-    def __init__(self, store, dispatcher, latency_ms: float = 0.0):
+    def __init__(self, store, dispatcher, latency_ms: float = 0.0,
+                 latency_per_member_ms: float = 0.0):
         from . import api, batches, control
         self.store = store
         self.dispatcher = dispatcher
         self.latency_ms = latency_ms
+        self.latency_per_member_ms = latency_per_member_ms
+        self.peak: dict[str, int] = {}  # key suffix -> most simultaneous requests seen
         self.handlers: dict = {}
         self.locked: dict = {}
         rules = []
@@ -156,8 +160,7 @@ class SimApp:
         except ApiError as exc:
             return self.problem(exc, request_id)
         except MethodNotAllowed as exc:
-            return self.problem(problems.method_not_allowed(", ".join(exc.valid_methods or [])),
-                                request_id)
+            return self.problem(problems.method_not_allowed(allow_header(exc)), request_id)
         except NotFound:
             return self.problem(problems.not_found(), request_id)
 
@@ -174,10 +177,11 @@ class SimApp:
             key = header.split(None, 1)[1].strip()
         if not key:
             raise problems.key_missing()
-        with self.store.lock:
-            account = self.store.accounts.get(key)
-            if account is None or account.revoked:
-                raise problems.key_invalid()
+        # no store lock: a dict lookup is atomic, and a long locked call (a 100,000-member
+        # campaign) must not hold up every other key's requests at the door
+        account = self.store.accounts.get(key)
+        if account is None or account.revoked:
+            raise problems.key_invalid()
         return account, key
 
     def _api(self, request: Request) -> Response:
@@ -186,6 +190,8 @@ class SimApp:
         adapter = self.url_map.bind_to_environ(request.environ)
         endpoint, template, key, account, counted = None, request.path, "", None, False
         hold = 0.0
+        modelled = 0.0
+        ctx = None
         try:
             try:
                 endpoint, values = adapter.match()
@@ -195,20 +201,26 @@ class SimApp:
             except MethodNotAllowed as exc:
                 values = exc
             account, key = self._authenticate(request)
+            suffix = key[-8:]
             with self.limit_lock:
                 account.inflight += 1
                 counted = True
                 over = account.inflight > MAX_CONNECTIONS
+                if account.inflight > self.peak.get(suffix, 0):
+                    self.peak[suffix] = account.inflight
                 faults = account.faults
             delay = self.latency_ms
+            per_member = self.latency_per_member_ms
             fault_error = None
             if faults is not None:
                 delay += faults.latency_ms
+                per_member += faults.latency_per_member_ms
                 draw = faults.rng.random()
                 if draw < faults.error_rate:
                     fault_error = faults.rng.choice(faults.statuses)
                 elif draw < faults.error_rate + faults.timeout_rate:
                     hold = faults.timeout_seconds
+            modelled = delay
             if delay:
                 time.sleep(delay / 1000.0)
             if over:
@@ -217,9 +229,16 @@ class SimApp:
                 raise fault_problem(fault_error)
             if values is None or endpoint is None or not endpoint.startswith("api:"):
                 if isinstance(values, MethodNotAllowed):
-                    raise problems.method_not_allowed(", ".join(values.valid_methods or []))
+                    raise problems.method_not_allowed(allow_header(values))
                 raise problems.not_found()
-            response = self.run_handler(endpoint, values, request, account, key, request_id)
+            ctx = Ctx(self, request, account, key)
+            response = self.run_handler(endpoint, values, request, account, key, request_id,
+                                        ctx=ctx)
+            if per_member and ctx.items:
+                # after the handler, outside the store lock: other requests go on meanwhile
+                extra = per_member * ctx.items
+                modelled += extra
+                time.sleep(extra / 1000.0)
         except ApiError as exc:
             response = self.problem(exc, request_id)
         except Exception:  # a bug in the simulator: answer like Mailchimp's 5xx, keep serving
@@ -233,6 +252,8 @@ class SimApp:
         duration = (time.monotonic() - started) * 1000.0
         entry = {"method": request.method, "path": request.path, "path_template": template,
                  "status": response.status_code, "duration_ms": round(duration, 2),
+                 "modelled_latency_ms": round(modelled, 3),
+                 "items": ctx.items if ctx is not None else 0,
                  "key_suffix": key[-8:] if key else ""}
         with self.log_lock:
             entry["seq"] = next(self.seq)
@@ -242,9 +263,10 @@ class SimApp:
         return response
 
     def run_handler(self, endpoint, values, request, account, key, request_id,
-                    internal_body=None) -> Response:
+                    internal_body=None, ctx: Ctx | None = None) -> Response:
         """Run one API handler (under the store lock unless it locks itself)."""
-        ctx = Ctx(self, request, account, key, internal_body)
+        if ctx is None:
+            ctx = Ctx(self, request, account, key, internal_body)
         handler = self.handlers[endpoint]
         if request.method in ("POST", "PUT", "PATCH"):
             ctx.body()  # parse before taking the lock: a 500-member body is ~100 KB
@@ -262,9 +284,29 @@ class SimApp:
             return [e for e in self.log if e["seq"] > since]
 
     def clear_requests(self) -> None:
-        """Empty the request log (sequence numbers keep increasing)."""
+        """Empty the request log (sequence numbers keep increasing) and restart the peak
+        concurrency counts from what is in flight now."""
         with self.log_lock:
             self.log.clear()
+        with self.limit_lock:
+            self.peak = {a.api_key[-8:]: a.inflight
+                         for a in list(self.store.accounts.values()) if a.inflight}
+
+    def peak_concurrency(self) -> dict[str, int]:
+        """Most simultaneous ``/3.0`` requests seen per key suffix since the last clear
+        (the 11th of a key counts too, though it was answered 429)."""
+        with self.limit_lock:
+            return dict(self.peak)
+
+
+METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allow_header(exc: MethodNotAllowed) -> str:
+    """The ``Allow`` value for a 405: the route's own methods, without the ``HEAD`` and
+    ``OPTIONS`` werkzeug adds on its own (Mailchimp lists e.g. ``GET, PUT``)."""
+    methods = set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"}
+    return ", ".join(m for m in METHOD_ORDER if m in methods)
 
 
 def fault_problem(status: int) -> ApiError:

@@ -21,7 +21,9 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from . import problems
+from .app import allow_header
 from .render import link
+from .validation import wrong_type
 from .store import Batch, iso, now
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -49,8 +51,7 @@ def post_batches(ctx):
                 or not isinstance(op.get("path"), str):
             raise problems.schema_invalid("operations", "Required fields were not provided: method, path")
         if "body" in op and not isinstance(op["body"], str):
-            raise problems.schema_invalid("operations.body", "Schema describes string, "
-                                          f"{type(op['body']).__name__} found instead")
+            raise problems.schema_invalid("operations.body", wrong_type("string", op["body"]))
     pending = sum(1 for b in ctx.store.batches.values()
                   if b.api_key == ctx.api_key and b.status != "finished")
     if pending >= 500:
@@ -183,7 +184,7 @@ class Runner:
             try:
                 endpoint, values = self.app.url_map.bind_to_environ(environ).match()
             except MethodNotAllowed as exc:
-                raise problems.method_not_allowed(", ".join(exc.valid_methods or [])) from None
+                raise problems.method_not_allowed(allow_header(exc)) from None
             except NotFound:
                 raise problems.not_found() from None
             if not endpoint.startswith("api:") or "batches" in endpoint:

@@ -99,17 +99,19 @@ def restore(ctx, api_key):
 
 def set_faults(ctx):
     """``POST /_sim/faults`` ``{api_key, error_rate, statuses, timeout_rate, latency_ms,
-    timeout_seconds, seed}``."""
+    latency_per_member_ms, timeout_seconds, seed}``."""
     body = _body(ctx)
     with ctx.store.lock:
         account = _account(ctx, body.get("api_key", ""))
         try:
             faults = Faults(body.get("error_rate", 0.0), body.get("statuses", (429, 500, 503)),
                             body.get("timeout_rate", 0.0), body.get("latency_ms", 0),
-                            body.get("timeout_seconds", 30.0), body.get("seed"))
+                            body.get("timeout_seconds", 30.0), body.get("seed"),
+                            body.get("latency_per_member_ms", 0))
         except (TypeError, ValueError) as exc:
             raise _bad(f"bad fault settings: {exc}") from None
-        empty = not (faults.error_rate or faults.timeout_rate or faults.latency_ms)
+        empty = not (faults.error_rate or faults.timeout_rate or faults.latency_ms
+                     or faults.latency_per_member_ms)
         account.faults = None if empty else faults
         return 200, {"api_key": account.api_key, **faults.to_dict()}
 
@@ -121,39 +123,94 @@ def clear_faults(ctx, api_key):
     return 204, None
 
 
+def _find_member(store, lst, slot: str, action: str, body: dict):
+    """The member an action is about; ``resubscribe-via-form`` signs up an unknown address."""
+    member = lst.members.get(st.resolve_hash(lst, slot))
+    if member is None and action == "resubscribe-via-form":
+        email = body.get("email_address") or (slot if "@" in slot else "")
+        if not email:
+            raise problems.not_found()
+        lst.forgotten.discard(st.subscriber_hash(email))
+        member = st.Member(email, next(store.web_ids))
+        member.status = "new"
+        member.source = "Hosted Signup Form"
+        lst.members[member.id] = member
+        lst.contacts[member.contact_id] = member
+    if member is None:
+        raise problems.not_found()
+    return member
+
+
+def _run_action(ctx, lst, slot: str, action: str, body: dict):
+    """One action under the store lock; the member after it (None after a permanent delete)."""
+    if action not in ACTIONS:
+        raise _bad(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if not isinstance(body, dict):
+        raise _bad("the action's data must be an object")
+    member = _find_member(ctx.store, lst, slot, action, body)
+    try:
+        ctx.app.dispatcher.emit_delay = float(body.get("webhook_delay_s") or 0)
+        result = _act(ctx.store, lst, member, action, body)
+    finally:
+        ctx.app.dispatcher.emit_delay = 0.0
+    ctx.store.dirty = True
+    return result
+
+
 def member_action(ctx, list_id, subscriber_hash, action):
     """``POST /_sim/lists/{list_id}/members/{hash}/actions/{action}``: a change made on
     Mailchimp's side (by the contact or in the UI), firing the webhook Mailchimp would."""
-    if action not in ACTIONS:
-        raise _bad(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
     body = _body(ctx)
-    store = ctx.store
-    with store.lock:
-        lst = store.lists.get(list_id)
+    with ctx.store.lock:
+        lst = ctx.store.lists.get(list_id)
         if lst is None:
             raise problems.not_found()
-        h = st.resolve_hash(lst, subscriber_hash)
-        member = lst.members.get(h)
-        if member is None and action == "resubscribe-via-form":
-            email = body.get("email_address") or (subscriber_hash if "@" in subscriber_hash else "")
-            if not email:
-                raise problems.not_found()
-            lst.forgotten.discard(st.subscriber_hash(email))
-            member = st.Member(email, next(store.web_ids))
-            member.status = "new"
-            member.source = "Hosted Signup Form"
-            lst.members[member.id] = member
-            lst.contacts[member.contact_id] = member
-        if member is None:
-            raise problems.not_found()
-        try:
-            ctx.app.dispatcher.emit_delay = float(body.get("webhook_delay_s") or 0)
-            result = _act(store, lst, member, action, body)
-        finally:
-            ctx.app.dispatcher.emit_delay = 0.0
-        store.dirty = True
+        result = _run_action(ctx, lst, subscriber_hash, action, body)
         return 200, {"action": action,
                      "member": None if result is None else member_json(lst, result)}
+
+
+def bulk_actions(ctx, list_id):
+    """``POST /_sim/lists/{list_id}/members/bulk-actions`` ``{"actions": [{"email", "action",
+    "data"}]}``: many member actions in one call (e.g. 1,000 admin edits before a
+    reconciliation), each as its own ``.../actions/{action}`` would do it. One failing
+    action does not stop the others; the answer lists each outcome in order."""
+    body = _body(ctx)
+    actions = body.get("actions")
+    if not isinstance(actions, list):
+        raise _bad("actions must be a list of {email, action, data}")
+    results, done = [], 0
+    with ctx.store.lock:
+        lst = ctx.store.lists.get(list_id)
+        if lst is None:
+            raise problems.not_found()
+        for item in actions:
+            if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+                results.append({"email": None, "ok": False, "status": 400,
+                                "error": "each item needs an email"})
+                continue
+            email, action = item["email"], item.get("action")
+            try:
+                _run_action(ctx, lst, email, action, item.get("data") or {})
+            except problems.ApiError as exc:
+                results.append({"email": email, "action": action, "ok": False,
+                                "status": exc.status, "error": exc.detail})
+            else:
+                done += 1
+                results.append({"email": email, "action": action, "ok": True})
+    return 200, {"done": done, "failed": len(results) - done, "results": results}
+
+
+FORM_IP = "203.0.113.7"  # documentation address (RFC 5737) for form signups
+
+
+def _edit_tags(store, lst, member, items) -> bool:
+    """Tags changed by an admin in the UI: ``[{name, status: active|inactive}]``."""
+    if not isinstance(items, list):
+        raise _bad("tags must be a list of {name, status}")
+    before = set(member.tags)
+    st.set_tags(store, lst, member, items)
+    return set(member.tags) != before
 
 
 def _act(store, lst, member, action, body):
@@ -168,11 +225,14 @@ def _act(store, lst, member, action, body):
         if member.status != "subscribed":
             raise _bad(f"{member.email} is {member.status}")
         st.set_status(store, lst, member, "unsubscribed", "user", origin="self",
-                      reason="Abuse report", campaign_id=body.get("campaign_id", ""))
+                      reason="Abuse report", campaign_id=body.get("campaign_id", ""),
+                      hook_reason="abuse")
     elif action == "resubscribe-via-form":
         if member.status == "subscribed":
             raise _bad(f"{member.email} is already subscribed")
         member.compliance = ""
+        member.ip_opt = member.ip_opt or FORM_IP
+        member.ip_signup = member.ip_signup or FORM_IP
         for tag, value in (body.get("merge_fields") or {}).items():
             if tag.upper() in lst.merge_fields:
                 member.merge[tag.upper()] = value
@@ -193,23 +253,25 @@ def _act(store, lst, member, action, body):
         st.rename(store, lst, member, new_email.strip(), "user")
     elif action == "edit-profile":
         changed = False
-        for tag, value in (body.get("merge_fields") or {}).items():
+        merge = body.get("merge_fields") or {}
+        if not isinstance(merge, dict):
+            raise _bad("merge_fields must be an object")
+        for tag, value in merge.items():
             if tag.upper() in lst.merge_fields and member.merge.get(tag.upper(), "") != value:
                 member.merge[tag.upper()] = value
                 changed = True
-        if body.get("email_type") in ("html", "text"):
+        if body.get("email_type") in ("html", "text") and body["email_type"] != member.email_type:
             member.email_type = body["email_type"]
             changed = True
+        if "tags" in body:
+            _edit_tags(store, lst, member, body["tags"])  # moves last_changed; no webhook
         if changed:
             member.last_changed = now()
             store.emit(lst, "profile", "admin", member)
     elif action == "archive":
         if member.status == "archived":
             raise _bad(f"{member.email} is already archived")
-        member.status_before_archive = member.status
-        member.status = "archived"
-        member.last_changed = now()
-        store.emit(lst, "unsubscribe", "admin", member, action="delete", reason="manual")
+        st.archive_now(store, member)
     elif action == "delete-permanently":
         st.delete_permanent(store, lst, member, "admin")
         return None
@@ -220,7 +282,7 @@ def send_campaign(ctx, list_id):
     """``POST /_sim/lists/{list_id}/campaigns`` ``{seed, subject, open_rate, ...}``."""
     body = _body(ctx)
     allowed = {"seed", "subject", "title", "open_rate", "click_rate", "bounce_rate",
-               "soft_bounce_rate", "unsubscribe_rate", "send_time", "urls"}
+               "soft_bounce_rate", "unsubscribe_rate", "send_time", "urls", "recipients_limit"}
     unknown = set(body) - allowed
     if unknown:
         raise _bad(f"unknown campaign settings: {', '.join(sorted(unknown))}")
@@ -231,10 +293,11 @@ def send_campaign(ctx, list_id):
         campaign = campaigns.simulate(ctx.store, lst, **body)
         doc = campaigns.campaign_json(ctx.store, campaign)
         doc["simulation"] = {
-            "recipients": len(campaign.recipients),
-            "hard_bounces": sum(1 for r in campaign.recipients if r["status"] == "hard"),
-            "soft_bounces": sum(1 for r in campaign.recipients if r["status"] == "soft"),
+            "recipients": len(campaign.hashes),
+            "hard_bounces": campaign.summary["hard_bounces"],
+            "soft_bounces": campaign.summary["soft_bounces"],
             "unsubscribes": len(campaign.unsubscribes),
+            "events": len(campaign.events) // 3,
         }
         return 200, doc
 
@@ -245,7 +308,8 @@ def get_requests(ctx):
         since = int(ctx.args.get("since", 0))
     except ValueError:
         raise _bad("since must be an integer") from None
-    return 200, {"requests": ctx.app.requests_since(since)}
+    return 200, {"requests": ctx.app.requests_since(since),
+                 "peak_concurrency": ctx.app.peak_concurrency()}
 
 
 def delete_requests(ctx):
@@ -316,6 +380,7 @@ ROUTES = [
     ("/accounts/<api_key>/restore", ["POST"], restore),
     ("/faults", ["POST"], set_faults),
     ("/faults/<api_key>", ["DELETE"], clear_faults),
+    ("/lists/<list_id>/members/bulk-actions", ["POST"], bulk_actions),
     ("/lists/<list_id>/members/<subscriber_hash>/actions/<action>", ["POST"], member_action),
     ("/lists/<list_id>/campaigns", ["POST"], send_campaign),
     ("/requests", ["GET"], get_requests),

@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 import time
+from array import array
 
 from .store import Account, AudienceList, Campaign, Member, MergeField, Store, Tag, Webhook
 
@@ -30,7 +31,8 @@ def _member_copy(m: Member) -> dict:
     doc["merge"] = dict(m.merge)
     doc["interests"] = dict(m.interests)
     doc["tags"] = list(m.tags.items())
-    doc["activity"] = list(m.activity)
+    doc["activity"] = m.activity.tolist()
+    doc["marketing_permissions"] = dict(m.marketing_permissions or {})
     return doc
 
 
@@ -49,7 +51,7 @@ def _snapshot(store: Store) -> dict:
             doc["webhooks"] = [dict(vars(h)) for h in lst.webhooks.values()]
             lists.append((lst.id, doc))
             members.extend((lst.id, m.id, _member_copy(m)) for m in lst.members.values())
-        camps = [(c.id, dict(vars(c))) for c in store.campaigns.values()]
+        camps = [(c.id, c.to_doc()) for c in store.campaigns.values()]
         store.dirty = False
     dumps = json.dumps
     return {"accounts": [(k, dumps(d)) for k, d in accounts],
@@ -125,15 +127,25 @@ def load(store: Store, path: str) -> None:
             for k in Member.__slots__:
                 setattr(member, k, d[k])
             member.tags = {int(k): v for k, v in d["tags"]}
+            member.activity = array("l", d["activity"] if isinstance(d["activity"], list)
+                                    and all(isinstance(x, int) for x in d["activity"]) else [])
+            if not isinstance(member.marketing_permissions, dict):
+                member.marketing_permissions = {}
             max_web = max(max_web, member.web_id)
             if list_id in store.lists:
                 store.lists[list_id].members[h] = member
                 store.lists[list_id].contacts[member.contact_id] = member
+        max_serial = 0
         for cid, doc in rows["campaigns"]:
-            campaign = Campaign.__new__(Campaign)
-            vars(campaign).update(json.loads(doc))
+            d = json.loads(doc)
+            if "events" not in d:  # saved by an older simulator: its activity is not kept
+                continue
+            campaign = Campaign.from_doc(d)
             max_web = max(max_web, campaign.web_id)
+            max_serial = max(max_serial, campaign.serial)
             store.campaigns[cid] = campaign
+            store.by_serial[campaign.serial] = campaign
+        store.campaign_serials = itertools.count(max_serial + 1)
         store.web_ids = itertools.count(max_web + 1)
         store.tag_ids = itertools.count(max_tag + 1)
         store.dirty = False

@@ -55,8 +55,12 @@ def member_json(lst: AudienceList, m: Member) -> dict:
     }
     if m.interests:
         doc["interests"] = dict(m.interests)
-    if m.marketing_permissions:
-        doc["marketing_permissions"] = [dict(p, text="") for p in m.marketing_permissions]
+    if lst.permissions:
+        granted = m.marketing_permissions or {}
+        doc["marketing_permissions"] = [
+            {"marketing_permission_id": p["marketing_permission_id"], "text": p["text"],
+             "enabled": bool(granted.get(p["marketing_permission_id"], False))}
+            for p in lst.permissions]
     if m.status == "unsubscribed":
         doc["unsubscribe_reason"] = m.unsubscribe_reason
     return doc

@@ -29,6 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8470, help="0 picks a free port")
     p.add_argument("--latency-ms", type=float, default=0.0,
                    help="added to every /3.0 call (simulates the network)")
+    p.add_argument("--latency-per-member-ms", type=float, default=0.0,
+                   help="added per member/item of bulk calls and paged reads (latency model)")
     p.add_argument("--data", help="SQLite file to load at start and save to")
     p.add_argument("--save-interval", type=float, default=5.0, help="seconds between saves")
     p.add_argument("--bootstrap-key", help="create an account with this exact API key")
@@ -68,7 +70,8 @@ class Runtime:
             if args.bootstrap_list and not account.list_ids:
                 self.store.add_list(account, default_list_body(args.bootstrap_list))
         self.dispatcher = Dispatcher(self.store, retry_scale=args.webhook_retry_scale)
-        self.app = SimApp(self.store, self.dispatcher, latency_ms=args.latency_ms)
+        self.app = SimApp(self.store, self.dispatcher, latency_ms=args.latency_ms,
+                          latency_per_member_ms=args.latency_per_member_ms)
         self.saver = (persistence.Saver(self.store, args.data, args.save_interval)
                       if args.data else None)
         self.app.saver = self.saver

@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+from array import array
 from datetime import datetime, timezone
 
 from . import problems, validation
@@ -85,18 +86,22 @@ class Faults:
     """Per-key fault injection: random errors, held (timed-out) responses, extra latency."""
 
     def __init__(self, error_rate=0.0, statuses=(429, 500, 503), timeout_rate=0.0,
-                 latency_ms=0, timeout_seconds=30.0, seed=None):
+                 latency_ms=0, timeout_seconds=30.0, seed=None, latency_per_member_ms=0):
         self.error_rate = float(error_rate)
         self.statuses = tuple(int(s) for s in statuses) or (500,)
         self.timeout_rate = float(timeout_rate)
         self.latency_ms = float(latency_ms)
         self.timeout_seconds = float(timeout_seconds)
+        self.latency_per_member_ms = float(latency_per_member_ms)
+        if min(self.latency_ms, self.latency_per_member_ms, self.timeout_seconds) < 0:
+            raise ValueError("latencies and timeout_seconds cannot be negative")
         self.rng = random.Random(seed)
 
     def to_dict(self) -> dict:
         """The settings as the control API shows them."""
         return {"error_rate": self.error_rate, "statuses": list(self.statuses),
                 "timeout_rate": self.timeout_rate, "latency_ms": self.latency_ms,
+                "latency_per_member_ms": self.latency_per_member_ms,
                 "timeout_seconds": self.timeout_seconds}
 
 
@@ -178,13 +183,13 @@ class Member:
         self.language = ""
         self.vip = False
         self.location = {"latitude": 0, "longitude": 0}
-        self.marketing_permissions: list = []
+        self.marketing_permissions: dict = {}  # marketing_permission_id -> enabled
         self.source = "API - Generic"
         self.tags: dict[int, float] = {}
         self.unsubscribe_reason = ""
         self.compliance = ""
         self.status_before_archive = ""
-        self.activity: list = []
+        self.activity = array("l")  # (campaign serial, recipient index) pairs, oldest first
         self.member_rating = 2
 
 
@@ -205,6 +210,9 @@ class AudienceList:
         self.email_type_option = bool(body.get("email_type_option", False))
         self.double_optin = bool(body.get("double_optin", False))
         self.marketing_permissions = bool(body.get("marketing_permissions", False))
+        self.permissions: list[dict] = []
+        if self.marketing_permissions:
+            self.enable_permissions()
         self.date_created = now()
         self.members: dict[str, Member] = {}
         self.contacts: dict[str, Member] = {}
@@ -219,6 +227,17 @@ class AudienceList:
         self.u = secrets.token_hex(12)
         for order, (tag, name, kind) in enumerate(DEFAULT_MERGE_FIELDS, start=1):
             self.add_merge_field(tag, name, kind, display_order=order + 1)
+
+    permissions: list = []  # for audiences loaded from files saved before GDPR fields existed
+
+    def enable_permissions(self) -> None:
+        """Give a GDPR audience Mailchimp's three default permissions (once; ids are fixed
+        per audience, as members' GETs show them, API-NOTES §7)."""
+        if not self.permissions:
+            self.permissions = [
+                {"marketing_permission_id": hashlib.md5(f"{self.id}:{text}".encode()).hexdigest()[:10],
+                 "text": text}
+                for text in ("Email", "Direct Mail", "Customized Online Advertising")]
 
     def add_merge_field(self, tag, name, kind, **kw) -> MergeField:
         """Append a merge field with the next ``merge_id``."""
@@ -237,20 +256,55 @@ class AudienceList:
 
 
 class Campaign:
-    """A sent campaign and its recorded activity (see :mod:`mailchimp_sim.campaigns`)."""
+    """A sent campaign and its recorded activity (see :mod:`mailchimp_sim.campaigns`).
 
-    def __init__(self, campaign_id: str, web_id: int, list_id: str, api_key: str):
+    Kept compact because a benchmark sends 20 campaigns to 100,000 members (about a million
+    events): recipient ``hashes`` and ``emails`` share the members' strings, ``status`` is one
+    byte per recipient (0 sent, 1 hard bounce, 2 soft bounce), and the events of recipient
+    ``i`` are the triples ``(action code, epoch second, url index)`` in
+    ``events[3*offsets[i]:3*offsets[i+1]]`` (codes in ``campaigns.ACTIONS``).
+    """
+
+    def __init__(self, campaign_id: str, web_id: int, list_id: str, api_key: str, serial: int = 0):
         self.id = campaign_id
         self.web_id = web_id
+        self.serial = serial
         self.list_id = list_id
         self.api_key = api_key
+        self.seed = 0
         self.subject = ""
         self.title = ""
         self.create_time = now()
         self.send_time = now()
-        self.recipients: list[dict] = []   # {hash, email, status(sent|hard|soft), merge, vip}
-        self.activity: dict[str, list] = {}  # hash -> [{action,type,timestamp,url,ip}]
-        self.unsubscribes: list[dict] = []   # {hash, email, timestamp, reason, merge, vip}
+        self.urls: list[str] = []
+        self.hashes: list[str] = []
+        self.emails: list[str] = []
+        self.status = bytearray()
+        self.offsets = array("l", [0])
+        self.events = array("q")
+        self.unsubscribes: list[tuple[int, int]] = []  # (recipient index, epoch second)
+        self.summary: dict = {}
+        self.active_cache: dict = {}  # ``since`` → recipient indexes with activity after it
+
+    def to_doc(self) -> dict:
+        """A JSON-able copy (for ``--data``)."""
+        doc = {k: v for k, v in vars(self).items() if k != "active_cache"}
+        doc["status"] = self.status.hex()
+        doc["offsets"] = self.offsets.tolist()
+        doc["events"] = self.events.tolist()
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Campaign":
+        """The campaign :meth:`to_doc` saved."""
+        c = cls.__new__(cls)
+        vars(c).update(doc)
+        c.status = bytearray.fromhex(doc["status"])
+        c.offsets = array("l", doc["offsets"])
+        c.events = array("q", doc["events"])
+        c.unsubscribes = [tuple(u) for u in doc["unsubscribes"]]
+        c.active_cache = {}
+        return c
 
 
 class Batch:
@@ -285,6 +339,8 @@ class Store:
             self.accounts: dict[str, Account] = {}
             self.lists: dict[str, AudienceList] = {}
             self.campaigns: dict[str, Campaign] = {}
+            self.by_serial: dict[int, Campaign] = {}
+            self.campaign_serials = itertools.count(1)
             self.batches: dict[str, Batch] = {}
             self.throttled: set[str] = set()
             self.web_ids = itertools.count(100001)
@@ -348,29 +404,76 @@ def member_or_404(lst: AudienceList, slot: str) -> Member:
     return member
 
 
-def check_body_shapes(body: dict, *, statuses=WRITABLE_STATUSES) -> None:
-    """Schema checks common to member writes (API-NOTES §1.7, schema errors)."""
+def shape_errors(lst: AudienceList | None, body, *, statuses=WRITABLE_STATUSES,
+                 prefix: str = "") -> list:
+    """Schema errors of a member write, in Mailchimp's wording (API-NOTES §1.7): wrong JSON
+    types, values outside an enum. ``prefix`` names a batch item (``members.item:3.``)."""
+    V = validation
     if not isinstance(body, dict):
-        raise problems.schema_invalid("", "This value should be of type object")
+        return [{"field": prefix.rstrip("."), "message": V.wrong_type("object", body)}]
+    errors = []
     if "email_address" in body:
         email = body["email_address"]
-        if email is None:
-            raise problems.schema_invalid("email_address", "Schema describes string, NULL found instead")
         if not isinstance(email, str):
-            raise problems.schema_invalid("email_address", "Schema describes string, "
-                                          f"{type(email).__name__} found instead")
-        if not email.strip():
-            raise problems.schema_invalid("email_address", "This value should not be blank.")
+            errors.append({"field": prefix + "email_address",
+                           "message": V.wrong_type("string", email)})
+        elif not email.strip() and not prefix:
+            errors.append({"field": "email_address", "message": "This value should not be blank."})
     for key in ("status", "status_if_new"):
         if key in body and body[key] not in statuses:
-            raise problems.schema_invalid(key, "Data did not match any of the schemas described in anyOf.")
+            errors.append({"field": prefix + key, "message": V.NOT_ACCEPTED})
     if "email_type" in body and body["email_type"] not in ("html", "text"):
-        raise problems.schema_invalid("email_type", "Data did not match any of the schemas described in anyOf.")
-    if "marketing_permissions" in body and not isinstance(body["marketing_permissions"], list):
-        raise problems.schema_invalid("marketing_permissions", "This value should be of type array")
-    if "tags" in body and not isinstance(body["tags"], list):
-        raise problems.schema_invalid("tags", "This value should be of type array")
-    validation.check_merge_shapes(body.get("merge_fields"))
+        errors.append({"field": prefix + "email_type", "message": V.NOT_ACCEPTED})
+    for key, expected, kinds in (("vip", "boolean", (bool,)),
+                                 ("language", "string", (str,)),
+                                 ("ip_signup", "string", (str,)), ("ip_opt", "string", (str,)),
+                                 ("location", "object", (dict,)),
+                                 ("interests", "object", (dict,))):
+        if key in body and body[key] is not None and not isinstance(body[key], kinds):
+            errors.append({"field": prefix + key, "message": V.wrong_type(expected, body[key])})
+    if not prefix:  # not in the batch-subscribe item schema (ignored there)
+        if "marketing_permissions" in body and not isinstance(body["marketing_permissions"], list):
+            errors.append({"field": "marketing_permissions",
+                           "message": "This value should be of type array"})
+        if "tags" in body and not isinstance(body["tags"], list):
+            errors.append({"field": "tags", "message": "This value should be of type array"})
+    errors.extend(V.merge_shape_errors(lst.merge_fields if lst is not None else None,
+                                       body.get("merge_fields"), prefix))
+    return errors
+
+
+def check_body_shapes(body, *, statuses=WRITABLE_STATUSES, lst: AudienceList | None = None) -> None:
+    """Refuse a member write whose body fails the request schema (400 Invalid Resource)."""
+    errors = shape_errors(lst, body, statuses=statuses)
+    if errors:
+        raise problems.ApiError(400, "Invalid Resource", problems.SCHEMA_DETAIL, errors)
+    if lst is not None and isinstance(body.get("marketing_permissions"), list):
+        check_permissions(lst, body["marketing_permissions"])
+
+
+def check_permissions(lst: AudienceList, items: list) -> None:
+    """Each ``{marketing_permission_id, enabled}`` must name one of the audience's
+    permissions (API-NOTES §7); an unknown id is refused, not stored."""
+    known = {p["marketing_permission_id"] for p in lst.permissions}
+    errors = []
+    for i, item in enumerate(items):
+        field = f"marketing_permissions.item:{i}"
+        if not isinstance(item, dict):
+            errors.append({"field": field, "message": validation.wrong_type("object", item)})
+            continue
+        pid = item.get("marketing_permission_id")
+        if not isinstance(pid, str):
+            errors.append({"field": field + ".marketing_permission_id",
+                           "message": validation.wrong_type("string", pid)})
+        elif pid not in known:
+            errors.append({"field": field + ".marketing_permission_id",
+                           "message": f"The marketing permission '{pid}' does not exist on "
+                                      "this audience."})
+        if "enabled" in item and not isinstance(item["enabled"], bool):
+            errors.append({"field": field + ".enabled",
+                           "message": validation.wrong_type("boolean", item["enabled"])})
+    if errors:
+        raise problems.ApiError(400, "Invalid Resource", problems.SCHEMA_DETAIL, errors)
 
 
 def _check_merge(lst: AudienceList, values, *, creating: bool, skip: bool) -> None:
@@ -412,11 +515,12 @@ def _apply_fields(lst: AudienceList, member: Member, body: dict) -> bool:
                 setattr(member, key, parse_iso(str(body[key])))
             except problems.ApiError:
                 pass
-    if "marketing_permissions" in body:
-        member.marketing_permissions = [
-            {"marketing_permission_id": str(p.get("marketing_permission_id", "")),
-             "enabled": bool(p.get("enabled"))}
-            for p in body["marketing_permissions"] if isinstance(p, dict)]
+    if isinstance(body.get("marketing_permissions"), list):
+        granted = dict(member.marketing_permissions or {})
+        for item in body["marketing_permissions"]:
+            if isinstance(item, dict) and "enabled" in item:
+                granted[item["marketing_permission_id"]] = bool(item["enabled"])
+        member.marketing_permissions = granted
     return changed
 
 
@@ -428,7 +532,7 @@ def check_can_take(member: Member, status: str) -> None:
 
 def set_status(store: Store, lst: AudienceList, member: Member, status: str, source: str,
                *, origin: str = "admin", reason: str = "", campaign_id: str = "",
-               action: str = "unsub", **quirks) -> None:
+               action: str = "unsub", hook_reason: str = "manual", **quirks) -> None:
     """Move a member to ``status``, recording who did it, and fire the matching webhook.
 
     ``origin`` says who unsubscribed: ``admin`` (API or Mailchimp UI: reversible through
@@ -448,12 +552,19 @@ def set_status(store: Store, lst: AudienceList, member: Member, status: str, sou
         lst.last_sub = t
         store.emit(lst, "subscribe", source, member)
     elif status == "unsubscribed":
+        earlier = member.unsubscribe_reason
         member.unsubscribe_reason = reason or (SELF_UNSUB_REASON if origin == "self"
                                                else ADMIN_UNSUB_REASON)
-        member.compliance = "unsubscribe" if origin == "self" else ""
+        if origin == "self":
+            member.compliance = "unsubscribe"
+        elif member.compliance == "unsubscribe":
+            # an admin or API unsubscribe keeps an earlier compliance state (only a form
+            # signup lifts it), and with it the contact's own reason: a reader of
+            # unsubscribe_reason must still see that the person unsubscribed themself
+            member.unsubscribe_reason = earlier or SELF_UNSUB_REASON
         lst.last_unsub = t
         store.emit(lst, "unsubscribe", source, member, action=action,
-                   reason="manual", campaign_id=campaign_id, **quirks)
+                   reason=hook_reason, campaign_id=campaign_id, **quirks)
     elif status == "cleaned":
         member.compliance = "bounce"
         store.emit(lst, "cleaned", source, member, reason=reason or "hard", campaign_id=campaign_id)
@@ -566,7 +677,7 @@ def rename(store: Store, lst: AudienceList, member: Member, new_email: str, sour
 
 def post_member(store: Store, lst: AudienceList, body: dict, *, skip_merge: bool) -> Member:
     """``POST /lists/{id}/members``: add; 400 Member Exists unless archived (§1.4)."""
-    check_body_shapes(body)
+    check_body_shapes(body, lst=lst)
     missing = [k for k in ("email_address", "status") if k not in body]
     if missing:
         raise problems.schema_invalid("", "Required fields were not provided: " + ", ".join(missing))
@@ -587,8 +698,11 @@ def post_member(store: Store, lst: AudienceList, body: dict, *, skip_merge: bool
 
 def put_member(store: Store, lst: AudienceList, slot: str, body: dict, *,
                skip_merge: bool) -> Member:
-    """``PUT /lists/{id}/members/{hash}``: upsert, rename through the old hash (§1.3, §14.4-5)."""
-    check_body_shapes(body)
+    """``PUT /lists/{id}/members/{hash}``: upsert, rename through the old hash (§1.3, §14.4-5).
+
+    A PUT that creates the member takes ``status_if_new`` when given, ``status`` otherwise
+    (MailChimp.Net #45: "If they are new members then the statusifnew is used")."""
+    check_body_shapes(body, lst=lst)
     h = resolve_hash(lst, slot)
     member = lst.members.get(h)
     email = (body.get("email_address") or "").strip()
@@ -598,7 +712,7 @@ def put_member(store: Store, lst: AudienceList, slot: str, body: dict, *,
         if h in lst.forgotten:
             raise problems.not_found()
         raise problems.schema_invalid("", "Required fields were not provided: email_address")
-    status = body.get("status") or body.get("status_if_new")
+    status = body.get("status_if_new") or body.get("status")
     if not status:
         raise problems.schema_invalid("", "Required fields were not provided: status_if_new")
     target = lst.members.get(subscriber_hash(email))
@@ -612,7 +726,7 @@ def put_member(store: Store, lst: AudienceList, slot: str, body: dict, *,
 def patch_member(store: Store, lst: AudienceList, slot: str, body: dict, *,
                  skip_merge: bool) -> Member:
     """``PATCH /lists/{id}/members/{hash}``: update only; no ``transactional`` (§1.4)."""
-    check_body_shapes(body, statuses=PATCH_STATUSES)
+    check_body_shapes(body, statuses=PATCH_STATUSES, lst=lst)
     member = member_or_404(lst, slot)
     return _update(store, lst, member, body, body.get("status"), skip_merge=skip_merge)
 
@@ -624,10 +738,15 @@ def archive(store: Store, lst: AudienceList, member: Member, source: str) -> Non
             405, "Method Not Allowed",
             "This list member cannot be removed. Can not archive a contact that is bounced, "
             "pending or archived", headers={"Allow": "GET, PUT"})
+    archive_now(store, member)
+
+
+def archive_now(store: Store, member: Member) -> None:
+    """Archive without a webhook: no public evidence shows Mailchimp announcing archives
+    (API-NOTES §6.4, §15), so receivers must not count on one."""
     member.status_before_archive = member.status
     member.status = "archived"
     member.last_changed = now()
-    store.emit(lst, "unsubscribe", source, member, action="delete", reason="manual")
     store.dirty = True
 
 
@@ -654,8 +773,7 @@ def set_tags(store: Store, lst: AudienceList, member: Member, items: list) -> No
                 or not item["name"].strip():
             raise problems.schema_invalid("tags", "Required fields were not provided: name")
         if item.get("status") not in ("active", "inactive"):
-            raise problems.schema_invalid("tags.status",
-                                          "Data did not match any of the schemas described in anyOf.")
+            raise problems.schema_invalid("tags.status", validation.NOT_ACCEPTED)
     changed = False
     for item in items:
         tag = lst.tag_by_name(item["name"])
@@ -676,27 +794,34 @@ def batch_subscribe(store: Store, lst: AudienceList, body: dict, *, skip_merge: 
                     skip_duplicates: bool) -> dict:
     """``POST /lists/{id}``: up to 500 members; errors per member, never a failed call (§2)."""
     members = body.get("members")
-    if not isinstance(members, list):
+    if members is None:
         raise problems.schema_invalid("", "Required fields were not provided: members")
+    if not isinstance(members, list):
+        raise problems.schema_invalid("members", validation.wrong_type("array", members))
     if len(members) > 500:
         raise problems.invalid("Maximum allowed member items exceeded, please provide at most "
                                "500 items in members field")
+    # One schema-invalid item refuses the whole call (MailChimp.Net #567: an item whose
+    # status is "" → 400 with field "members.item:0.status"); only per-member problems
+    # (address, existing member, compliance, merge VALUES) go into errors[] of a 200.
+    schema = []
+    for index, item in enumerate(members):
+        schema.extend(shape_errors(lst, item, prefix=f"members.item:{index}."))
+    if schema:
+        raise problems.ApiError(400, "Invalid Resource", problems.SCHEMA_DETAIL, schema)
     update_existing = bool(body.get("update_existing", False))
     created, updated, errors = [], [], []
     seen = set()
     for item in members:
-        email = str((item or {}).get("email_address") or "").strip() if isinstance(item, dict) else ""
+        email = str(item.get("email_address") or "").strip()
         try:
-            if not isinstance(item, dict):
-                raise problems.schema_invalid("members", "This value should be of type object")
             if not email:
                 raise problems.schema_invalid("email_address", "This value should not be blank.")
             h = subscriber_hash(email)
             if h in seen and skip_duplicates:
                 continue
             seen.add(h)
-            clean = {k: v for k, v in item.items() if k != "tags"}
-            check_body_shapes(clean, statuses=PATCH_STATUSES)
+            clean = {k: v for k, v in item.items() if k not in ("tags", "marketing_permissions")}
             status = clean.get("status") or clean.get("status_if_new")
             if not status:
                 raise problems.schema_invalid("status", "Required fields were not provided: status")

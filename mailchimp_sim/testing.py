@@ -95,16 +95,18 @@ class SimControl:
 
     def set_faults(self, api_key: str, error_rate: float = 0.0, statuses=(429, 500, 503),
                    timeout_rate: float = 0.0, latency_ms: float = 0, timeout_seconds: float = 30.0,
-                   seed: int | None = None) -> dict:
+                   seed: int | None = None, latency_per_member_ms: float = 0) -> dict:
         """Inject faults on the key's API calls.
 
         ``error_rate`` of the calls answer one of ``statuses`` (429/500/503 problem documents;
         502 is an HTML page); ``timeout_rate`` of them are processed but answered only after
-        ``timeout_seconds`` (the client times out first); every call waits ``latency_ms`` more.
+        ``timeout_seconds`` (the client times out first); every call waits ``latency_ms`` more,
+        plus ``latency_per_member_ms`` per member of a bulk call or item of a page read.
         ``seed`` makes the draw repeatable.
         """
         body = {"api_key": api_key, "error_rate": error_rate, "statuses": list(statuses),
                 "timeout_rate": timeout_rate, "latency_ms": latency_ms,
+                "latency_per_member_ms": latency_per_member_ms,
                 "timeout_seconds": timeout_seconds}
         if seed is not None:
             body["seed"] = seed
@@ -124,7 +126,8 @@ class SimControl:
 
         ``action``: ``unsubscribe-via-form`` (the contact: later API resubscription is
         refused), ``resubscribe-via-form``, ``unsubscribe-by-admin``, ``bounce`` (cleaned),
-        ``complain``, ``change-email`` (``new_email=``), ``edit-profile`` (``merge_fields=``),
+        ``complain``, ``change-email`` (``new_email=``), ``edit-profile`` (``merge_fields=``,
+        ``tags=[{"name", "status"}]``, ``email_type=``),
         ``archive``, ``delete-permanently``. ``email`` may also be the subscriber hash.
         The unsubscribe actions also take ``omit_action=True`` (no ``data[action]``, as
         in 2017 payloads) and ``repeat_reason=True`` (``data[reason]`` sent twice). Any
@@ -134,6 +137,14 @@ class SimControl:
         """
         return self._call("POST", f"/_sim/lists/{list_id}/members/{email}/actions/{action}",
                           json=data)
+
+    def bulk_member_actions(self, list_id: str, actions) -> dict:
+        """Many :meth:`member_action` calls in one request: ``actions`` is a list of
+        ``{"email", "action", "data"}`` (``data`` as the keyword arguments of
+        :meth:`member_action`). Returns ``{"done", "failed", "results": [{email, action,
+        ok, status?, error?}]}``; a failed action does not stop the others."""
+        return self._call("POST", f"/_sim/lists/{list_id}/members/bulk-actions",
+                          json={"actions": list(actions)})
 
     def throttle_address(self, email: str) -> None:
         """Put ``email`` on the signup throttle: adding or resubscribing it gets 400
@@ -148,17 +159,24 @@ class SimControl:
     def send_campaign(self, list_id: str, seed: int = 1, **kw) -> dict:
         """"Send" a campaign to the audience's subscribed members, with activity drawn from
         ``seed`` (``open_rate``, ``click_rate``, ``bounce_rate``, ``soft_bounce_rate``,
-        ``unsubscribe_rate``, ``subject``, ``send_time``...). Returns the campaign object plus
-        a ``simulation`` summary."""
+        ``unsubscribe_rate``, ``subject``, ``send_time``, ``recipients_limit``...). Activity
+        lies between ``send_time`` (default now) and now. Returns the campaign object plus a
+        ``simulation`` summary."""
         return self._call("POST", f"/_sim/lists/{list_id}/campaigns", json=dict(kw, seed=seed))
 
     def requests_log(self, since: int = 0) -> list[dict]:
         """API calls received after sequence ``since``: ``seq, method, path, path_template,
-        status, duration_ms, key_suffix`` (the key's last 8 characters)."""
+        status, duration_ms, modelled_latency_ms, items, key_suffix`` (the key's last 8
+        characters)."""
         return self._call("GET", "/_sim/requests", params={"since": since})["requests"]
 
+    def peak_concurrency(self) -> dict[str, int]:
+        """The most simultaneous API requests seen per key suffix since the last
+        :meth:`clear_requests` or :meth:`reset` (an 11th, answered 429, counts)."""
+        return self._call("GET", "/_sim/requests", params={"since": 2**62})["peak_concurrency"]
+
     def clear_requests(self) -> None:
-        """Empty the request log."""
+        """Empty the request log and restart the peak concurrency counts."""
         self._call("DELETE", "/_sim/requests")
 
     def webhook_deliveries(self) -> list[dict]:
@@ -182,14 +200,17 @@ class SimControl:
 class SimulatorProcess:
     """Context manager running ``python -m mailchimp_sim`` on a free 127.0.0.1 port.
 
-    ``latency_ms`` is added to every API call; ``data`` is a SQLite file to persist to;
+    ``latency_ms`` is added to every API call and ``latency_per_member_ms`` per member of a
+    bulk call or item of a page read (docs/simulator.md); ``data`` is a SQLite file to persist to;
     ``webhook_retry_scale`` compresses the 75-minute retry schedule (default: first retry
     after about 1 s); ``extra_args`` are passed through.
     """
 
     def __init__(self, latency_ms: float = 0, data: str | os.PathLike | None = None,
-                 webhook_retry_scale: float = 0.004, extra_args=(), start_timeout: float = 20.0):
+                 webhook_retry_scale: float = 0.004, extra_args=(), start_timeout: float = 20.0,
+                 latency_per_member_ms: float = 0):
         self.latency_ms = latency_ms
+        self.latency_per_member_ms = latency_per_member_ms
         self.data = data
         self.webhook_retry_scale = webhook_retry_scale
         self.extra_args = list(extra_args)
@@ -213,6 +234,7 @@ class SimulatorProcess:
         """Start the process and wait for its ready line."""
         cmd = [sys.executable, "-m", "mailchimp_sim", "--host", "127.0.0.1", "--port", "0",
                "--latency-ms", str(self.latency_ms),
+               "--latency-per-member-ms", str(self.latency_per_member_ms),
                "--webhook-retry-scale", str(self.webhook_retry_scale)] + self.extra_args
         if self.data:
             cmd += ["--data", str(self.data)]

@@ -92,14 +92,14 @@ def value_message(field, value) -> str | None:
         if not all(str(value.get(k, "")).strip() for k in needed):
             return "Please enter a complete address"
         return None
-    if isinstance(value, dict):
-        return "Please enter a value"
     text = str(value)
     if kind == "number":
         return None if _is_number(value) else "Please enter a number"
-    if kind == "phone":
+    if kind == "phone" and str((field.options or {}).get("phone_format") or "none").upper() == "US":
+        # only the US format is checked; "none" (the default, "International") takes any text
         digits = re.sub(r"\D", "", text)
-        ok = re.fullmatch(r"[+0-9 ().\-/]+", text) and 6 <= len(digits) <= 20
+        ok = re.fullmatch(r"[+0-9 ().\-]+", text) and (
+            len(digits) == 10 or (len(digits) == 11 and digits.startswith("1")))
         return None if ok else "Please enter a valid phone number"
     if kind in ("date", "birthday"):
         default = "MM/DD" if kind == "birthday" else "MM/DD/YYYY"
@@ -117,16 +117,48 @@ def value_message(field, value) -> str | None:
     return None
 
 
-def check_merge_shapes(merge_fields) -> None:
-    """Schema check of ``merge_fields``: an object of strings, numbers or address objects."""
+def json_type(value) -> str:
+    """The JSON type name of a decoded value, as Mailchimp's schema messages spell it."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def wrong_type(expected: str, value) -> str:
+    """``Schema describes string, NULL found instead`` (API-NOTES §1.7)."""
+    return f"Schema describes {expected}, {json_type(value)} found instead"
+
+
+ANY_OF = "Data did not match any of the schemas described in anyOf."
+NOT_ACCEPTED = "Data presented is not one of the accepted values"
+
+
+def merge_shape_errors(fields_by_tag: dict | None, merge_fields, prefix: str = "") -> list:
+    """Schema errors of ``merge_fields``: an object whose values are strings or numbers, or
+    address objects for address fields (``fields_by_tag`` None: any object is allowed)."""
     if merge_fields is None:
-        return
+        return []
     if not isinstance(merge_fields, dict):
-        raise problems.schema_invalid("merge_fields", "This value should be of type object")
+        return [{"field": prefix + "merge_fields", "message": wrong_type("object", merge_fields)}]
+    errors = []
     for tag, value in merge_fields.items():
         if value is None or isinstance(value, (list, bool)):
-            raise problems.schema_invalid(
-                f"merge_fields.{tag}", "Data did not match any of the schemas described in anyOf.")
+            errors.append({"field": f"{prefix}merge_fields.{tag}", "message": ANY_OF})
+        elif isinstance(value, dict) and fields_by_tag is not None:
+            field = fields_by_tag.get(str(tag).upper())
+            if field is not None and field.type != "address":
+                errors.append({"field": f"{prefix}merge_fields.{tag}", "message": ANY_OF})
+    return errors
 
 
 def merge_errors(fields_by_tag: dict, values: dict, *, creating: bool,

@@ -198,3 +198,94 @@ def test_request_log_records_templates_statuses_and_key(mc, control, api_key, li
     assert log[0]["path"] == f"/3.0/lists/{list_id}/members"
     control.clear_requests()
     assert control.requests_log() == []
+
+
+def test_allow_header_lists_only_the_routes_methods(sim, api_key, list_id):
+    response = requests.put(f"{sim.api_base}lists/{list_id}/members", auth=("x", api_key),
+                            json={}, timeout=10)
+    assert response.headers["Allow"] == "GET, POST"
+    response = requests.post(f"{sim.api_base}lists/{list_id}/members/{'0' * 32}",
+                             auth=("x", api_key), json={}, timeout=10)
+    assert response.headers["Allow"] == "GET, PUT, PATCH, DELETE"
+
+
+def _fill(mc, list_id, n):
+    mc.lists.update_members(list_id, {"members": [
+        {"email_address": f"l{i:03d}@anaba.fr", "status": "subscribed"} for i in range(n)]})
+
+
+def test_per_member_latency_is_modelled_and_logged(mc, control, api_key, list_id):
+    _fill(mc, list_id, 12)
+    control.set_faults(api_key, latency_ms=20, latency_per_member_ms=30)
+    since = control.requests_log()[-1]["seq"]
+    mc.lists.update_members(list_id, {"update_existing": True, "members": [
+        {"email_address": f"l{i:03d}@anaba.fr", "status": "subscribed"} for i in range(10)]})
+    mc.lists.members.all(list_id, count=5)
+    segment = mc.lists.segments.create(list_id, {"name": "S", "static_segment": []})
+    mc.lists.segments.update_members(list_id, segment["id"], {
+        "members_to_add": ["l000@anaba.fr", "l001@anaba.fr"], "members_to_remove": ["l002@anaba.fr"]})
+    mc.ping.get()
+    log = control.requests_log(since)
+    assert [(e["items"], e["modelled_latency_ms"]) for e in log] == [
+        (10, 20 + 300), (5, 20 + 150), (0, 20), (3, 20 + 90), (0, 20)]
+    assert all(e["duration_ms"] >= e["modelled_latency_ms"] for e in log)
+
+
+def _timed_parallel(calls):
+    """Run the callables at once; (results, wall seconds)."""
+    results = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(i):
+        """One call, started with the others."""
+        barrier.wait()
+        try:
+            results[i] = calls[i]()
+        except MailChimpError as exc:
+            results[i] = exc.args[0]["status"]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.monotonic() - started
+
+
+def test_a_sleeping_request_holds_up_no_other(sim, mc, control, api_key, list_id, client_for):
+    _fill(mc, list_id, 10)
+    control.set_faults(api_key, latency_per_member_ms=300)  # 10 items: 3 s per page read
+    other = control.new_account("Other")
+    other_list = control.create_list(other)["id"]
+    fast = client_for(other)
+    slow_calls = [lambda: client_for(api_key).lists.members.all(list_id, count=10)
+                  for _ in range(10)]
+
+    def fast_call():
+        """The other key's read, timed from its own start."""
+        time.sleep(0.5)  # the slow reads are sleeping by now
+        started = time.monotonic()
+        fast.lists.members.all(other_list)
+        return time.monotonic() - started
+
+    results, wall = _timed_parallel(slow_calls + [fast_call])
+    assert all(isinstance(r, dict) and len(r["members"]) == 10 for r in results[:10])
+    assert results[10] < 1.5
+    assert wall < 3 * 2.5  # ten 3-second reads ran side by side, not one after another
+
+
+def test_eleventh_connection_is_refused_exactly_with_latency_on(sim, mc, control, api_key, list_id,
+                                                                client_for):
+    _fill(mc, list_id, 10)
+    control.set_faults(api_key, latency_per_member_ms=300)  # each read holds 3 s
+    control.clear_requests()
+    calls = [lambda: client_for(api_key).lists.members.all(list_id, count=10) for _ in range(11)]
+    results, _ = _timed_parallel(calls)
+    assert sorted(r if isinstance(r, int) else 200 for r in results) == [200] * 10 + [429]
+    assert control.peak_concurrency() == {api_key[-8:]: 11}
+    control.clear_requests()
+    assert control.peak_concurrency() == {}
+    results, _ = _timed_parallel(calls[:10])
+    assert all(isinstance(r, dict) for r in results)
+    assert control.peak_concurrency() == {api_key[-8:]: 10}

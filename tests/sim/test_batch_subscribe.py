@@ -92,3 +92,53 @@ def test_archived_member_in_batch_is_re_added(mc, list_id):
     mc.lists.members.delete(list_id, created["new_members"][0]["id"])
     again = mc.lists.update_members(list_id, {"members": members("a@anaba.fr")})
     assert again["total_created"] == 1 and again["new_members"][0]["status"] == "subscribed"
+
+
+@pytest.mark.parametrize("bad_item, field, message", [
+    ({"email_address": "c@anaba.fr", "status": "member"}, "members.item:1.status",
+     "Data presented is not one of the accepted values"),
+    ({"email_address": "c@anaba.fr", "status": ""}, "members.item:1.status",
+     "Data presented is not one of the accepted values"),
+    ({"email_address": None, "status": "subscribed"}, "members.item:1.email_address",
+     "Schema describes string, NULL found instead"),
+    ({"email_address": "c@anaba.fr", "status": "subscribed", "merge_fields": {"FNAME": {"x": 1}}},
+     "members.item:1.merge_fields.FNAME", "Data did not match any of the schemas described in anyOf."),
+    ({"email_address": "c@anaba.fr", "status": "subscribed", "merge_fields": ["C"]},
+     "members.item:1.merge_fields", "Schema describes object, array found instead"),
+    (["c@anaba.fr"], "members.item:1", "Schema describes object, array found instead"),
+])
+def test_one_schema_invalid_item_refuses_the_whole_batch(sim, mc, list_id, api_key,
+                                                         bad_item, field, message):
+    body = {"members": [{"email_address": "a@anaba.fr", "status": "subscribed"}, bad_item]}
+    response = requests.post(f"{sim.api_base}lists/{list_id}", auth=("x", api_key), json=body,
+                             timeout=10)
+    doc = response.json()
+    assert (response.status_code, doc["title"]) == (400, "Invalid Resource")
+    assert doc["errors"] == [{"field": field, "message": message}]
+    assert mc.lists.members.all(list_id)["total_items"] == 0
+
+
+def test_per_member_problems_stay_in_the_errors_of_a_200(mc, list_id):
+    mc.lists.merge_fields.create(list_id, {"name": "Score", "type": "number", "tag": "SCORE"})
+    result = mc.lists.update_members(list_id, {"members": members("ok@anaba.fr") + members(
+        "fake@example.com") + members("n@anaba.fr", merge_fields={"SCORE": "many"})})
+    assert (result["total_created"], result["error_count"]) == (1, 2)
+
+
+def test_transactional_is_accepted_in_batch_items(sim, list_id, api_key):
+    body = {"members": members("t@anaba.fr", status="transactional")}
+    doc = requests.post(f"{sim.api_base}lists/{list_id}", auth=("x", api_key), json=body,
+                        timeout=10).json()
+    assert doc["total_created"] == 1 and doc["new_members"][0]["status"] == "transactional"
+
+
+def test_whole_batch_refusal_reaches_mailchimp3_as_an_error(mc, list_id):
+    from mailchimp3.mailchimpclient import MailChimpError
+
+    body = {"update_existing": True, "members": [
+        {"email_address": "a@anaba.fr", "status": "subscribed"},
+        {"email_address": "b@anaba.fr", "status": "subscribed", "merge_fields": {"FNAME": {"x": 1}}}]}
+    with pytest.raises(MailChimpError) as info:
+        mc._post(f"lists/{list_id}", body)  # as the connector sends it, past the SDK's checks
+    err = info.value.args[0]
+    assert (err["status"], err["errors"][0]["field"]) == (400, "members.item:1.merge_fields.FNAME")

@@ -125,3 +125,68 @@ def test_unknown_campaign_report_is_404(mc, control):
     with pytest.raises(MailChimpError) as info:
         mc.reports.sent_to.all("nope", get_all=False)
     assert info.value.args[0]["status"] == 404
+
+
+def _epoch(stamp):
+    """Epoch seconds of a Mailchimp timestamp."""
+    from datetime import datetime
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def test_activity_lies_between_the_send_time_and_now(mc, control, populated):
+    sent_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 3 * 86400))
+    campaign = send(control, populated, seed=21, open_rate=0.9, send_time=sent_at)
+    now = time.time()
+    acts = mc.reports.email_activity.all(campaign["id"], get_all=False, count=1000)["emails"]
+    stamps = [_epoch(a["timestamp"]) for e in acts for a in e["activity"]]
+    assert stamps and all(_epoch(sent_at) <= s <= now + 1 for s in stamps)
+    assert max(stamps) - min(stamps) > 3600  # spread, not all at the send time
+
+
+def test_since_filters_are_exclusive(mc, control, populated):
+    campaign = send(control, populated, seed=3, open_rate=0.9,
+                    send_time=time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
+                                            time.gmtime(time.time() - 86400)))
+    everything = mc.reports.email_activity.all(campaign["id"], get_all=False, count=1000)
+    latest = max(a["timestamp"] for e in everything["emails"] for a in e["activity"])
+    after = mc.reports.email_activity.all(campaign["id"], get_all=False, count=1000, since=latest)
+    assert after["total_items"] == 0 and after["emails"] == []
+    assert mc.campaigns.all(since_send_time=campaign["send_time"])["total_items"] == 0
+    assert mc.campaigns.all(before_send_time=campaign["send_time"])["total_items"] == 0
+
+
+def test_report_summary_counts_what_the_other_reports_list(mc, control, populated):
+    campaign = send(control, populated, seed=13, bounce_rate=0.1, unsubscribe_rate=0.1)
+    report = mc.reports.get(campaign["id"])
+    assert (report["id"], report["list_id"], report["emails_sent"]) == (
+        campaign["id"], populated, 60)
+    assert report["campaign_title"] == campaign["settings"]["title"]
+    assert report["subject_line"] == campaign["settings"]["subject_line"]
+    assert report["send_time"] == campaign["send_time"]
+    acts = mc.reports.email_activity.all(campaign["id"], get_all=True)["emails"]
+    events = [a for e in acts for a in e["activity"]]
+    assert report["opens"]["opens_total"] == sum(a["action"] == "open" for a in events)
+    assert report["opens"]["unique_opens"] == sum(
+        any(a["action"] == "open" for a in e["activity"]) for e in acts)
+    assert report["clicks"]["clicks_total"] == sum(a["action"] == "click" for a in events)
+    sent = mc.reports.sent_to.all(campaign["id"], get_all=True)["sent_to"]
+    assert report["bounces"]["hard_bounces"] == sum(s["status"] == "hard" for s in sent)
+    assert report["bounces"]["soft_bounces"] == sum(s["status"] == "soft" for s in sent)
+    assert report["unsubscribed"] == mc.reports.unsubscribes.all(
+        campaign["id"], get_all=False)["total_items"]
+
+
+def test_recipients_limit_sends_to_the_first_members(mc, control, populated):
+    campaign = send(control, populated, seed=2, recipients_limit=7)
+    sent = mc.reports.sent_to.all(campaign["id"], get_all=True)["sent_to"]
+    assert [s["email_address"] for s in sent] == [f"p{i:02d}@anaba.fr" for i in range(7)]
+
+
+def test_report_pages_are_consistent_across_offsets(mc, control, populated):
+    campaign = send(control, populated, seed=8, open_rate=0.9)
+    whole = mc.reports.sent_to.all(campaign["id"], get_all=False, count=1000)["sent_to"]
+    pages = []
+    for offset in range(0, 60, 7):
+        pages += mc.reports.sent_to.all(campaign["id"], get_all=False, count=7,
+                                        offset=offset)["sent_to"]
+    assert pages == whole

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 from mailchimp3.mailchimpclient import MailChimpError
@@ -84,3 +86,45 @@ def test_control_errors_carry_status_and_document(control, list_id):
         control.member_action(list_id, "ghost@anaba.fr", "bounce")
     assert info.value.status == 404
     assert info.value.document["title"] == "Resource Not Found"
+
+
+def test_edit_profile_changes_tags_and_merge_fields_and_moves_last_changed(mc, control, list_id):
+    member = add(mc, list_id, "a@anaba.fr")
+    time.sleep(1.05)  # last_changed is shown to the second
+    out = control.member_action(list_id, "a@anaba.fr", "edit-profile",
+                                merge_fields={"LNAME": "Roy"},
+                                tags=[{"name": "VIP", "status": "active"}])["member"]
+    assert out["merge_fields"]["LNAME"] == "Roy" and [t["name"] for t in out["tags"]] == ["VIP"]
+    assert out["last_changed"] > member["last_changed"]
+    time.sleep(1.05)
+    tags_only = control.member_action(list_id, "a@anaba.fr", "edit-profile",
+                                      tags=[{"name": "VIP", "status": "inactive"}])["member"]
+    assert tags_only["tags"] == [] and tags_only["last_changed"] > out["last_changed"]
+
+
+def test_bulk_actions_apply_many_edits_in_one_call(mc, control, list_id, receiver):
+    mc.lists.update_members(list_id, {"members": [
+        {"email_address": f"b{i}@anaba.fr", "status": "subscribed"} for i in range(5)]})
+    mc.lists.webhooks.create(list_id, {"url": receiver.url(), "events": {"profile": True},
+                                       "sources": {"user": False, "admin": True, "api": False}})
+    before = mc.lists.members.get(list_id, "b0@anaba.fr")["last_changed"]
+    time.sleep(1.05)
+    actions = [{"email": f"b{i}@anaba.fr", "action": "edit-profile",
+                "data": {"merge_fields": {"FNAME": f"Edited{i}"},
+                         "tags": [{"name": "Admin", "status": "active"}]}} for i in range(4)]
+    actions.append({"email": "ghost@anaba.fr", "action": "edit-profile", "data": {}})
+    actions.append({"email": "b4@anaba.fr", "action": "teleport"})
+    result = control.bulk_member_actions(list_id, actions)
+    assert (result["done"], result["failed"]) == (4, 2)
+    assert [r["ok"] for r in result["results"]] == [True] * 4 + [False, False]
+    assert result["results"][4]["status"] == 404
+    changed = mc.lists.members.all(list_id, since_last_changed=before, count=1000,
+                                   fields="members.email_address,members.merge_fields.FNAME,"
+                                          "members.tags,total_items")
+    assert sorted(m["email_address"] for m in changed["members"]) == [f"b{i}@anaba.fr" for i in range(4)]
+    assert all(m["tags"] == [{"id": m["tags"][0]["id"], "name": "Admin"}] for m in changed["members"])
+    deadline = time.monotonic() + 10
+    while len(receiver.posts()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(dict(p["form"])["data[merges][FNAME]"] for p in receiver.posts()) == [
+        f"Edited{i}" for i in range(4)]

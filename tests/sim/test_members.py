@@ -169,6 +169,38 @@ def test_pending_is_the_accepted_way_back_from_compliance(mc, control, list_id):
     assert mc.lists.members.get(list_id, member["id"])["status"] == "subscribed"
 
 
+@pytest.mark.parametrize("action", ["unsubscribe-via-form", "bounce", "complain"])
+def test_compliance_state_survives_an_api_unsubscribe(sim, mc, control, list_id, api_key, action):
+    member = add(mc, list_id, "gus@anaba.fr")
+    control.member_action(list_id, "gus@anaba.fr", action)
+    mc.lists.members.update(list_id, member["id"], {"status": "unsubscribed"})
+    err = error_of(mc.lists.members.update, list_id, member["id"], {"status": "subscribed"})
+    assert err["title"] == "Member In Compliance State"
+    url = f"{sim.api_base}lists/{list_id}/members/{member['id']}"
+    put = requests.put(url, json={"status": "unsubscribed"}, auth=("x", api_key), timeout=10)
+    assert put.status_code == 200
+    again = requests.put(url, json={"status": "subscribed"}, auth=("x", api_key), timeout=10)
+    assert (again.status_code, again.json()["title"]) == (400, "Member In Compliance State")
+    batch = mc.lists.update_members(list_id, {"update_existing": True, "members": [
+        {"email_address": "gus@anaba.fr", "status": "subscribed"}]})
+    assert batch["error_count"] == 1
+    assert batch["errors"][0]["error"] == COMPLIANCE.format("gus@anaba.fr")
+
+
+def test_only_a_form_signup_lifts_the_compliance_state(mc, control, list_id):
+    member = add(mc, list_id, "gus@anaba.fr")
+    control.member_action(list_id, "gus@anaba.fr", "unsubscribe-via-form")
+    mc.lists.members.update(list_id, member["id"], {"status": "pending"})
+    err = error_of(mc.lists.members.update, list_id, member["id"], {"status": "subscribed"})
+    assert err["title"] == "Member In Compliance State"
+    out = mc.lists.members.update(list_id, member["id"], {"status": "unsubscribed"})
+    assert out["unsubscribe_reason"] == "N/A (Unsubscribed by user)"  # still the person's own
+    control.member_action(list_id, "gus@anaba.fr", "resubscribe-via-form")
+    mc.lists.members.update(list_id, member["id"], {"status": "unsubscribed"})
+    back = mc.lists.members.update(list_id, member["id"], {"status": "subscribed"})
+    assert back["status"] == "subscribed"
+
+
 def test_compliance_state_survives_archive(mc, control, list_id):
     member = add(mc, list_id, "gus@anaba.fr")
     control.member_action(list_id, "gus@anaba.fr", "unsubscribe-via-form")
@@ -232,6 +264,16 @@ def test_status_if_new_is_ignored_for_existing_members_but_status_is_not(mc, lis
     assert changed["status"] == "subscribed"
 
 
+def test_put_that_creates_uses_status_if_new_over_status(sim, mc, list_id, api_key):
+    created = mc.lists.members.create_or_update(list_id, get_subscriber_hash("new@anaba.fr"), {
+        "email_address": "new@anaba.fr", "status_if_new": "pending", "status": "subscribed"})
+    assert created["status"] == "pending"
+    response = requests.put(f"{sim.api_base}lists/{list_id}/members/{get_subscriber_hash('raw@anaba.fr')}",
+                            json={"email_address": "raw@anaba.fr", "status": "unsubscribed",
+                                  "status_if_new": "subscribed"}, auth=("x", api_key), timeout=10)
+    assert response.status_code == 200 and response.json()["status"] == "subscribed"
+
+
 def test_put_creates_a_missing_member_with_status_if_new(mc, list_id):
     created = mc.lists.members.create_or_update(list_id, get_subscriber_hash("kim@anaba.fr"), {
         "email_address": "kim@anaba.fr", "status_if_new": "pending"})
@@ -247,13 +289,15 @@ def test_patch_does_not_create_and_refuses_transactional(mc, list_id):
     assert err["status"] == 400 and err["errors"][0]["field"] == "status"
 
 
-def test_last_changed_moves_on_every_change(mc, list_id):
+def test_since_last_changed_is_exclusive_at_one_second_precision(mc, list_id):
     member = add(mc, list_id, "max@anaba.fr")
-    mc.lists.members.update(list_id, member["id"], {"merge_fields": {"FNAME": "Max"}})
-    after = mc.lists.members.get(list_id, member["id"])
-    assert after["last_changed"] >= member["last_changed"]
-    since = mc.lists.members.all(list_id, since_last_changed=after["last_changed"])
-    assert [m["id"] for m in since["members"]] == [member["id"]]
+    time.sleep(1.1)  # timestamps are shown to the second
+    after = mc.lists.members.update(list_id, member["id"], {"merge_fields": {"FNAME": "Max"}})
+    assert after["last_changed"] > member["last_changed"]
+    since_created = mc.lists.members.all(list_id, since_last_changed=member["last_changed"])
+    assert [m["id"] for m in since_created["members"]] == [member["id"]]
+    since_edit = mc.lists.members.all(list_id, since_last_changed=after["last_changed"])
+    assert since_edit["members"] == []
 
 
 # ----- §1.7 e-mail and schema errors --------------------------------------------------------
@@ -281,6 +325,16 @@ def test_syntactically_bad_address_is_refused(sim, list_id, api_key):
      "marketing_permissions", "This value should be of type array"),
     ({"email_address": "nia@anaba.fr", "status": "subscribed", "merge_fields": {"FNAME": ["x"]}},
      "merge_fields.FNAME", "Data did not match any of the schemas described in anyOf."),
+    ({"email_address": "nia@anaba.fr", "status": "subscribed", "merge_fields": {"FNAME": {"a": 1}}},
+     "merge_fields.FNAME", "Data did not match any of the schemas described in anyOf."),
+    ({"email_address": "nia@anaba.fr", "status": "subscribed", "merge_fields": ["Nia"]},
+     "merge_fields", "Schema describes object, array found instead"),
+    ({"email_address": "nia@anaba.fr", "status": "member"}, "status",
+     "Data presented is not one of the accepted values"),
+    ({"email_address": {"v": "nia@anaba.fr"}, "status": "subscribed"}, "email_address",
+     "Schema describes string, object found instead"),
+    ({"email_address": "nia@anaba.fr", "status": "subscribed", "vip": "yes"}, "vip",
+     "Schema describes boolean, string found instead"),
 ])
 def test_schema_errors_list_the_field(sim, list_id, api_key, body, field, message):
     response = requests.post(f"{sim.api_base}lists/{list_id}/members", auth=("x", api_key),
@@ -332,3 +386,53 @@ def test_identical_write_does_not_move_last_changed(mc, list_id):
     assert again["last_changed"] == member["last_changed"]
     changed = mc.lists.members.update(list_id, member["id"], {"merge_fields": {"FNAME": "Samuel"}})
     assert changed["last_changed"] > member["last_changed"]
+
+
+def test_no_error_message_names_a_python_type(sim, list_id, api_key):
+    bodies = [{"email_address": v, "status": "subscribed"} for v in (None, 3, 2.5, True, [], {})]
+    bodies += [{"email_address": "py@anaba.fr", "status": "subscribed", "merge_fields": v}
+               for v in ([], "x", 3)]
+    bodies += [{"email_address": "py@anaba.fr", "status": v} for v in (None, 1, [])]
+    python_names = ("dict", "list", "NoneType", "str", "int", "float", "bool")
+    for body in bodies:
+        doc = requests.post(f"{sim.api_base}lists/{list_id}/members", auth=("x", api_key),
+                            json=body, timeout=10).json()
+        assert doc["status"] == 400, body
+        words = set(str(doc).replace(",", " ").replace("'", " ").split())
+        assert not words & set(python_names), doc
+
+
+# ----- §7 marketing permissions (GDPR fields) ------------------------------------------------
+@pytest.fixture
+def gdpr_list(control, api_key):
+    """An audience with marketing permissions enabled."""
+    return control.create_list(api_key, name="GDPR", marketing_permissions=True)["id"]
+
+
+def test_gdpr_audience_members_carry_its_marketing_permissions(mc, gdpr_list):
+    member = add(mc, gdpr_list, "gdpr@anaba.fr")
+    permissions = mc.lists.members.get(gdpr_list, member["id"])["marketing_permissions"]
+    assert [p["text"] for p in permissions] == ["Email", "Direct Mail",
+                                                "Customized Online Advertising"]
+    assert all(p["enabled"] is False and p["marketing_permission_id"] for p in permissions)
+    email_id = permissions[0]["marketing_permission_id"]
+    updated = mc.lists.members.update(gdpr_list, member["id"], {"marketing_permissions": [
+        {"marketing_permission_id": email_id, "enabled": True}]})
+    assert [(p["text"], p["enabled"]) for p in updated["marketing_permissions"]] == [
+        ("Email", True), ("Direct Mail", False), ("Customized Online Advertising", False)]
+
+
+def test_unknown_marketing_permission_id_is_refused(mc, gdpr_list):
+    member = add(mc, gdpr_list, "gdpr@anaba.fr")
+    err = error_of(mc.lists.members.update, gdpr_list, member["id"], {"marketing_permissions": [
+        {"marketing_permission_id": "nope", "enabled": True}]})
+    assert (err["status"], err["title"]) == (400, "Invalid Resource")
+    assert err["errors"][0]["field"] == "marketing_permissions.item:0.marketing_permission_id"
+    assert "nope" in err["errors"][0]["message"]
+    kept = mc.lists.members.get(gdpr_list, member["id"])["marketing_permissions"]
+    assert all(p["enabled"] is False for p in kept)
+
+
+def test_audience_without_gdpr_fields_shows_no_marketing_permissions(mc, list_id):
+    member = add(mc, list_id, "plain@anaba.fr")
+    assert "marketing_permissions" not in mc.lists.members.get(list_id, member["id"])

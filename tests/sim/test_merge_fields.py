@@ -91,10 +91,28 @@ def test_text_longer_than_255_characters_is_refused(mc, list_id):
     assert add(mc, list_id, "b@anaba.fr", FNAME="x" * 255)["merge_fields"]["FNAME"] == "x" * 255
 
 
-def test_bad_phone_is_refused(mc, list_id):
-    err = error_of(add, mc, list_id, "a@anaba.fr", PHONE="call me maybe")
-    assert err["errors"][0]["field"] == "PHONE"
-    assert add(mc, list_id, "b@anaba.fr", PHONE="+33 1 23 45 67 89")["merge_fields"]["PHONE"]
+def test_phone_with_the_default_format_takes_any_text(mc, list_id):
+    fields = mc.lists.merge_fields.all(list_id, get_all=False)["merge_fields"]
+    phone = next(f for f in fields if f["tag"] == "PHONE")
+    assert phone["options"]["phone_format"] == "none"
+    for i, value in enumerate(("000", "call me maybe", "+33 1 23 45 67 89")):
+        member = add(mc, list_id, f"p{i}@anaba.fr", PHONE=value)
+        assert member["merge_fields"]["PHONE"] == value
+
+
+def test_us_phone_format_validates_phone_numbers(mc, list_id):
+    mc.lists.merge_fields.create(list_id, {"name": "US phone", "type": "phone", "tag": "USPHONE",
+                                           "options": {"phone_format": "US"}})
+    for bad in ("000", "call me maybe", "+33 1 23 45 67 89"):
+        err = error_of(add, mc, list_id, "a@anaba.fr", USPHONE=bad)
+        assert err["errors"] == [{"field": "USPHONE", "message": "Please enter a valid phone number"}]
+    assert add(mc, list_id, "b@anaba.fr", USPHONE="(555) 123-4567")["merge_fields"]["USPHONE"]
+
+
+def test_wrong_value_in_a_number_field_is_still_refused(mc, list_id):
+    mc.lists.merge_fields.create(list_id, {"name": "Age", "type": "number", "tag": "AGE"})
+    assert error_of(add, mc, list_id, "a@anaba.fr", AGE="000x")["errors"] == [
+        {"field": "AGE", "message": "Please enter a number"}]
 
 
 def test_dropdown_value_must_be_a_choice(mc, list_id):

@@ -50,6 +50,8 @@ ENDPOINTS = [
     ("PATCH", "/3.0/lists/{list_id}/segments/{segment_id}"),
     ("DELETE", "/3.0/lists/{list_id}/segments/{segment_id}"),
     ("GET", "/3.0/lists/{list_id}/segments/{segment_id}/members"),
+    ("POST", "/3.0/lists/{list_id}/segments/{segment_id}/members"),
+    ("DELETE", "/3.0/lists/{list_id}/segments/{segment_id}/members/{subscriber_hash}"),
     ("GET", "/3.0/lists/{list_id}/tag-search"),
     ("GET", "/3.0/lists/{list_id}/merge-fields"),
     ("POST", "/3.0/lists/{list_id}/merge-fields"),
@@ -65,6 +67,7 @@ ENDPOINTS = [
     ("DELETE", "/3.0/lists/{list_id}"),
     ("GET", "/3.0/campaigns"),
     ("GET", "/3.0/campaigns/{campaign_id}"),
+    ("GET", "/3.0/reports/{campaign_id}"),
     ("GET", "/3.0/reports/{campaign_id}/email-activity"),
     ("GET", "/3.0/reports/{campaign_id}/email-activity/{subscriber_hash}"),
     ("GET", "/3.0/reports/{campaign_id}/sent-to"),
@@ -122,6 +125,14 @@ def _scenario(sim, session: requests.Session, hook_url: str) -> None:
         + [{"email_address": "x@example.com", "status": "subscribed"}]})
     call("POST", f"lists/{lid}", json={"members": [
         {"email_address": "m1@anaba.fr", "status": "unsubscribed"}], "update_existing": True})
+    call("POST", f"lists/{lid}", json={"members": [
+        {"email_address": "m30@anaba.fr", "status": "transactional"}]})
+    gdpr = call("POST", "lists", json=dict(
+        name="GDPR", permission_reminder="x", email_type_option=False, marketing_permissions=True,
+        contact=lst["contact"], campaign_defaults=lst["campaign_defaults"]))
+    call("POST", f"lists/{gdpr['id']}/members", json={"email_address": "g@anaba.fr",
+                                                      "status": "subscribed"})
+    call("GET", f"lists/{gdpr['id']}/members/g@anaba.fr")
     member = call("POST", f"lists/{lid}/members", json={
         "email_address": "ana@anaba.fr", "status": "subscribed", "tags": ["Clients"],
         "merge_fields": {"FNAME": "Ana", "ADDRESS": {"addr1": "1 rue", "city": "Paris",
@@ -145,6 +156,9 @@ def _scenario(sim, session: requests.Session, hook_url: str) -> None:
     call("POST", f"lists/{lid}/segments/{seg['id']}", json={
         "members_to_add": ["m3@anaba.fr", "ghost@anaba.fr"], "members_to_remove": ["m2@anaba.fr"]})
     call("GET", f"lists/{lid}/segments/{seg['id']}/members")
+    call("POST", f"lists/{lid}/segments/{seg['id']}/members", json={"email_address": "m7@anaba.fr"})
+    call("POST", f"lists/{lid}/segments/{seg['id']}/members", json={"email_address": "no@anaba.fr"})
+    call("DELETE", f"lists/{lid}/segments/{seg['id']}/members/m7@anaba.fr")
     call("PATCH", f"lists/{lid}/segments/{seg['id']}", json={"name": "Prospects 2026"})
     call("GET", f"lists/{lid}/tag-search", params={"name": "Pro"})
     call("DELETE", f"lists/{lid}/segments/{seg['id']}")
@@ -165,6 +179,7 @@ def _scenario(sim, session: requests.Session, hook_url: str) -> None:
     cid = campaign["id"]
     call("GET", "campaigns", params={"list_id": lid, "status": "sent"})
     call("GET", f"campaigns/{cid}")
+    call("GET", f"reports/{cid}")
     call("GET", f"reports/{cid}/email-activity", params={"count": 50})
     call("GET", f"reports/{cid}/email-activity/m4@anaba.fr")
     call("GET", f"reports/{cid}/sent-to", params={"count": 50})

@@ -55,3 +55,39 @@ def test_werkzeug_server_option_serves_the_same_api():
         key = sim.control.new_account()
         assert client(sim, key).ping.get() == {"health_status": "Everything's Chimpy!"}
         assert sim.server_pid == sim.process.pid
+
+
+def test_simulator_process_takes_a_per_member_latency():
+    with SimulatorProcess(latency_per_member_ms=2.5) as sim:
+        key = sim.control.new_account()
+        lst = sim.control.create_list(key)
+        client(sim, key).lists.update_members(lst["id"], {"members": [
+            {"email_address": f"m{i}@anaba.fr", "status": "subscribed"} for i in range(4)]})
+        entry = sim.control.requests_log()[-1]
+        assert (entry["items"], entry["modelled_latency_ms"]) == (4, 10.0)
+
+
+def test_campaigns_and_gdpr_fields_survive_a_restart(tmp_path):
+    data = tmp_path / "sim.sqlite"
+    args = ["--bootstrap-key", DEMO_KEY]
+    with SimulatorProcess(data=data, extra_args=args) as sim:
+        mc = client(sim)
+        list_id = sim.control.create_list(DEMO_KEY, name="GDPR", marketing_permissions=True)["id"]
+        mc.lists.update_members(list_id, {"members": [
+            {"email_address": f"r{i}@anaba.fr", "status": "subscribed"} for i in range(30)]})
+        campaign = sim.control.send_campaign(list_id, seed=5, open_rate=0.9,
+                                             send_time="2026-01-01T00:00:00+00:00")
+        report = mc.reports.get(campaign["id"])
+        activity = mc.reports.email_activity.all(campaign["id"], get_all=True)["emails"]
+        member = mc.lists.members.get(list_id, "r1@anaba.fr")
+        history = mc.lists.members.activity.all(list_id, "r1@anaba.fr")["activity"]
+    with SimulatorProcess(data=data, extra_args=args) as sim:
+        mc = client(sim)
+        assert mc.reports.get(campaign["id"]) == report
+        assert mc.reports.email_activity.all(campaign["id"], get_all=True)["emails"] == activity
+        assert mc.lists.members.get(list_id, "r1@anaba.fr")["marketing_permissions"] == \
+            member["marketing_permissions"]
+        assert mc.lists.members.activity.all(list_id, "r1@anaba.fr")["activity"] == history
+        later = sim.control.send_campaign(list_id, seed=6)
+        assert later["web_id"] != campaign["web_id"]
+        assert len(mc.lists.members.activity.all(list_id, "r2@anaba.fr")["activity"]) >= 2

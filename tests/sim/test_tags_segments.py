@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import requests
 from mailchimp3.helpers import get_subscriber_hash
 from mailchimp3.mailchimpclient import MailChimpError
@@ -97,3 +99,56 @@ def test_deleting_a_segment_removes_the_tag_from_members(mc, list_id):
     segment = mc.lists.segments.all(list_id, get_all=False)["segments"][0]
     mc.lists.segments.delete(list_id, segment["id"])
     assert mc.lists.members.get(list_id, member["id"])["tags"] == []
+
+
+def test_add_and_remove_one_member_of_a_static_segment(mc, list_id):
+    add(mc, list_id, "a@anaba.fr")
+    segment = mc.lists.segments.create(list_id, {"name": "Clients", "static_segment": []})
+    # mailchimp3 insists on a status here (the endpoint reads only email_address)
+    member = mc.lists.segments.members.create(list_id, segment["id"], {
+        "email_address": "a@anaba.fr", "status": "subscribed"})
+    assert member["email_address"] == "a@anaba.fr"
+    assert [t["name"] for t in member["tags"]] == ["Clients"]
+    assert mc.lists.segments.get(list_id, segment["id"])["member_count"] == 1
+    assert mc.lists.segments.members.delete(list_id, segment["id"], member["id"]) is None
+    assert mc.lists.segments.get(list_id, segment["id"])["member_count"] == 0
+    assert mc.lists.members.get(list_id, member["id"])["tags"] == []
+
+
+def test_adding_a_non_member_to_a_segment_is_404(mc, list_id):
+    segment = mc.lists.segments.create(list_id, {"name": "Clients", "static_segment": []})
+    with pytest.raises(MailChimpError) as info:
+        mc.lists.segments.members.create(list_id, segment["id"], {
+            "email_address": "no@anaba.fr", "status": "subscribed"})
+    assert info.value.args[0]["status"] == 404
+
+
+def test_every_tag_change_moves_last_changed(mc, list_id):
+    member = add(mc, list_id, "a@anaba.fr")
+    seen = [member["last_changed"]]
+
+    def changed():
+        """The member's last_changed now."""
+        return mc.lists.members.get(list_id, member["id"])["last_changed"]
+
+    steps = [
+        lambda: mc.lists.members.tags.update(list_id, member["id"], {
+            "tags": [{"name": "A", "status": "active"}]}),
+        lambda: mc.lists.segments.create(list_id, {"name": "B", "static_segment": ["a@anaba.fr"]}),
+        lambda: mc.lists.segments.update_members(list_id, seg_id("B"), {
+            "members_to_remove": ["a@anaba.fr"]}),
+        lambda: mc.lists.segments.members.create(list_id, seg_id("B"), {
+            "email_address": "a@anaba.fr", "status": "subscribed"}),
+        lambda: mc.lists.segments.delete(list_id, seg_id("A")),
+    ]
+
+    def seg_id(name):
+        """The id of the segment called ``name``."""
+        return next(s["id"] for s in mc.lists.segments.all(list_id, get_all=True)["segments"]
+                    if s["name"] == name)
+
+    for step in steps:
+        time.sleep(1.05)
+        step()
+        seen.append(changed())
+    assert seen == sorted(set(seen)), seen

@@ -123,18 +123,60 @@ def test_upemail_cleaned_and_profile_payloads(mc, control, list_id, receiver):
     assert by_type["cleaned"]["data[email]"] == "new@anaba.fr"
 
 
-def test_archive_and_delete_in_mailchimp_send_unsubscribe_with_action_delete(mc, control, list_id, receiver):
-    for email in ("a@anaba.fr", "b@anaba.fr"):
+def test_archive_fires_no_webhook_but_permanent_delete_sends_action_delete(
+        sim, mc, control, list_id, receiver):
+    for email in ("a@anaba.fr", "b@anaba.fr", "c@anaba.fr"):
         mc.lists.members.create(list_id, {"email_address": email, "status": "subscribed"})
-    register(mc, list_id, receiver)
+    register(mc, list_id, receiver, sources={"user": True, "admin": True, "api": True})
     control.member_action(list_id, "a@anaba.fr", "archive")
-    control.member_action(list_id, "b@anaba.fr", "delete-permanently")
-    posts = wait_for(lambda: len(receiver.posts()) >= 2 and receiver.posts())
-    assert {(dict(p["form"])["type"], dict(p["form"])["data[action]"]) for p in posts} == {
-        ("unsubscribe", "delete")}
+    mc.lists.members.delete(list_id, "b@anaba.fr")
+    assert nothing_queued(sim)
+    control.member_action(list_id, "c@anaba.fr", "delete-permanently")
+    posts = wait_for(receiver.posts)
+    assert [(dict(p["form"])["type"], dict(p["form"])["data[action]"],
+             dict(p["form"])["data[email]"]) for p in posts] == [
+        ("unsubscribe", "delete", "c@anaba.fr")]
     assert mc.lists.members.get(list_id, "a@anaba.fr")["status"] == "archived"
-    with pytest.raises(MailChimpError):
-        mc.lists.members.get(list_id, "b@anaba.fr")
+    assert mc.lists.members.get(list_id, "b@anaba.fr")["status"] == "archived"
+
+
+def test_unsubscribe_payload_carries_ip_opt_and_every_merge_field(mc, control, list_id, receiver):
+    mc.lists.members.create(list_id, {
+        "email_address": "ana@anaba.fr", "status": "subscribed", "ip_opt": "198.51.100.9",
+        "merge_fields": {"FNAME": "Ana", "LNAME": "Roy", "PHONE": "0102030405",
+                         "ADDRESS": {"addr1": "1 rue", "city": "Paris", "state": "IDF",
+                                     "zip": "75002", "country": "FR"}}})
+    register(mc, list_id, receiver)
+    control.member_action(list_id, "ana@anaba.fr", "complain")
+    form = dict(wait_for(receiver.posts)[0]["form"])
+    assert form["data[ip_opt]"] == "198.51.100.9"
+    assert form["data[reason]"] == "abuse"
+    assert (form["data[merges][FNAME]"], form["data[merges][LNAME]"],
+            form["data[merges][PHONE]"], form["data[merges][ADDRESS][city]"]) == (
+        "Ana", "Roy", "0102030405", "Paris")
+
+
+def test_campaign_caused_events_carry_campaign_id_and_reason(mc, control, list_id, receiver):
+    mc.lists.update_members(list_id, {"members": [
+        {"email_address": f"c{i:02d}@anaba.fr", "status": "subscribed",
+         "merge_fields": {"FNAME": f"C{i}"}} for i in range(40)]})
+    register(mc, list_id, receiver)
+    campaign = control.send_campaign(list_id, seed=9, bounce_rate=0.2, unsubscribe_rate=0.2)
+    sim_counts = campaign["simulation"]
+    expected = 1 + sim_counts["unsubscribes"] + sim_counts["hard_bounces"]
+    forms = [dict(p["form"]) for p in wait_for(lambda: len(receiver.posts()) >= expected
+                                               and receiver.posts())]
+    unsub = [f for f in forms if f["type"] == "unsubscribe"]
+    cleaned = [f for f in forms if f["type"] == "cleaned"]
+    [sent] = [f for f in forms if f["type"] == "campaign"]
+    assert unsub and cleaned
+    assert all(f["data[campaign_id]"] == campaign["id"] and f["data[reason]"] == "manual"
+               and f["data[action]"] == "unsub" and "data[ip_opt]" in f
+               and f["data[merges][FNAME]"].startswith("C") for f in unsub)
+    assert all(f["data[campaign_id]"] == campaign["id"] and f["data[reason]"] == "hard"
+               for f in cleaned)
+    assert (sent["data[id]"], sent["data[status]"], sent["data[reason]"]) == (
+        campaign["id"], "sent", "")
 
 
 def test_failed_delivery_is_retried(mc, control, list_id, receiver):
