@@ -11,7 +11,8 @@ import sys
 from rq import Worker
 
 from portal import create_app
-from portal.extensions import db, rq as rq_ext
+from portal import jobs
+from portal.extensions import db, redis_store
 
 
 class AppWorker(Worker):
@@ -32,10 +33,10 @@ def resume_abandoned_runs() -> None:
     """Re-enqueue runs a dead worker left behind (R8): now, and once their lease has surely expired."""
     from datetime import timedelta
 
-    from portal import background, jobs
+    from portal import background
 
     jobs.resume_stale_runs()
-    rq_ext.queue("bulk").enqueue_in(timedelta(seconds=background.lease_seconds() + 5), jobs.resume_stale_runs)
+    jobs.queue("bulk").enqueue_in(timedelta(seconds=background.lease_seconds() + 5), jobs.resume_stale_runs)
     db.session.remove()
 
 
@@ -48,14 +49,14 @@ def main(argv: list[str]) -> None:
 
             from portal.schedule import SCHEDULE
 
-            scheduler = CronScheduler(connection=rq_ext.redis, name="anaba-cron")
+            scheduler = CronScheduler(connection=redis_store.redis, name="anaba-cron")
             for periodic in SCHEDULE:
                 scheduler.register(periodic.func, periodic.queue, cron=periodic.cron)
             scheduler.start()
             return
-        names = argv or list(rq_ext.NAMES)
+        names = argv or list(jobs.QUEUES)
         resume_abandoned_runs()
-        worker = AppWorker([rq_ext.queue(n) for n in names], connection=rq_ext.redis)
+        worker = AppWorker([jobs.queue(n) for n in names], connection=redis_store.redis)
         worker.work(with_scheduler=True)
 
 

@@ -23,8 +23,6 @@ import multiprocessing
 import os
 import resource
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,32 +30,6 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
-    exe = shutil.which("redis-server")
-    if not exe:
-        sys.exit("redis-server is not installed")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(250):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    client.close()
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def _make_app(env: dict):
@@ -262,20 +234,21 @@ def main(argv: list[str]) -> None:
 
     from mailchimp_sim.testing import SimulatorProcess
 
+    from scripts.local_services import free_port, redis_server
+
     workdir = Path(tempfile.mkdtemp(prefix="bench-copy-"))
-    redis_proc, redis_url = _start_redis(workdir)
     workspace = "Bench Copy"
     report: dict = {"benchmark": "initial_copy", "contacts": args.contacts, "strategy": args.strategy,
                     "latency_ms": args.latency_ms, "cpus": os.cpu_count(),
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
-        with SimulatorProcess(latency_ms=args.latency_ms) as sim:
+        with redis_server(workdir) as redis_url, SimulatorProcess(latency_ms=args.latency_ms) as sim:
             env = {
                 "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite'}", "REDIS_URL": redis_url,
                 "SECRET_KEY": "bench", "FERNET_KEY": Fernet.generate_key().decode(),
                 "MAILCHIMP_API_BASE": sim.api_base, "MAILCHIMP_TIMEOUT": "60",
                 "ANABA_INSTANCE": str(workdir / "instance"), "ANABA_ENV": "test",
-                "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(_free_port()),
+                "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(free_port()),
                 "PUBLIC_BASE_URL": "http://portal.localhost:5000",
             }
             setup_started = time.monotonic()
@@ -309,8 +282,6 @@ def main(argv: list[str]) -> None:
                 db.session.remove()
                 db.engine.dispose()
     finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
 

@@ -8,10 +8,9 @@ from pathlib import Path
 from flask import Flask, request
 from flask_login import current_user
 
-from portal.config import ConfigError, load_settings
+from portal.config import LOCALES, ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCALES = ("fr", "en")
 
 
 def select_locale() -> str:
@@ -68,14 +67,14 @@ def create_app(overrides: dict | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from portal import models  # noqa: F401  (registers the tables on the metadata)
     from portal.db_setup import configure_engine_events
-    from portal.extensions import babel, csrf, db, login_manager, mail, migrate, rq
+    from portal.extensions import babel, csrf, db, login_manager, mail, migrate, redis_store
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     mail.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
-    rq.init_app(app)
+    redis_store.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "info"

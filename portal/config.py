@@ -8,6 +8,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 
+LOCALES = ("fr", "en")
+"""The portal's languages; French is the default."""
+
+
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message says which and how to fix it."""
 

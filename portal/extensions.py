@@ -33,16 +33,14 @@ mail = Mail()
 babel = Babel()
 
 
-class RedisQueues:
-    """The Redis connection and the three RQ queues (`live`, `bulk`, `reports`)."""
-
-    NAMES = ("live", "bulk", "reports")
+class RedisConnection:
+    """The app's Redis connection (RQ's queues, the Mailchimp connection semaphore); connects lazily."""
 
     def __init__(self) -> None:
         self.app = None
 
     def init_app(self, app) -> None:
-        """Bind to the app's REDIS_URL; connects lazily on first use."""
+        """Bind to the app's REDIS_URL."""
         from redis import Redis
 
         self.app = app
@@ -55,13 +53,5 @@ class RedisQueues:
 
         return current_app.extensions["redis"]
 
-    def queue(self, name: str):
-        """The RQ queue called `name` (one of NAMES)."""
-        from rq import Queue
 
-        if name not in self.NAMES:
-            raise ValueError(f"unknown queue {name!r}")
-        return Queue(name, connection=self.redis, default_timeout=3600)
-
-
-rq = RedisQueues()
+redis_store = RedisConnection()

@@ -23,13 +23,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from portal import background
 from portal.background import Outcome
 from portal.crm import csv_import
-from portal.extensions import rq
+from portal.extensions import redis_store
 from portal.models import Connector, ContactChange, CsvImport, RunKind, RunStatus, SyncRun, User
 from portal.sync import consent_import, error_fixes, lifecycle, preview
 from portal.sync import initial_copy as copy
@@ -38,6 +39,8 @@ from portal.sync.contact_state import mark_changed
 
 log = logging.getLogger(__name__)
 
+QUEUES = ("live", "bulk", "reports")
+"""The queues, in the priority order a worker serves them: live replication first."""
 JOB_TIMEOUT = 6 * 3600
 FAILURE_TTL = 7 * 24 * 3600
 _WAITING = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
@@ -45,18 +48,25 @@ _WAITING = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.S
 
 # --- enqueueing --------------------------------------------------------------------------------
 
-def enqueue(queue: str, func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Job:
-    """Put `func(*args)` on `queue`; a `job_id` derived from the work makes it idempotent
+def queue(name: str) -> Queue:
+    """The RQ queue called `name` (one of :data:`QUEUES`) on the app's Redis."""
+    if name not in QUEUES:
+        raise ValueError(f"unknown queue {name!r}")
+    return Queue(name, connection=redis_store.redis, default_timeout=3600)
+
+
+def enqueue(queue_name: str, func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Job:
+    """Put `func(*args)` on the queue `queue_name`; a `job_id` derived from the work makes it idempotent
     (a job with that id still waiting or running is returned instead)."""
     if job_id is not None:
         try:
-            existing = Job.fetch(job_id, connection=rq.redis)
+            existing = Job.fetch(job_id, connection=redis_store.redis)
             if existing.get_status(refresh=True) in _WAITING:
                 return existing
         except NoSuchJobError:
             pass
-    return rq.queue(queue).enqueue(func, *args, job_id=job_id, job_timeout=kwargs.pop("job_timeout", JOB_TIMEOUT),
-                                   failure_ttl=FAILURE_TTL, **kwargs)
+    return queue(queue_name).enqueue(func, *args, job_id=job_id, job_timeout=kwargs.pop("job_timeout", JOB_TIMEOUT),
+                                     failure_ttl=FAILURE_TTL, **kwargs)
 
 
 def _verb_of(run: SyncRun | CsvImport) -> tuple[Any, str, str]:
@@ -78,16 +88,16 @@ def enqueue_run(run: SyncRun | CsvImport) -> Job:
     A run left "running" by a dead worker gets a job id of its own (from its last heartbeat):
     RQ still lists the dead worker's job as started.
     """
-    verb, queue, job_id = _verb_of(run)
+    verb, queue_name, job_id = _verb_of(run)
     if run.status == RunStatus.RUNNING:
         job_id += f"-r{int(run.heartbeat_at.timestamp()) if run.heartbeat_at else 0}"
-    return enqueue(queue, verb, run.id, job_id=job_id)
+    return enqueue(queue_name, verb, run.id, job_id=job_id)
 
 
 def enqueue_later(run: SyncRun | CsvImport, delay: float) -> Job:
     """Come back to `run` in `delay` seconds (the worker's scheduler moves it then)."""
-    verb, queue, job_id = _verb_of(run)
-    return rq.queue(queue).enqueue_in(timedelta(seconds=delay), verb, run.id, job_id=f"{job_id}-later",
+    verb, queue_name, job_id = _verb_of(run)
+    return queue(queue_name).enqueue_in(timedelta(seconds=delay), verb, run.id, job_id=f"{job_id}-later",
                                       job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL)
 
 
@@ -101,9 +111,9 @@ def enqueue_waiting(connector_id: int) -> None:
 def failed_jobs(limit: int = 20) -> list[dict]:
     """The most recent failed background jobs across queues (RQ's failed registries), for support."""
     found = []
-    for name in rq.NAMES:
-        registry = rq.queue(name).failed_job_registry
-        for job in Job.fetch_many(registry.get_job_ids(0, limit - 1), connection=rq.redis):
+    for name in QUEUES:
+        registry = queue(name).failed_job_registry
+        for job in Job.fetch_many(registry.get_job_ids(0, limit - 1), connection=redis_store.redis):
             if job is None:
                 continue
             result = job.latest_result()

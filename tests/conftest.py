@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
-import subprocess
 import sys
 import threading
-import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -19,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from scripts.local_services import free_port, redis_server  # noqa: E402
+
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-quic",
@@ -26,38 +24,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A private redis-server on a free loopback port for the whole session."""
-    exe = shutil.which("redis-server")
-    if not exe:
-        pytest.fail("redis-server is not installed (make test installs it)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    client.close()
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -265,10 +236,11 @@ def run_jobs(app):
     """Run every queued RQ job in-process (no fork) until the queues are empty."""
     from rq import SimpleWorker
 
-    from portal.extensions import rq
+    from portal import jobs
+    from portal.extensions import redis_store
 
     def run(queues=("live", "bulk", "reports")):
-        worker = SimpleWorker([rq.queue(q) for q in queues], connection=rq.redis)
+        worker = SimpleWorker([jobs.queue(q) for q in queues], connection=redis_store.redis)
         worker.work(burst=True)
 
     return run
@@ -278,11 +250,11 @@ def run_jobs(app):
 def _flush_redis_for_app_tests(request):
     """Tests that use the app start with empty queues."""
     if "app" in request.fixturenames:
-        from portal.extensions import rq
+        from portal.extensions import redis_store
 
         app = request.getfixturevalue("app")
         with app.app_context():
-            rq.redis.flushdb()
+            redis_store.redis.flushdb()
     yield
 
 

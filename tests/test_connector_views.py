@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import factories
-from portal.extensions import db, rq
+from portal.extensions import db
 from portal.models import Connector, Contact, ContactSync, SyncRun
 
 
@@ -507,21 +507,28 @@ def test_errors_page_groups_errors_in_plain_words_with_their_fixes(errors_setup,
     assert 'hx-post="/mailchimp/errors/retry"' in html
 
 
+def live_queue():
+    """The `live` RQ queue (replication and retries)."""
+    from portal import jobs
+
+    return jobs.queue("live")
+
+
 def test_retry_one_contact_queues_it_on_the_live_queue(errors_setup, customer_client):
     english(customer_client)
     contact = errors_setup["long"]
     response = customer_client.post("/mailchimp/errors/retry", data={"contact_id": contact.id}, headers=htmx())
     assert response.status_code == 200
     assert "will be sent to Mailchimp again" in text(response)
-    jobs = rq.queue("live").jobs
-    assert len(jobs) == 1 and list(jobs[0].args[1]) == [contact.id]
+    queued = live_queue().jobs
+    assert len(queued) == 1 and list(queued[0].args[1]) == [contact.id]
 
 
 def test_retry_all_queues_every_contact_in_error(errors_setup, customer_client):
     response = customer_client.post("/mailchimp/errors/retry", data={})
     assert response.status_code == 302 and response.location.endswith("/mailchimp/errors")
-    jobs = rq.queue("live").jobs
-    assert len(jobs) == 1 and jobs[0].args[1] is None
+    queued = live_queue().jobs
+    assert len(queued) == 1 and queued[0].args[1] is None
 
 
 def test_do_not_sync_excludes_the_contact(errors_setup, customer_client):
@@ -549,7 +556,7 @@ def test_fix_actions_on_another_workspace_contact_are_404(errors_setup, customer
         assert customer_client.post(path, data={"contact_id": foreign.id}).status_code == 404, path
     db.session.expire_all()
     assert db.session.get(Contact, foreign.id).do_not_sync is False
-    assert rq.queue("live").count == 0
+    assert live_queue().count == 0
 
 
 def test_errors_page_does_not_show_other_workspaces_errors(errors_setup, customer_client, other_workspace, sim,

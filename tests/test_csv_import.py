@@ -374,8 +374,8 @@ def test_restarted_import_resumes_after_the_last_committed_chunk(ui, run_jobs, w
     upload(ui, "first_name\nA\nB\nC\nD\nE\n")
     imp = latest_import()
     start(ui, imp)
-    from portal.extensions import rq
-    rq.redis.flushdb()  # its job went with the worker
+    from portal.extensions import redis_store
+    redis_store.redis.flushdb()  # its job went with the worker
     _die_after_first_chunk(imp)
     assert jobs.resume_stale_runs() == [imp.id]  # what the cron process does every minute
     run_jobs()
@@ -387,13 +387,13 @@ def test_restarted_import_resumes_after_the_last_committed_chunk(ui, run_jobs, w
 def test_an_import_whose_worker_died_says_so_and_resumes_on_its_own_without_duplicates(ui, run_jobs, workspace,
                                                                                        monkeypatch):
     from portal import jobs
-    from portal.extensions import rq
+    from portal.extensions import redis_store
 
     monkeypatch.setattr(csv_import, "CHUNK_SIZE", 2)
     upload(ui, "first_name\nA\nB\nC\nD\nE\n")
     imp = latest_import()
     start(ui, imp)
-    rq.redis.flushdb()
+    redis_store.redis.flushdb()
     progress = ui.get(f"/contacts/import/{imp.id}/progress").get_data(as_text=True)
     assert "interrupted" not in progress and "hx-trigger" in progress
     _die_after_first_chunk(imp)

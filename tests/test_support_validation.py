@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import factories
-from portal.extensions import db, rq
+from portal.extensions import db
 from portal.models import Connector, SyncRun
 from test_connector_views import audience, english, htmx, make_connector, mc, text, walk_wizard, words
 
@@ -219,4 +219,5 @@ def test_validating_twice_says_it_is_no_longer_waiting(mc_app, sim, sim_key, sup
     response = support_client.post(f"/support/connectors/{connector.id}/validate", data={"confirm": "1"})
     assert response.status_code == 409
     assert "Only a connector waiting for validation can be validated" in text(response)
-    assert rq.queue("bulk").count >= 1
+    from portal import jobs as job_queues
+    assert job_queues.queue("bulk").count >= 1

@@ -1,14 +1,14 @@
 """Create, change, delete and find contacts; tags and consent with their audit trail."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
 from portal.crm.events import announce
@@ -137,6 +137,43 @@ def tags_by_name(workspace_id: int, names: Iterable[str], *, create: bool = True
 def workspace_tags(workspace_id: int) -> list[Tag]:
     """Every tag of the workspace, by name."""
     return list(db.session.scalars(select(Tag).where(Tag.workspace_id == workspace_id).order_by(Tag.name)))
+
+
+_STATE_DEFAULTS = {"consent": Consent.UNKNOWN, "consent_locked": False, "consent_lock_reason": "",
+                   "email_bounced": False, "do_not_sync": False, "deleted_at": None}
+
+
+def insert_contacts(workspace_id: int, rows: Sequence[Mapping], tags: Sequence[Sequence[str]] | None = None,
+                    ) -> list[int]:
+    """Bulk-insert contacts, the one fast path (CSV import, demo data, benchmarks, tests); their ids.
+
+    Each row holds contact fields (``Contact.EDITABLE``, plus optionally consent, consent_locked,
+    email_bounced, do_not_sync, created_at, updated_at, deleted_at); the normalised columns are
+    computed here. ``tags[i]`` are the tag names of ``rows[i]`` (created when the workspace lacks
+    them). Not committed, not announced: the caller commits, then announces (R10). Consent
+    events are the caller's to write, with the channel it knows.
+    """
+    if not rows:
+        return []
+    now = utcnow()
+    values = []
+    for row in rows:
+        fields = {name: str(row.get(name) or "") for name in Contact.EDITABLE}
+        fields["email"] = row.get("email") or None
+        values.append({
+            **fields, **_STATE_DEFAULTS, **{k: v for k, v in row.items() if k in _STATE_DEFAULTS},
+            **Contact.derived(fields["email"], fields["first_name"], fields["last_name"], fields["company"]),
+            "workspace_id": workspace_id, "created_at": row.get("created_at") or now,
+            "updated_at": row.get("updated_at") or row.get("created_at") or now,
+        })
+    ids = list(db.session.scalars(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), values))
+    if tags:
+        by_name = {t.name.lower(): t for t in tags_by_name(workspace_id, [n for names in tags for n in names])}
+        db.session.flush()
+        links = {(cid, by_name[n.lower()].id) for cid, names in zip(ids, tags) for n in clean_tag_names(names)}
+        if links:
+            db.session.execute(insert(contact_tags), [{"contact_id": c, "tag_id": t} for c, t in sorted(links)])
+    return ids
 
 
 def record_consent(contact: Contact, new: str, *, actor: str, channel: str, locked: bool | None = None,

@@ -8,11 +8,15 @@ import random
 import unicodedata
 from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
+from portal.crm.contacts import insert_contacts as insert_many
+from portal.db_setup import refresh_statistics
 from portal.extensions import db
-from portal.models import Contact, Tag, contact_tags, utcnow
-from portal.models.contact import fold
+from portal.models import Tag, utcnow
+
+BIG_LOAD = 5000
+"""Contacts after which the planner statistics are refreshed (see db_setup.refresh_statistics)."""
 
 FIRST = ("Camille Léa Manon Chloé Inès Emma Jade Louise Alice Lina Zoé Juliette Élodie Sarah Clara Anaïs "
          "Mathilde Hélène Margaux Agathe Lucas Hugo Louis Gabriel Arthur Jules Nathan Léo Raphaël Tom "
@@ -75,17 +79,11 @@ def make_rows(workspace_id: int, count: int, *, seed: int = 42, start: int = 0,
         consent = rnd.choices(("opt_in", "opt_out", "unknown"), weights=(70, 10, 20))[0]
         created = now - timedelta(days=rnd.randint(0, 900), minutes=rnd.randint(0, 1440))
         row = {
-            "workspace_id": workspace_id, "email": email or None,
-            "email_normalized": email.lower() if email else None,
-            "first_name": first, "last_name": last, "company": company,
+            "email": email or None, "first_name": first, "last_name": last, "company": company,
             "job_title": rnd.choice(JOBS) if company else "",
             "phone": f"0{rnd.randint(1, 7)} {rnd.randint(10, 99)} {rnd.randint(10, 99)} {rnd.randint(10, 99)} {rnd.randint(10, 99)}",
             "street": f"{rnd.randint(1, 120)} {rnd.choice(STREETS)}", "postal_code": postcode, "city": city,
-            "country": "France", "consent": consent, "consent_locked": False, "consent_lock_reason": "",
-            "email_bounced": False, "do_not_sync": False,
-            "sort_name": fold(f"{last} {first} {email}").strip()[:220],
-            "search_text": " ".join(fold(v) for v in (first, last, email, company) if v),
-            "created_at": created, "updated_at": created,
+            "country": "France", "consent": consent, "created_at": created, "updated_at": created,
         }
         tags: list[str] = []
         if rnd.random() < tagged_rate:
@@ -94,26 +92,24 @@ def make_rows(workspace_id: int, count: int, *, seed: int = 42, start: int = 0,
 
 
 def insert_contacts(workspace_id: int, count: int, *, seed: int = 42, batch: int = 2000, **kw) -> int:
-    """Bulk-insert `count` generated contacts (with tags) into a workspace; returns how many."""
-    tag_ids = ensure_tags(workspace_id)
-    db.session.commit()
+    """Bulk-insert `count` generated contacts (with tags) into a workspace, committing every
+    `batch`; returns how many. Planner statistics are refreshed after a large load."""
+    ensure_tags(workspace_id)
     rows, tag_lists, done = [], [], 0
-    gen = make_rows(workspace_id, count, seed=seed, **kw)
-    for row, tags in gen:
+    for row, tags in make_rows(workspace_id, count, seed=seed, **kw):
         rows.append(row)
         tag_lists.append(tags)
         if len(rows) >= batch:
-            done += _flush(rows, tag_lists, tag_ids)
+            done += _flush(workspace_id, rows, tag_lists)
             rows, tag_lists = [], []
     if rows:
-        done += _flush(rows, tag_lists, tag_ids)
+        done += _flush(workspace_id, rows, tag_lists)
+    if done >= BIG_LOAD:
+        refresh_statistics(db.engine)
     return done
 
 
-def _flush(rows, tag_lists, tag_ids) -> int:
-    ids = db.session.scalars(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), rows).all()
-    links = [{"contact_id": cid, "tag_id": tag_ids[name]} for cid, names in zip(ids, tag_lists) for name in names]
-    if links:
-        db.session.execute(insert(contact_tags), links)
+def _flush(workspace_id: int, rows: list[dict], tag_lists: list[list[str]]) -> int:
+    insert_many(workspace_id, rows, tag_lists)
     db.session.commit()
     return len(rows)

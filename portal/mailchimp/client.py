@@ -9,7 +9,7 @@
 - typed errors (:class:`~portal.mailchimp.errors.MailchimpError`) instead of
   ``MailChimpError(dict)`` and raw ``requests`` exceptions;
 - retries of transient failures (429, 5xx, timeouts, connection errors) with capped
-  exponential backoff and jitter, then the typed error. Calls that are not idempotent
+  exponential backoff and jitter (tenacity, with :class:`RetryPolicy`'s waits), then the typed error. Calls that are not idempotent
   (creating a segment, a merge field, a webhook) are retried only when the request surely
   did not reach Mailchimp (429, connect timeout), never after a read timeout or a 5xx;
 - manual paging with ``count``/``offset`` (generators: big audiences never sit in memory);
@@ -37,6 +37,7 @@ import requests
 from mailchimp3 import MailChimp
 from mailchimp3.mailchimpclient import MailChimpError as _SdkError
 from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from portal.mailchimp.errors import MailchimpError, classify
 from portal.mailchimp.payload import subscriber_hash
@@ -270,39 +271,64 @@ class MailchimpClient:
         idempotent: bool = True,
         email: str | None = None,
     ) -> Any:
+        """One API call: a connection slot for the key, the call, typed errors, retries (tenacity).
+
+        A transient failure (429, 5xx, timeout) is retried with the policy's backoff; a call
+        that is not idempotent only when the request surely never reached Mailchimp (429,
+        connect timeout).
+        """
         endpoint = _template(method, path)
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def attempt_once() -> Any:
+            retry = attempts.statistics.get("attempt_number", 1) > 1
             try:
-                if self._semaphore is not None:
-                    try:
-                        token = self._semaphore.acquire(self.slot_timeout)
-                    except SemaphoreTimeout:
-                        raise MailchimpError(
-                            "rate_limited", title="Connection slots busy",
-                            detail=f"No Mailchimp connection slot for this key within {self.slot_timeout} s.",
-                        ) from None
-                    try:
-                        self.stats.record(endpoint, retry=attempt > 1)
-                        return fn()
-                    finally:
-                        self._semaphore.release(token)
-                self.stats.record(endpoint, retry=attempt > 1)
-                return fn()
+                if self._semaphore is None:
+                    self.stats.record(endpoint, retry=retry)
+                    return fn()
+                try:
+                    token = self._semaphore.acquire(self.slot_timeout)
+                except SemaphoreTimeout:
+                    busy = MailchimpError(
+                        "rate_limited", title="Connection slots busy",
+                        detail=f"No Mailchimp connection slot for this key within {self.slot_timeout} s.",
+                    )
+                    busy.waited_for_slot = True  # it already waited slot_timeout: the caller decides what next
+                    raise busy from None
+                try:
+                    self.stats.record(endpoint, retry=retry)
+                    return fn()
+                finally:
+                    self._semaphore.release(token)
             except MailchimpError:
                 raise
             except (_SdkError, requests.RequestException, ValueError) as exc:
                 error = self._translate(exc, path, email)
-                error.__cause__ = exc
-                safe = error.kind == "rate_limited" or isinstance(exc, requests.ConnectTimeout)
-                if not error.retry_in_client or attempt >= self.retry.max_attempts or not (idempotent or safe):
-                    self.stats.record_failure()
-                    log.info("mailchimp %s failed after %d attempt(s): %s", endpoint, attempt, error.kind)
-                    raise error from exc
-                wait = self.retry.delay(attempt, error.retry_after)
-                log.warning("mailchimp %s: %s (attempt %d), retrying in %.2fs", endpoint, error.kind, attempt, wait)
-                self._sleep(wait)
+                error.safe_to_retry = error.kind == "rate_limited" or isinstance(exc, requests.ConnectTimeout)
+                raise error from exc
+
+        def retryable(exc: BaseException) -> bool:
+            return (isinstance(exc, MailchimpError) and exc.retry_in_client
+                    and not getattr(exc, "waited_for_slot", False)
+                    and (idempotent or getattr(exc, "safe_to_retry", False)))
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return self.retry.delay(state.attempt_number, getattr(error, "retry_after", None))
+
+        def before_sleep(state: RetryCallState) -> None:
+            log.warning("mailchimp %s: %s (attempt %d), retrying in %.2fs", endpoint,
+                        getattr(state.outcome.exception(), "kind", "?"), state.attempt_number,
+                        state.next_action.sleep if state.next_action else 0.0)
+
+        attempts = Retrying(retry=retry_if_exception(retryable), stop=stop_after_attempt(self.retry.max_attempts),
+                            wait=wait, sleep=self._sleep, before_sleep=before_sleep, reraise=True)
+        try:
+            return attempts(attempt_once)
+        except MailchimpError as error:
+            self.stats.record_failure()
+            log.info("mailchimp %s failed after %d attempt(s): %s", endpoint,
+                     attempts.statistics.get("attempt_number", 1), error.kind)
+            raise
 
     def _get(self, path: str, **params: Any) -> Any:
         params = {k: v for k, v in params.items() if v is not None}

@@ -106,13 +106,20 @@ class Contact(db.Model):
         """The contact's tag names, sorted."""
         return [t.name for t in self.tags]
 
+    @staticmethod
+    def derived(email: str | None, first_name: str, last_name: str, company: str) -> dict[str, str | None]:
+        """The normalised columns that search, sort and matching read, from the fields they come from."""
+        return {
+            "email_normalized": email.strip().lower() if email else None,
+            "sort_name": fold(f"{last_name} {first_name} {email or ''}").strip()[:220],
+            "search_text": " ".join(fold(v) for v in (first_name, last_name, email, company) if v),
+        }
+
     def refresh_derived(self) -> None:
-        """Recompute the normalised columns that search, sort and matching read."""
-        self.email_normalized = self.email.strip().lower() if self.email else None
-        self.sort_name = fold(f"{self.last_name} {self.first_name} {self.email or ''}").strip()[:220]
-        self.search_text = " ".join(
-            fold(v) for v in (self.first_name, self.last_name, self.email, self.company) if v
-        )
+        """Recompute the normalised columns after a change of the fields they come from."""
+        for name, value in self.derived(self.email, self.first_name or "", self.last_name or "",
+                                        self.company or "").items():
+            setattr(self, name, value)
 
 
 class ConsentEvent(db.Model):

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import delete, select
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from portal import background
 from portal.background import Outcome
@@ -123,19 +124,21 @@ def _ensure_consent_imported(client, connector: Connector, sleep) -> None:
 
 
 def _retrying(fn: Callable[[], T], sleep: Callable[[float], None]) -> T:
-    """Call `fn`; on a transient Mailchimp failure (after the client's own retries), roll
-    back and try again a few times, slower. Replaying a chunk or a tag call is harmless."""
-    for attempt in range(CHUNK_RETRIES + 1):
-        try:
-            return fn()
-        except MailchimpError as exc:
-            if not exc.transient or attempt == CHUNK_RETRIES:
-                raise
-            db.session.rollback()
-            wait = min(60.0, exc.retry_after or 2.0 * (2 ** attempt))
-            log.warning("copy: %s, retrying the chunk in %.1fs", exc.kind, wait)
-            sleep(wait)
-    raise AssertionError("unreachable")
+    """Call `fn`; on a transient Mailchimp failure (after the client's own retries), roll back
+    and try again a few times, slower (2, 4, 8, 16, 32 s). Replaying a chunk or a tag call is harmless."""
+
+    def rollback(state: RetryCallState) -> None:
+        db.session.rollback()
+        log.warning("copy: %s, retrying in %.1fs", getattr(state.outcome.exception(), "kind", "?"),
+                    state.next_action.sleep if state.next_action else 0.0)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception()
+        return min(60.0, getattr(error, "retry_after", None) or 2.0 * (2 ** (state.attempt_number - 1)))
+
+    return Retrying(retry=retry_if_exception(lambda exc: isinstance(exc, MailchimpError) and exc.transient),
+                    stop=stop_after_attempt(CHUNK_RETRIES + 1), wait=wait, sleep=sleep, before_sleep=rollback,
+                    reraise=True)(fn)
 
 
 def _set_phase(run: SyncRun, token: str, phase: int) -> None:

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from portal.extensions import rq
+from portal.extensions import redis_store
 from portal.mailchimp import decrypt_secret, mask_api_key
 from portal.models import Connector
 
@@ -34,7 +34,7 @@ def client_for(connector_or_api_key: Connector | str, *, timeout: float | None =
     read = float(timeout if timeout is not None else config["MAILCHIMP_TIMEOUT"])
     return MailchimpClient(
         key, base_url=config["MAILCHIMP_API_BASE"], timeout=(min(3.05, read), read),
-        redis=rq.redis, max_connections=config["MAILCHIMP_MAX_CONNECTIONS"],
+        redis=redis_store.redis, max_connections=config["MAILCHIMP_MAX_CONNECTIONS"],
         retry=RetryPolicy() if retries else RetryPolicy(max_attempts=1),
         slot_timeout=120.0 if retries else read,
     )

@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField
 from wtforms.validators import DataRequired
 
-from portal import LOCALES
+from portal.config import LOCALES
 from portal.crm import accounts
 
 bp = Blueprint("auth", __name__)

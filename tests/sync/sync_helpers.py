@@ -1,39 +1,30 @@
 """Helpers for the sync engine's tests: contacts in bulk, the audience and sync rows as they are."""
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 
 def add_contacts(ws, count: int, *, start: int = 0, consent: str = "opt_in", tags_every: int = 3,
                  email=None, **fields) -> list[int]:
     """Insert `count` contacts fast (no events); every `tags_every`-th gets tags. Their ids."""
-    from portal.crm.demo import ensure_tags
+    from portal.crm.contacts import insert_contacts
     from portal.extensions import db
-    from portal.models import Contact, contact_tags, utcnow
 
-    tag_ids = ensure_tags(ws.id, ("Clients", "VIP", "Newsletter"))
-    now = utcnow()
-    rows = []
-    for i in range(start, start + count):
-        address = email(i) if email else f"person{i}@ardent-clients.fr"
-        contact = Contact(workspace_id=ws.id, email=address, first_name=fields.get("first_name", f"Prénom{i}"),
-                          last_name=fields.get("last_name", f"Nom{i}"), company=fields.get("company", "Ardent"),
-                          phone="", street="", postal_code="", city="", country="", job_title="",
-                          consent=consent, consent_locked=False, consent_lock_reason="", email_bounced=False,
-                          do_not_sync=False, created_at=now, updated_at=now)
-        contact.refresh_derived()
-        rows.append({c.name: getattr(contact, c.name) for c in Contact.__table__.columns if c.name != "id"})
-    ids = db.session.scalars(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), rows).all()
-    links = []
-    for n, cid in enumerate(ids):
+    rows, tags = [], []
+    for n, i in enumerate(range(start, start + count)):
+        rows.append({"email": email(i) if email else f"person{i}@ardent-clients.fr",
+                     "first_name": fields.get("first_name", f"Prénom{i}"),
+                     "last_name": fields.get("last_name", f"Nom{i}"), "company": fields.get("company", "Ardent"),
+                     "consent": consent})
+        names = []
         if tags_every and n % tags_every == 0:
-            links.append({"contact_id": cid, "tag_id": tag_ids["Clients"]})
+            names.append("Clients")
             if n % (tags_every * 2) == 0:
-                links.append({"contact_id": cid, "tag_id": tag_ids["VIP"]})
-    if links:
-        db.session.execute(insert(contact_tags), links)
+                names.append("VIP")
+        tags.append(names)
+    ids = insert_contacts(ws.id, rows, tags)
     db.session.commit()
-    return list(ids)
+    return ids
 
 
 def sync_rows(connector_id: int) -> dict:

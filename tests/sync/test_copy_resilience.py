@@ -121,7 +121,7 @@ def test_only_one_worker_holds_a_run(copy, workspace, short_lease):
 
 
 def test_resume_stale_runs_requeues_an_abandoned_copy(copy, workspace, short_lease, run_jobs):
-    from portal.extensions import db, rq
+    from portal.extensions import db
     from portal.models import SyncRun, utcnow
     from portal import background, jobs
     from portal.sync import runs as sync_runs
@@ -135,7 +135,8 @@ def test_resume_stale_runs_requeues_an_abandoned_copy(copy, workspace, short_lea
     db.session.get(SyncRun, run.id).heartbeat_at = utcnow().replace(year=2020)
     db.session.commit()
     assert jobs.resume_stale_runs() == [run.id]
-    assert rq.queue("bulk").count == 1
+    from portal import jobs as job_queues
+    assert job_queues.queue("bulk").count == 1
     run_jobs()
     db.session.expire_all()
     assert db.session.get(SyncRun, run.id).status == "finished"
