@@ -23,6 +23,7 @@ can pause or retry; replaying the same contacts later is harmless.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -174,13 +175,64 @@ def prepare_push(connector: Connector, contact_ids: Sequence[int],
 
 
 def send_prepared(client, prepared: PreparedPush, audience_id: str) -> list[dict]:
-    """The batch-subscribe calls of a prepared push (500 members each); their answers, in order."""
-    answers = []
-    for start in range(0, len(prepared.to_send), BATCH_LIMIT):
-        part = prepared.to_send[start:start + BATCH_LIMIT]
-        answers.append(client.batch_subscribe(audience_id, [p for _, p, _, _ in part], update_existing=True,
-                                              fields=ANSWER_FIELDS) or {})
-    return answers
+    """The batch-subscribe calls of a prepared push (500 members each); their answers, in order.
+
+    Mailchimp refuses a whole batch when one item breaks its schema (a merge value of the
+    wrong JSON type after someone changed the field's type in Mailchimp…): one bad contact must
+    not sink 499 others (R8), so such a batch is split to find the culprits, which come back as
+    per-member errors of the answer (API-NOTES §2).
+    """
+    return [_subscribe_isolating(client, audience_id, [p for _, p, _, _ in prepared.to_send[start:start + BATCH_LIMIT]])
+            for start in range(0, len(prepared.to_send), BATCH_LIMIT)]
+
+
+_ITEM_FIELD = re.compile(r"^members\.item:(\d+)(?:\.(.*))?$")
+
+
+def _whole_batch_refusal(exc: MailchimpError) -> bool:
+    return exc.status == 400 and not exc.transient and not exc.pauses_connector
+
+
+def _subscribe_isolating(client, audience_id: str, payloads: list[dict]) -> dict:
+    """One batch subscribe; when Mailchimp refuses it whole, resend it without the items it blames
+    (or halves of it, when it names none), and merge the answers."""
+    try:
+        return client.batch_subscribe(audience_id, payloads, update_existing=True, fields=ANSWER_FIELDS) or {}
+    except MailchimpError as exc:
+        if not _whole_batch_refusal(exc):
+            raise
+        blamed = _blamed_items(exc, len(payloads))
+        if len(payloads) == 1:
+            blamed = blamed or {0: (None, exc.detail or exc.title)}
+        if not blamed:
+            middle = len(payloads) // 2
+            return _merge_answers([_subscribe_isolating(client, audience_id, payloads[:middle]),
+                                   _subscribe_isolating(client, audience_id, payloads[middle:])])
+        log.warning("batch subscribe refused whole for %d item(s); sending the %d others", len(blamed),
+                    len(payloads) - len(blamed))
+        refused = {"errors": [{"email_address": payloads[i].get("email_address") or "", "error": message,
+                               "error_code": "ERROR_GENERIC", "field": field or "", "field_message": message}
+                              for i, (field, message) in blamed.items()]}
+        rest = [p for i, p in enumerate(payloads) if i not in blamed]
+        return _merge_answers([refused, _subscribe_isolating(client, audience_id, rest) if rest else {}])
+
+
+def _blamed_items(exc: MailchimpError, count: int) -> dict[int, tuple[str | None, str]]:
+    """The items a whole-batch refusal names (``members.item:N.field``), with the field and message."""
+    blamed: dict[int, tuple[str | None, str]] = {}
+    for error in exc.errors:
+        match = _ITEM_FIELD.match(str(error.get("field") or ""))
+        if match and int(match.group(1)) < count:
+            blamed.setdefault(int(match.group(1)), (match.group(2), str(error.get("message") or exc.detail)))
+    return blamed
+
+
+def _merge_answers(answers: Sequence[dict]) -> dict:
+    merged: dict[str, list] = {"new_members": [], "updated_members": [], "errors": []}
+    for answer in answers:
+        for key in merged:
+            merged[key].extend(answer.get(key) or [])
+    return merged
 
 
 def record_push(prepared: PreparedPush, answers: Sequence[dict], run: SyncRun | None = None, *,

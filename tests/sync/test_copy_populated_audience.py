@@ -195,3 +195,37 @@ def test_every_contact_gets_a_state_with_its_reason(copy, workspace):
         synced: ("synced", ""), unknown: ("not_synced", "no_consent"),
         no_email: ("not_synced", "no_email"), excluded: ("not_synced", "do_not_sync"),
     }
+
+
+def test_a_batch_mailchimp_refuses_whole_is_split_so_one_bad_contact_never_sinks_the_others(
+        submit, workspace, support_user, run_jobs, sim, mc, audience):
+    """R8: someone turned the audience's ADDRESS field into a text field after setup; Mailchimp now
+    refuses any batch carrying an address object as a whole. The contacts with an address get the
+    error with its fix; every other contact of the chunk is copied."""
+    import requests
+
+    from portal import jobs
+    from portal.extensions import db
+    from portal.models import Contact, SyncRun
+
+    ids = add_contacts(workspace, 8)
+    for cid in ids[2:4]:
+        contact = db.session.get(Contact, cid)
+        contact.street, contact.postal_code, contact.city = "3 rue du Port", "44000", "Nantes"
+    db.session.commit()
+    connector = submit()
+    fields = {f["tag"]: f for f in mc.get_merge_fields(audience[1])}
+    auth = ("anystring", audience[0])
+    requests.delete(f"{sim.api_base}lists/{audience[1]}/merge-fields/{fields['ADDRESS']['merge_id']}", auth=auth,
+                    timeout=10).raise_for_status()
+    requests.post(f"{sim.api_base}lists/{audience[1]}/merge-fields", auth=auth, timeout=10,
+                  json={"tag": "ADDRESS", "name": "Adresse", "type": "text"}).raise_for_status()
+    run = jobs.validate_connector(connector.id, support_user)
+    run_jobs()
+    db.session.expire_all()
+    assert db.session.get(SyncRun, run.id).status == "finished"
+    rows = sync_rows(connector.id)
+    assert {cid for cid, r in rows.items() if r.state == "error"} == set(ids[2:4])
+    assert {rows[cid].error_kind for cid in ids[2:4]} == {"merge_field_invalid"}
+    assert all(rows[cid].state == "synced" for cid in ids if cid not in ids[2:4])
+    assert set(members(mc, audience[1])) == {f"person{i}@ardent-clients.fr" for i in (0, 1, 4, 5, 6, 7)}
