@@ -61,6 +61,11 @@ class FailRun(StopRun):
     """Stop for good with this message (an expected failure: no traceback is recorded)."""
 
 
+class YieldRun(StopRun):
+    """Step aside after a committed chunk (live work waits): the run is queued again at once,
+    its cursor kept, so the worker serves the `live` queue first and then comes back."""
+
+
 class RetryLater(StopRun):
     """Leave the run claimed and come back after ``delay`` seconds (e.g. Mailchimp is down)."""
 
@@ -77,6 +82,7 @@ class Outcome(StrEnum):
     PAUSED = "paused"
     FAILED = "failed"
     RETRY_LATER = "retry_later"
+    YIELDED = "yielded"
     LEASE_LOST = "lease_lost"
 
 
@@ -274,6 +280,9 @@ def execute(run: Any, work: Callable[[Any, str], None],
     except RetryLater as stop:
         note(run, stop.message)
         return Outcome.RETRY_LATER
+    except YieldRun:
+        _end(model, run_id, token, RunStatus.QUEUED, "")
+        return Outcome.YIELDED
     except Exception as exc:
         fail(model, run_id, token, f"{type(exc).__name__}: {exc}")
         raise

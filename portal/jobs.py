@@ -19,9 +19,13 @@ twice for the same work enqueues it once (ARCHITECTURE habit 5).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+
+from flask_babel import gettext as _
+from redis.exceptions import LockError
 
 from rq import Queue
 from rq.exceptions import NoSuchJobError
@@ -31,17 +35,21 @@ from portal import background
 from portal.background import Outcome
 from portal.crm import csv_import
 from portal.extensions import redis_store
-from portal.models import Connector, ContactChange, CsvImport, RunKind, RunStatus, SyncRun, User
-from portal.sync import consent_import, error_fixes, lifecycle, preview
+from portal.models import Connector, ContactChange, CsvImport, RunKind, RunStatus, SyncRun, User, utcnow
+from portal.sync import ConnectorError
+from portal.sync import consent_import, error_fixes, lifecycle, preview, replication
 from portal.sync import initial_copy as copy
 from portal.sync import runs as sync_runs
-from portal.sync.contact_state import mark_changed
 
 log = logging.getLogger(__name__)
 
 QUEUES = ("live", "bulk", "reports")
 """The queues, in the priority order a worker serves them: live replication first."""
 JOB_TIMEOUT = 6 * 3600
+REPLICATION_LEASE = 60
+"""Seconds a replication lock outlives a worker that died holding it."""
+REPLICATION_SWEEP_AFTER = 30.0
+"""Changes waiting longer than this get a replication job from the minute sweep."""
 FAILURE_TTL = 7 * 24 * 3600
 _WAITING = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
@@ -82,16 +90,43 @@ def _verb_of(run: SyncRun | CsvImport) -> tuple[Any, str, str]:
     return verb, queue, f"run-{run.kind}-{run.id}"
 
 
-def enqueue_run(run: SyncRun | CsvImport) -> Job:
+def enqueue_run(run: SyncRun | CsvImport, *, resumed: bool = False) -> Job:
     """Enqueue the verb that works on `run` (idempotent: one job per run at a time).
 
     A run left "running" by a dead worker gets a job id of its own (from its last heartbeat):
-    RQ still lists the dead worker's job as started.
+    RQ still lists the dead worker's job as started. A run that stepped aside for live work
+    (`resumed`) goes back to the front of its queue, with a job id of its own too.
     """
     verb, queue_name, job_id = _verb_of(run)
     if run.status == RunStatus.RUNNING:
         job_id += f"-r{int(run.heartbeat_at.timestamp()) if run.heartbeat_at else 0}"
+    if resumed:
+        job_id += f"-y{time.time_ns()}"
+        return enqueue(queue_name, verb, run.id, job_id=job_id, at_front=True)
     return enqueue(queue_name, verb, run.id, job_id=job_id)
+
+
+def live_work_waiting() -> bool:
+    """True when live replication jobs wait: a long bulk job steps aside between chunks (R10)."""
+    return queue("live").count > 0
+
+
+def queue_replication(connector_id: int, *, delay: float | None = None) -> Job:
+    """Make sure a replication job for the connector comes (R10).
+
+    Coalesces: a job still waiting takes every change made before it starts. A job already
+    running may have looked before this change: a second one is queued behind it.
+    """
+    job_id = f"replicate-{connector_id}"
+    if delay:
+        return queue("live").enqueue_in(timedelta(seconds=delay), replicate, connector_id,
+                                        job_id=f"{job_id}-at{int(time.time() + delay)}", failure_ttl=FAILURE_TTL)
+    try:
+        if Job.fetch(job_id, connection=redis_store.redis).get_status(refresh=True) == JobStatus.STARTED:
+            job_id += "-next"
+    except NoSuchJobError:
+        pass
+    return enqueue("live", replicate, connector_id, job_id=job_id, job_timeout=600)
 
 
 def enqueue_later(run: SyncRun | CsvImport, delay: float) -> Job:
@@ -162,17 +197,41 @@ def copy_again(connector_id: int) -> SyncRun:
 
 
 def reconnect_connector(connector_id: int, user: User | None, api_key: str | None = None) -> Connector:
-    """Resume a paused connector (R19 "reconnect"); a paused copy goes on where it stopped."""
+    """Resume a paused connector (R19 "reconnect"); a paused copy goes on where it stopped, and
+    the changes made meanwhile are pushed."""
     connector = lifecycle.reconnect(connector_id, user, api_key)
     enqueue_waiting(connector.id)
+    if replication.replicates(connector):
+        queue_replication(connector.id)
     return connector
 
 
-def queue_retry(connector_id: int, contact_ids: Sequence[int] | None = None) -> Job:
-    """Push these contacts again on the `live` queue (None: every contact in error) (R19)."""
-    ids = sorted({int(i) for i in contact_ids}) if contact_ids is not None else None
-    suffix = "all" if ids is None else f"{len(ids)}-{hash(tuple(ids)) & 0xffffffff:x}"
-    return enqueue("live", retry_contacts, connector_id, ids, job_id=f"retry-{connector_id}-{suffix}")
+def erase_from_mailchimp(workspace_id: int, contact_id: int) -> None:
+    """Erase the contact's member from Mailchimp for good (GDPR, R12), in the background."""
+    connector = lifecycle.live_connector(workspace_id)
+    if connector is None:
+        raise ConnectorError(_("There is no Mailchimp connector."))
+    replication.request_erase(connector, contact_id)
+    queue_replication(connector.id)
+
+
+def push_again(workspace_id: int, contact_id: int) -> None:
+    """Someone acts on a contact archived or deleted in Mailchimp: push it again (R13)."""
+    connector = lifecycle.live_connector(workspace_id)
+    if connector is None:
+        raise ConnectorError(_("There is no Mailchimp connector."))
+    replication.bring_back(connector, contact_id)
+    if replication.replicates(connector):
+        queue_replication(connector.id)
+
+
+def queue_retry(connector_id: int, contact_ids: Sequence[int] | None = None) -> None:
+    """Push these contacts again (None: every contact in error) (R19): they wait as pending and the
+    replication job sends them like any change."""
+    connector = lifecycle.get_connector(connector_id)
+    ids = list(contact_ids) if contact_ids is not None else error_fixes.contacts_in_error(connector_id)
+    if ids and replication.note_changes(connector, ids):
+        queue_replication(connector_id)
 
 
 def choose_email_owner(workspace_id: int, contact_id: int) -> Connector:
@@ -202,18 +261,19 @@ def resume_csv_import(imp: CsvImport) -> bool:
 # --- listening ---------------------------------------------------------------------------------
 
 def on_contacts_changed(workspace_id: int, *, contact_ids: list[int], change: ContactChange) -> None:
-    """The contact base changed these contacts (committed): show them "pending" to the active
-    connector, which has not received the change yet (R17)."""
+    """The contact base changed these contacts (committed): they wait, shown "pending" (R17),
+    and a replication job pushes them within seconds (R10)."""
     connector = lifecycle.live_connector(workspace_id)
-    if connector is not None:
-        mark_changed(connector, contact_ids)
+    if connector is not None and replication.note_changes(connector, contact_ids):
+        queue_replication(connector.id)
 
 
 # --- verbs (run in a worker; a wire protocol) ----------------------------------------------------
 
 def import_csv(import_id: int) -> None:
-    """Import an uploaded CSV file (crm.csv_import)."""
-    csv_import.run_import(import_id)
+    """Import an uploaded CSV file (crm.csv_import); steps aside between chunks for live work."""
+    if csv_import.run_import(import_id, should_yield=live_work_waiting) == Outcome.YIELDED:
+        enqueue_run(csv_import.get(import_id), resumed=True)
 
 
 def import_consent(run_id: int) -> None:
@@ -230,23 +290,60 @@ def compute_preview(run_id: int) -> None:
 
 
 def initial_copy(run_id: int) -> None:
-    """Run (or resume) the initial copy of a connector (R8); come back later if Mailchimp is down."""
-    result = copy.run(run_id)
+    """Run (or resume) the initial copy of a connector (R8): it steps aside between chunks when
+    live work waits, comes back later if Mailchimp is down, and once over lets the changes made
+    during the copy be pushed."""
+    result = copy.run(run_id, should_yield=live_work_waiting)
+    run = sync_runs.get(run_id)
     if result.outcome == Outcome.RETRY_LATER:
-        enqueue_later(sync_runs.get(run_id), sync_runs.retry_delay())
+        enqueue_later(run, sync_runs.retry_delay())
+    elif result.outcome == Outcome.YIELDED:
+        enqueue_run(run, resumed=True)
+    elif result.outcome == Outcome.FINISHED and replication.next_due(run.connector_id) is not None:
+        queue_replication(run.connector_id)
 
 
-def retry_contacts(connector_id: int, contact_ids: list[int] | None = None) -> dict:
-    """Push these contacts again (None: every contact in error) (R19)."""
-    return error_fixes.retry_now(connector_id, contact_ids)
+def replicate(connector_id: int) -> str:
+    """Push the connector's changed contacts (R10), one job per connector at a time (its lock)."""
+    lock = redis_store.redis.lock(f"anaba:replicate:{connector_id}", timeout=REPLICATION_LEASE)
+    if not lock.acquire(blocking=False):
+        return "busy"  # the holder looks again once it lets go: nothing is lost
+    try:
+        outcome, retry_in = replication.replicate(connector_id, keep_alive=lambda: lock.extend(REPLICATION_LEASE,
+                                                                                                  replace_ttl=True))
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("replication lock of connector %s had expired", connector_id)
+    if outcome == replication.Outcome.MORE:
+        queue_replication(connector_id)
+    elif outcome == replication.Outcome.RETRY_LATER:
+        queue_replication(connector_id, delay=retry_in)
+    elif outcome == replication.Outcome.DONE:
+        due = replication.next_due(connector_id)
+        if due is not None:
+            wait = (due - utcnow()).total_seconds()
+            queue_replication(connector_id, delay=wait if wait > 0.5 else None)
+    return outcome
+
+
+def retry_contacts(connector_id: int, contact_ids: list[int] | None = None) -> None:
+    """Push these contacts again (None: every contact in error) (R19); kept for jobs queued before
+    retries went through replication."""
+    queue_retry(connector_id, contact_ids)
 
 
 def resume_stale_runs() -> list[int]:
-    """Enqueue the runs a worker should have but may not (its worker died, or its job was lost)."""
+    """Enqueue the work a worker should have but may not: runs whose worker died or whose job was
+    lost, and changes waiting for a push for more than a little while (the job was lost, or Redis
+    was down when they were made)."""
     ids = []
     for run in sync_runs.needing_a_job() + csv_import.needing_a_job():
         enqueue_run(run)
         ids.append(run.id)
     if ids:
         log.info("runs enqueued again: %s", ids)
+    for connector_id in replication.due_connectors(older_than=REPLICATION_SWEEP_AFTER):
+        queue_replication(connector_id)
     return ids

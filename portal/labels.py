@@ -105,6 +105,7 @@ ERROR_TITLE = {
     "compliance_state": _l("Unsubscribed or blocked in Mailchimp"),
     "forgotten_email": _l("Permanently deleted from Mailchimp"),
     "member_exists": _l("Address already used by another member"),
+    "email_taken": _l("New address already used by another member"),
     "duplicate_email": _l("E-mail address shared by several contacts"),
     "merge_field_invalid": _l("Field value refused by Mailchimp"),
     "merge_field_required": _l("Required field left empty"),

@@ -464,9 +464,15 @@ def test_run_progress_of_another_workspace_is_404(mc_app, sim, sim_key, customer
 # --- errors and fix actions (R19) -------------------------------------------------------------
 
 def _error_row(connector, contact, **fields):
-    row = ContactSync(connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=contact.id,
-                      synced_tags=[], **fields)
-    db.session.add(row)
+    """The contact's sync row as a push would have left it (contacts created on an active connector
+    already have one, waiting for their push)."""
+    row = db.session.scalar(db.select(ContactSync).where(ContactSync.connector_id == connector.id,
+                                                         ContactSync.contact_id == contact.id))
+    if row is None:
+        row = ContactSync(connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=contact.id)
+        db.session.add(row)
+    for name, value in {"synced_tags": [], "dirty_at": None, **fields}.items():
+        setattr(row, name, value)
     db.session.commit()
     return row
 
@@ -487,6 +493,7 @@ def errors_setup(mc_app, sim, sim_key, customer, workspace):
     _error_row(connector, locked, state="error", error_kind="compliance_state", error_fix="resubscribe_guidance")
     _error_row(connector, shared_a, state="not_synced", reason="shared_email")
     _error_row(connector, shared_b, state="synced")
+    live_queue().empty()  # every change above has been pushed: nothing waits
     return {"connector": connector, "long": long_name, "locked": locked, "shared_a": shared_a,
             "shared_b": shared_b}
 
@@ -520,15 +527,19 @@ def test_retry_one_contact_queues_it_on_the_live_queue(errors_setup, customer_cl
     response = customer_client.post("/mailchimp/errors/retry", data={"contact_id": contact.id}, headers=htmx())
     assert response.status_code == 200
     assert "will be sent to Mailchimp again" in text(response)
+    rows = {r.contact_id: r for r in db.session.scalars(db.select(ContactSync))}
+    assert rows[contact.id].state == "pending" and rows[contact.id].dirty_at is not None
+    assert rows[errors_setup["locked"].id].state == "error"  # only the one asked for
     queued = live_queue().jobs
-    assert len(queued) == 1 and list(queued[0].args[1]) == [contact.id]
+    assert [job.func_name for job in queued] == ["portal.jobs.replicate"]
 
 
 def test_retry_all_queues_every_contact_in_error(errors_setup, customer_client):
     response = customer_client.post("/mailchimp/errors/retry", data={})
     assert response.status_code == 302 and response.location.endswith("/mailchimp/errors")
-    queued = live_queue().jobs
-    assert len(queued) == 1 and queued[0].args[1] is None
+    rows = {r.contact_id: r for r in db.session.scalars(db.select(ContactSync))}
+    assert {rows[errors_setup[k].id].state for k in ("long", "locked")} == {"pending"}
+    assert [job.func_name for job in live_queue().jobs] == ["portal.jobs.replicate"]
 
 
 def test_do_not_sync_excludes_the_contact(errors_setup, customer_client):

@@ -27,7 +27,7 @@ import itertools
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flask_babel import force_locale
@@ -488,28 +488,36 @@ def is_stalled(imp: CsvImport) -> bool:
     return (utcnow() - imp.heartbeat_at).total_seconds() > background.lease_seconds()
 
 
-def run_import(import_id: int) -> None:
+def get(import_id: int) -> CsvImport | None:
+    """An import by id (for the background jobs)."""
+    return db.session.get(CsvImport, import_id)
+
+
+def run_import(import_id: int, *, should_yield: Callable[[], bool] | None = None) -> background.Outcome | None:
     """Import an uploaded file in chunks (the `import_csv` job); resumes after the last committed chunk.
 
     Each chunk's contacts, tags, consent events and the import's progress commit together,
     with the claim re-checked in that transaction (:func:`portal.background.checkpoint`).
+    After a chunk, when `should_yield` says live work waits, the import steps aside
+    (:class:`~portal.background.YieldRun`) and comes back from its cursor.
     """
     imp = db.session.get(CsvImport, import_id, populate_existing=True)  # the session may hold a stale copy
     if imp is None:
-        return
+        return None
     user = db.session.get(User, imp.user_id) if imp.user_id else None
     actor = user.email if user else f"csv-import-{imp.id}"
     with force_locale((user.locale if user else None) or "fr"):
-        outcome = background.execute(imp, lambda run, token: _import_rows(run, token, actor))
+        outcome = background.execute(imp, lambda run, token: _import_rows(run, token, actor, should_yield))
     if outcome == background.Outcome.FINISHED:
         imp = db.session.get(CsvImport, import_id)
         if imp.imported >= BIG_IMPORT:
             from portal.db_setup import refresh_statistics
 
             refresh_statistics(db.engine)
+    return outcome
 
 
-def _import_rows(imp: CsvImport, token: str, actor: str) -> None:
+def _import_rows(imp: CsvImport, token: str, actor: str, should_yield: Callable[[], bool] | None) -> None:
     columns = list((imp.mapping or {}).get("columns") or [])
     records = itertools.islice(data_records(imp), imp.done, None)
     while True:
@@ -517,6 +525,8 @@ def _import_rows(imp: CsvImport, token: str, actor: str) -> None:
         if not chunk:
             return
         _import_chunk(imp, token, chunk, columns, actor)
+        if should_yield is not None and imp.done < imp.total and should_yield():
+            raise background.YieldRun("live work waits")
 
 
 @dataclass

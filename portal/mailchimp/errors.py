@@ -50,6 +50,8 @@ KINDS: dict[str, Kind] = {
     "compliance_state": Kind(FIX_RESUBSCRIBE, contact_fault=True),
     "forgotten_email": Kind(FIX_RESUBSCRIBE, contact_fault=True),
     "member_exists": Kind(FIX_CHOOSE_OWNER, contact_fault=True),
+    # R11: a contact's new address already belongs to another member of the audience.
+    "email_taken": Kind(FIX_EDIT_CONTACT, contact_fault=True),
     "duplicate_email": Kind(FIX_CHOOSE_OWNER, contact_fault=True),
     "merge_field_invalid": Kind(FIX_EDIT_CONTACT, contact_fault=True),
     "merge_field_required": Kind(FIX_EDIT_CONTACT, contact_fault=True),
@@ -84,6 +86,11 @@ MESSAGES_EN: dict[str, str] = {
     "member_exists": N_(
         "This e-mail address already belongs to another member of the Mailchimp audience. "
         "Choose which contact owns it."
+    ),
+    "email_taken": N_(
+        "The new e-mail address of this contact already belongs to another member of the Mailchimp "
+        "audience, so the contact's member could not take it. Use another address on the contact, or archive "
+        "the other member in Mailchimp, then retry."
     ),
     "duplicate_email": N_(
         "Several contacts share this e-mail address. Choose which contact owns it."

@@ -49,6 +49,12 @@ class Connector(db.Model):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Live replication's health (R10, R19): the last push that reached Mailchimp, the last time a
+    # whole call failed (and why), and when members archived in Mailchimp were last looked for.
+    last_push_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error_kind: Mapped[str] = mapped_column(String(32), default="")
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    archives_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     workspace = relationship("Workspace")
 
@@ -106,6 +112,8 @@ class ContactSync(db.Model):
         UniqueConstraint("connector_id", "contact_id", name="uq_contact_sync_connector_contact"),
         Index("ix_contact_sync_connector_state", "connector_id", "state", "error_kind"),
         Index("ix_contact_sync_contact", "contact_id"),
+        Index("ix_contact_sync_dirty", "connector_id", "dirty_at",
+              sqlite_where=db.text("dirty_at IS NOT NULL"), postgresql_where=db.text("dirty_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -125,6 +133,10 @@ class ContactSync(db.Model):
     error_field: Mapped[str] = mapped_column(String(40), default="")
     attempts: Mapped[int] = mapped_column(default=0)
     owner_chosen: Mapped[bool] = mapped_column(default=False)
+    # Set when the contact changed in anaba (or an action asks for a push) and Mailchimp has not
+    # been told yet; cleared by the push that tells it, only if nothing changed meanwhile (R10).
+    dirty_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    erase_requested: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -159,4 +171,6 @@ class SyncEvent(db.Model):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_run.id"))
     kind: Mapped[str] = mapped_column(String(24))
     detail: Mapped[str] = mapped_column(Text, default="")
+    # What a live push sent (merge fields, status, tags added and removed), for the History tab.
+    data: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

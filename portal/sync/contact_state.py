@@ -10,30 +10,33 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 
 from portal.extensions import db
 from portal.mailchimp import MailchimpError
-from portal.models import Connector, ConnectorStatus, ContactSync, NotSyncedReason, SyncState, utcnow
+from portal.models import Connector, ContactSync, NotSyncedReason, SyncState, utcnow
 from portal.sync.eligibility import state_for_reason
 
 SYNC_COLUMNS = (
     "state", "reason", "member_email", "member_hash", "fingerprint", "synced_tags", "last_synced_at",
     "error_kind", "error_message", "error_fix", "error_field", "attempts",
 )
+# Read with the row but never written back by a push: another request may set them meanwhile
+# (a new change, an erasure asked for), and a push must not undo that.
+READ_ONLY_COLUMNS = ("dirty_at", "erase_requested")
 _EMPTY = {"state": SyncState.PENDING, "reason": "", "synced_tags": [], "error_kind": "", "error_message": "",
-          "error_fix": "", "error_field": "", "attempts": 0}
+          "error_fix": "", "error_field": "", "attempts": 0, "erase_requested": False}
 
 
 class SyncRow:
     """A contact's sync row as plain values; written back in bulk (:func:`save_rows`) when it changed."""
 
-    __slots__ = ("id", "changed") + SYNC_COLUMNS
+    __slots__ = ("id", "changed") + SYNC_COLUMNS + READ_ONLY_COLUMNS
 
     def __init__(self, values: dict, row_id: int | None) -> None:
         self.id = row_id
         self.changed = row_id is None
-        for name in SYNC_COLUMNS:
+        for name in SYNC_COLUMNS + READ_ONLY_COLUMNS:
             setattr(self, name, values.get(name))
 
     def set(self, **values) -> None:
@@ -50,17 +53,27 @@ class SyncRow:
     # --- the transitions --------------------------------------------------------------------
 
     def synced(self, *, email: str, member_hash: str | None, fingerprint: str, tags: Sequence[str],
-               at: datetime) -> None:
-        """Mailchimp holds what anaba sent."""
-        self.set(state=SyncState.SYNCED, reason="", member_email=email,
+               at: datetime, unsubscribed: bool = False, reason: str = "") -> None:
+        """Mailchimp holds what anaba sent: a subscribed member, or (R15) one anaba unsubscribed for `reason`."""
+        self.set(state=SyncState.UNSUBSCRIBED if unsubscribed else SyncState.SYNCED,
+                 reason=reason if unsubscribed else "", member_email=email,
                  member_hash=member_hash or self.member_hash, fingerprint=fingerprint,
-                 synced_tags=list(tags), last_synced_at=at, attempts=0)
+                 synced_tags=sorted(tags), last_synced_at=at, attempts=0)
         self._clear_error()
 
-    def left_out(self, reason: NotSyncedReason) -> None:
+    def restore_state(self, *, unsubscribed: bool = False) -> None:
+        """Nothing to send after all: the row reads again what Mailchimp holds."""
+        self.set(state=SyncState.UNSUBSCRIBED if unsubscribed else SyncState.SYNCED)
+
+    def left_out(self, reason: NotSyncedReason, *, state: SyncState | None = None) -> None:
         """Not sent, for `reason` (R2); whatever was last sent no longer counts."""
         # When the contact becomes eligible again it must be sent even if its fields did not change.
-        self.set(state=state_for_reason(reason), reason=reason, fingerprint=None)
+        self.set(state=state or state_for_reason(reason), reason=reason, fingerprint=None)
+        self._clear_error()
+
+    def gone_from_mailchimp(self, state: SyncState) -> None:
+        """The member was archived or deleted in Mailchimp (or erased by us): nothing goes back (R13)."""
+        self.set(state=state, reason="", fingerprint=None)
         self._clear_error()
 
     def failed(self, error: MailchimpError) -> None:
@@ -85,7 +98,7 @@ def load_rows(connector: Connector, contact_ids: Sequence[int]) -> dict[int, Syn
     """The contacts' sync rows as plain values (new pending ones where missing)."""
     rows: dict[int, SyncRow] = {}
     t = ContactSync.__table__.c
-    cols = [t[name] for name in SYNC_COLUMNS]
+    cols = [t[name] for name in SYNC_COLUMNS + READ_ONLY_COLUMNS]
     ids = list(contact_ids)
     for start in range(0, len(ids), 500):
         part = ids[start:start + 500]
@@ -102,7 +115,7 @@ def save_rows(connector: Connector, rows: dict[int, SyncRow]) -> None:
     """Insert the new rows and update the changed ones, each in one executemany (not committed)."""
     now = utcnow()
     new = [dict(row.values(), connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=cid,
-                owner_chosen=False, updated_at=now)
+                owner_chosen=False, erase_requested=False, updated_at=now)
            for cid, row in rows.items() if row.id is None]
     changed = [dict(row.values(), _id=row.id, updated_at=now) for row in rows.values()
                if row.id is not None and row.changed]
@@ -134,16 +147,3 @@ def states_for(connector_id: int, contact_ids: Sequence[int]) -> dict[int, Conta
         select(ContactSync).where(ContactSync.connector_id == connector_id, ContactSync.contact_id.in_(contact_ids))
     )
     return {r.contact_id: r for r in rows}
-
-
-def mark_changed(connector: Connector, contact_ids: Sequence[int]) -> None:
-    """After a committed change, show "pending" for contacts an active connector had synced; commits."""
-    if connector.status != ConnectorStatus.ACTIVE:
-        return
-    db.session.execute(
-        update(ContactSync)
-        .where(ContactSync.connector_id == connector.id, ContactSync.contact_id.in_(list(contact_ids)),
-               ContactSync.state == SyncState.SYNCED)
-        .values(state=SyncState.PENDING)
-    )
-    db.session.commit()

@@ -15,15 +15,12 @@ from sqlalchemy import func, select
 from portal import labels
 from portal.crm.contacts import get_contact
 from portal.extensions import db
-from portal.mailchimp import MailchimpError
 from portal.mailchimp.errors import KINDS
 from portal.models import (Connector, ConnectorStatus, Contact, ContactSync, NotSyncedReason, SyncState,
                            Workspace)
 from portal.sync import ConnectorError
 from portal.sync.contact_state import ensure_rows
-from portal.sync.lifecycle import live_connector, pause_connector
-from portal.sync.mailchimp_access import client_for
-from portal.sync.push import PushResult, push_contacts
+from portal.sync.lifecycle import live_connector
 
 GROUP_SAMPLE = 50
 DUPLICATE_EMAIL = "duplicate_email"
@@ -79,31 +76,6 @@ def contacts_in_error(connector_id: int) -> list[int]:
         select(ContactSync.contact_id).where(ContactSync.connector_id == connector_id,
                                              ContactSync.state == SyncState.ERROR).order_by(ContactSync.contact_id)
     ))
-
-
-def retry_now(connector_id: int, contact_ids: Sequence[int] | None = None) -> dict:
-    """Push these contacts (None: every contact in error) now, 500 at a time; the counts.
-
-    A revoked key or a deleted audience pauses the connector; other whole-call failures
-    propagate (the job fails and RQ records it).
-    """
-    connector = db.session.get(Connector, connector_id)
-    total = PushResult()
-    if connector is None or connector.status not in (ConnectorStatus.ACTIVE, ConnectorStatus.COPYING):
-        return total.add_to({})
-    ids = list(contact_ids) if contact_ids is not None else contacts_in_error(connector.id)
-    with client_for(connector) as client:
-        for start in range(0, len(ids), 500):
-            try:
-                part = push_contacts(connector.id, ids[start:start + 500], client=client)
-            except MailchimpError as exc:
-                db.session.rollback()
-                if exc.pauses_connector:
-                    pause_connector(connector.id, exc)
-                    return total.add_to({})
-                raise
-            total.merge(part)
-    return total.add_to({})
 
 
 def choose_email_owner(workspace_id: int, contact_id: int) -> tuple[Connector, list[int]]:

@@ -53,11 +53,14 @@ CHUNK_RETRIES = 5
 T = TypeVar("T")
 
 
-def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> run_rows.RunResult:
+def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep,
+        should_yield: Callable[[], bool] = lambda: False) -> run_rows.RunResult:
     """Run or resume the initial copy `run_id` (does nothing if another worker holds it).
 
     At the end the connector is active and its customers get the copy's counts by e-mail; a
     revoked key or a deleted audience pauses the run and the connector (nobody is marked failed).
+    Between chunks, when `should_yield` says live work waits, the copy steps aside
+    (:class:`~portal.background.YieldRun`) and comes back from its cursor (R10).
     """
     activated: list[Connector] = []
 
@@ -69,9 +72,9 @@ def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> run_rows
                 _create_merge_fields(client, connector, sleep)
                 _set_phase(run, token, 1)
             if int(run.result.get("phase", 0)) == 1:
-                _copy_contacts(client, run, connector, token, sleep)
+                _copy_contacts(client, run, connector, token, sleep, should_yield)
                 _set_phase(run, token, 2)
-            _drain_tags(client, run, connector, token, sleep)
+            _drain_tags(client, run, connector, token, sleep, should_yield)
         if connector.status == ConnectorStatus.COPYING:
             connector.status = ConnectorStatus.ACTIVE
             connector.activated_at = connector.activated_at or utcnow()
@@ -200,7 +203,8 @@ def next_chunk(connector: Connector, after_id: int) -> tuple[list[int], int]:
     return ids, cursor
 
 
-def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep) -> None:
+def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep,
+                   should_yield: Callable[[], bool]) -> None:
     """Phase 1: chunks of contacts, each committed with its results and the new cursor.
 
     Pipelined: while Mailchimp processes one chunk's batch call (in a sending thread), this
@@ -219,9 +223,10 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
             next_ids, next_last = next_chunk(connector, last_id)
             upcoming = prepare_push(connector, next_ids, managed) if next_ids else None
             answers = _answers(in_flight, client, prepared, audience_id, sleep)
-            if upcoming is not None:
+            stepping_aside = upcoming is not None and should_yield()
+            if upcoming is not None and not stepping_aside:
                 in_flight = pool.submit(send_prepared, client, upcoming, audience_id)
-            result = record_push(prepared, answers, run)
+            result = record_push(prepared, answers, run, client=client)
             run.cursor = last_id
             run.done = (run.done or 0) + len(ids)
             run.error_count = (run.error_count or 0) + result.errors
@@ -230,6 +235,8 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
             db.session.commit()
             if upcoming is None:
                 return
+            if stepping_aside:
+                raise background.YieldRun("live work waits")
             prepared, ids, last_id = upcoming, next_ids, next_last
 
 
@@ -246,7 +253,8 @@ def _answers(future, client, prepared, audience_id: str, sleep) -> list[dict]:
     return _retrying(lambda: send_prepared(client, prepared, audience_id), sleep)
 
 
-def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep) -> None:
+def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep,
+                should_yield: Callable[[], bool] = lambda: False) -> None:
     """Phase 2: send the run's pending tag changes, one tag at a time, 500 e-mails per call."""
     directory = SegmentDirectory(client, connector.audience_id)
     tags = list(db.session.scalars(
@@ -277,3 +285,5 @@ def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep) -
             run.counts = counts
             background.checkpoint(run, token)
             db.session.commit()
+            if should_yield():
+                raise background.YieldRun("live work waits")

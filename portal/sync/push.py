@@ -1,24 +1,29 @@
 """Push a set of contacts to the connector's audience: the one write path to Mailchimp members.
 
-:func:`push_contacts` is shared by the initial copy's chunks (R8), retries of contacts in error
-(R19) and, later, live replication (R10): it knows nothing of cursors or phases. Given contact
-ids it
+:func:`push_contacts` (and its three steps, :func:`prepare_push` → :func:`send_prepared` →
+:func:`record_push`) is shared by the initial copy's chunks (R8), live replication (R10) and
+retries (R19): it knows nothing of cursors or phases. Given contact ids it works out, for each
+contact, the one thing Mailchimp must be told (:class:`Action`):
 
-1. judges each contact's eligibility (:mod:`portal.sync.eligibility`) and records the reason
-   for those left out;
-2. builds each eligible contact's member body and fingerprint, and skips contacts whose
-   fingerprint equals what was last sent (an unchanged contact sends nothing);
-3. sends the rest through batch subscribe (``POST /lists/{id}``, 500 per call,
-   ``update_existing``), so anaba's values overwrite the member's (R1, R4);
-4. records a result per contact from ``new_members`` / ``updated_members`` / ``errors``:
-   errors are classified, and only the contact's own faults are stored on the contact;
-5. works out tag changes against the member's current tags (only the tags anaba knows are
-   ever removed, R3) and either writes them as :class:`~portal.models.PendingTagOp` rows of
-   `run` (the copy sends them grouped by tag later) or sends them at once.
+- **send** — the member body through batch subscribe (``POST /lists/{id}``, 500 per call,
+  ``update_existing``): anaba's values overwrite the member's (R1, R4). Its status follows the
+  consent (R14, R15): opt-in → ``subscribed``; a member we had whose contact became opt-out or
+  unknown → ``unsubscribed``. A contact whose member body is unchanged since the last push
+  sends nothing (its fingerprint, R10);
+- **rename** — the contact's e-mail changed: ``PUT`` on the *old* address's hash with the new
+  address renames the same member (R11, API-NOTES §1.3);
+- **tags** — only tags changed: tag calls alone, against the tags last sent;
+- **archive** — the contact was deleted in anaba: ``DELETE`` archives the member (R12);
+- **erase** — someone asked for a GDPR erasure: ``delete-permanent`` (R12).
 
-Whole-call failures (key revoked, audience gone, Mailchimp down after the client's retries)
-propagate as :class:`~portal.mailchimp.MailchimpError` with nothing recorded, so the caller
-can pause or retry; replaying the same contacts later is harmless.
+Contacts left out (R2) get their "not synced" reason; contacts whose member was archived or
+deleted in Mailchimp are not pushed until someone acts (R13). Tag changes are computed against
+the member's current tags (only tags anaba knows are ever removed, R3) and either stored as
+:class:`~portal.models.PendingTagOp` rows of a run (the copy sends them grouped by tag later) or
+sent at once. Per-member refusals become the contact's error with its fix (R19); whole-call
+failures (key revoked, audience gone, Mailchimp down after the client's retries) propagate as
+:class:`~portal.mailchimp.MailchimpError` with nothing recorded, so the caller can pause or
+retry: replaying the same contacts later is harmless.
 """
 from __future__ import annotations
 
@@ -27,15 +32,16 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal.extensions import db
 from portal.mailchimp import BATCH_LIMIT, MailchimpError, classify_batch_error
 from portal.mailchimp.payload import FieldMapping, build_member, payload_fingerprint, tag_changes
-from portal.models import (Connector, Contact, NotSyncedReason, SyncState, PendingTagOp, SyncEvent, SyncEventKind, SyncRun,
-                           Tag, contact_tags, utcnow)
+from portal.models import (Connector, Contact, ContactSync, NotSyncedReason, PendingTagOp, SyncEvent, SyncEventKind, SyncRun,
+                           SyncState, Tag, contact_tags, utcnow)
 from portal.sync.contact_state import SyncRow, load_rows, save_rows
 from portal.sync.eligibility import in_workspace, judge
 from portal.sync.mailchimp_access import client_for
@@ -45,7 +51,23 @@ log = logging.getLogger(__name__)
 # The parts of a batch-subscribe answer we read; the rest (full member objects) is dropped
 # by Mailchimp before it is sent.
 ANSWER_FIELDS = tuple(f"{kind}.{key}" for kind in ("new_members", "updated_members")
-                      for key in ("id", "email_address", "tags")) + ("errors",)
+                      for key in ("id", "email_address", "tags", "tags_count")) + ("errors",)
+MEMBER_TAGS_SHOWN = 50
+"""Tags a member object carries at most; beyond, the member's tags endpoint has them all."""
+
+# A member we had stays ours to keep in line with consent (R15) in these states.
+_HAS_MEMBER = (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR, SyncState.UNSUBSCRIBED)
+_UNSUBSCRIBE_REASONS = (NotSyncedReason.OPT_OUT, NotSyncedReason.NO_CONSENT)
+
+
+class Action(StrEnum):
+    """What Mailchimp must be told about one contact."""
+
+    SEND = "send"
+    RENAME = "rename"
+    TAGS = "tags"
+    ARCHIVE = "archive"
+    ERASE = "erase"
 
 
 @dataclass
@@ -60,14 +82,24 @@ class PushResult:
     deferred: int = 0
     member_writes: int = 0
     tag_ops: int = 0
+    archived: int = 0
+    erased: int = 0
+    unsubscribed: int = 0
     skipped: Counter = field(default_factory=Counter)
     error_kinds: Counter = field(default_factory=Counter)
+    deferred_ids: list[int] = field(default_factory=list)
+    retry_after: float | None = None
+
+    COUNTERS = ("created", "updated", "unchanged", "errors", "deferred", "member_writes", "tag_ops", "archived",
+                "erased", "unsubscribed")
 
     def add_to(self, counts: dict) -> dict:
         """Add these numbers into a run's ``counts`` JSON (returns a new dict)."""
         merged = dict(counts or {})
-        for key in ("created", "updated", "unchanged", "errors", "deferred", "member_writes", "tag_ops"):
-            merged[key] = int(merged.get(key, 0)) + getattr(self, key)
+        for key in self.COUNTERS:
+            value = getattr(self, key)
+            if value or key in merged or key in ("created", "updated", "unchanged", "errors"):
+                merged[key] = int(merged.get(key, 0)) + value
         skipped = dict(merged.get("skipped") or {})
         for reason, n in self.skipped.items():
             skipped[reason] = int(skipped.get(reason, 0)) + n
@@ -80,10 +112,11 @@ class PushResult:
 
     def merge(self, other: PushResult) -> None:
         """Add another push's numbers into this one."""
-        for key in ("processed", "created", "updated", "unchanged", "errors", "deferred", "member_writes", "tag_ops"):
+        for key in ("processed", *self.COUNTERS):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         self.skipped.update(other.skipped)
         self.error_kinds.update(other.error_kinds)
+        self.deferred_ids.extend(other.deferred_ids)
 
 
 def mappings_of(connector: Connector) -> list[FieldMapping]:
@@ -103,6 +136,8 @@ CONTACT_COLUMNS = (
     _c.street, _c.postal_code, _c.city, _c.country, _c.consent, _c.consent_locked, _c.email_bounced,
     _c.do_not_sync, _c.deleted_at,
 )
+
+
 def _contact_tags(contact_ids: list[int]) -> dict[int, list[str]]:
     tags: dict[int, list[str]] = defaultdict(list)
     for start in range(0, len(contact_ids), 500):
@@ -112,6 +147,21 @@ def _contact_tags(contact_ids: list[int]) -> dict[int, list[str]]:
         ):
             tags[cid].append(name)
     return {cid: sorted(names) for cid, names in tags.items()}
+
+
+@dataclass
+class Item:
+    """One contact's planned action and, once sent, Mailchimp's answer for it."""
+
+    contact: Any
+    action: Action
+    email: str  # the address the member is known by now (the old one for a rename)
+    payload: dict | None = None
+    fingerprint: str | None = None
+    tags: list[str] = field(default_factory=list)
+    reason: str = ""  # why a member is unsubscribed (R15)
+    had_member: bool = False
+    answer: Any = None  # the member (dict), True/False (archive), or the MailchimpError
 
 
 @dataclass
@@ -127,12 +177,25 @@ class PreparedPush:
     managed: list[str]
     rows: dict[int, SyncRow]
     result: PushResult
-    to_send: list[tuple[Any, dict, list[str], str]]
+    items: list[Item]
+
+    @property
+    def to_send(self) -> list[Item]:
+        """The items that go through batch subscribe, in order."""
+        return [item for item in self.items if item.action == Action.SEND]
+
+
+def _has_member(row: SyncRow) -> bool:
+    return bool(row.member_email) and row.state in _HAS_MEMBER
+
+
+def _known_as(row: SyncRow) -> str:
+    return (row.member_email or "").strip().lower()
 
 
 def prepare_push(connector: Connector, contact_ids: Sequence[int],
                  managed_tags: Iterable[str] | None = None) -> PreparedPush:
-    """Read the contacts, judge them, build the member bodies; record the ones left out (in memory)."""
+    """Read the contacts, judge them, plan each one's action; record the ones left out (in memory)."""
     ids = sorted(set(int(i) for i in contact_ids))
     result = PushResult()
     with db.session.no_autoflush:
@@ -149,41 +212,97 @@ def prepare_push(connector: Connector, contact_ids: Sequence[int],
         rows = load_rows(connector, found)
         tags_of = _contact_tags(found)
         verdicts = judge(connector.workspace_id, connector.id, contacts)
-    to_send: list[tuple[Any, dict, list[str], str]] = []
+    items: list[Item] = []
     for contact in contacts:
         row = rows[contact.id]
         result.processed += 1
-        verdict = verdicts[contact.id]
-        if verdict.reason == NotSyncedReason.INVALID_EMAIL:
-            # Mailchimp would refuse it: an error with its fix, without spending a call.
-            row.failed(MailchimpError("invalid_email", email=contact.email))
-            result.errors += 1
-            result.error_kinds["invalid_email"] += 1
-            continue
-        if not verdict.eligible:
-            row.left_out(verdict.reason)
-            result.skipped[verdict.reason] += 1
-            continue
-        payload = build_member(contact, mappings, status="subscribed")
-        tags = tags_of.get(contact.id, [])
-        fingerprint = payload_fingerprint(payload, tags)
-        if row.state == SyncState.SYNCED and row.fingerprint == fingerprint:
-            result.unchanged += 1
-            continue
-        to_send.append((contact, payload, tags, fingerprint))
-    return PreparedPush(connector=connector, managed=managed, rows=rows, result=result, to_send=to_send)
+        item = _plan(contact, row, verdicts[contact.id].reason, mappings, tags_of.get(contact.id, []), result)
+        if item is not None:
+            items.append(item)
+    return PreparedPush(connector=connector, managed=managed, rows=rows, result=result, items=items)
 
+
+def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags: list[str],
+          result: PushResult) -> Item | None:
+    """The action one contact needs, or None (its row already says why)."""
+    if row.erase_requested:
+        return Item(contact, Action.ERASE, email=row.member_email or contact.email_normalized or "")
+    if row.state in (SyncState.ARCHIVED_IN_MC, SyncState.DELETED_IN_MC):
+        result.skipped[row.state] += 1
+        return None  # R13: nothing goes back until someone acts
+    if reason == NotSyncedReason.DELETED:
+        if _has_member(row):
+            return Item(contact, Action.ARCHIVE, email=row.member_email)
+        row.left_out(reason)
+        result.skipped[reason] += 1
+        return None
+    if reason == NotSyncedReason.INVALID_EMAIL:
+        # Mailchimp would refuse it: an error with its fix, without spending a call.
+        row.failed(MailchimpError("invalid_email", email=contact.email))
+        result.errors += 1
+        result.error_kinds["invalid_email"] += 1
+        return None
+    if reason in _UNSUBSCRIBE_REASONS and _has_member(row) and _known_as(row) == contact.email_normalized:
+        status = "unsubscribed"  # R15: no longer opt-in, the member we created stops receiving campaigns
+    elif reason:
+        if reason == NotSyncedReason.CONSENT_LOCKED and _has_member(row):
+            row.left_out(reason, state=SyncState.UNSUBSCRIBED)  # they unsubscribed themself in Mailchimp
+        else:
+            row.left_out(reason)
+        result.skipped[reason] += 1
+        return None
+    else:
+        status = "subscribed"
+    payload = build_member(contact, mappings, status=status)
+    fingerprint = payload_fingerprint(payload)
+    unsubscribe_reason = reason if status == "unsubscribed" else ""
+    had_member = _has_member(row)
+    if had_member and _known_as(row) != contact.email_normalized:
+        return Item(contact, Action.RENAME, email=row.member_email, payload=payload, fingerprint=fingerprint,
+                    tags=tags, had_member=True)
+    if row.state in (SyncState.SYNCED, SyncState.UNSUBSCRIBED, SyncState.PENDING) and row.fingerprint == fingerprint:
+        if sorted(row.synced_tags or []) == tags:
+            result.unchanged += 1
+            row.restore_state(unsubscribed=status == "unsubscribed")
+            return None
+        return Item(contact, Action.TAGS, email=contact.email_normalized, payload=payload, fingerprint=fingerprint,
+                    tags=tags, reason=unsubscribe_reason, had_member=had_member)
+    return Item(contact, Action.SEND, email=contact.email_normalized, payload=payload, fingerprint=fingerprint,
+                tags=tags, reason=unsubscribe_reason, had_member=had_member)
+
+
+# --- sending --------------------------------------------------------------------------------------
 
 def send_prepared(client, prepared: PreparedPush, audience_id: str) -> list[dict]:
-    """The batch-subscribe calls of a prepared push (500 members each); their answers, in order.
+    """Every call of a prepared push; the batch-subscribe answers (500 members each), in order.
 
+    Renames, archives and erasures are one call each; their answers are kept on their items.
     Mailchimp refuses a whole batch when one item breaks its schema (a merge value of the
     wrong JSON type after someone changed the field's type in Mailchimp…): one bad contact must
     not sink 499 others (R8), so such a batch is split to find the culprits, which come back as
     per-member errors of the answer (API-NOTES §2).
     """
-    return [_subscribe_isolating(client, audience_id, [p for _, p, _, _ in prepared.to_send[start:start + BATCH_LIMIT]])
-            for start in range(0, len(prepared.to_send), BATCH_LIMIT)]
+    for item in prepared.items:
+        if item.action in (Action.RENAME, Action.ARCHIVE, Action.ERASE):
+            item.answer = _send_one(client, audience_id, item)
+    batch = prepared.to_send
+    return [_subscribe_isolating(client, audience_id, [item.payload for item in batch[start:start + BATCH_LIMIT]])
+            for start in range(0, len(batch), BATCH_LIMIT)]
+
+
+def _send_one(client, audience_id: str, item: Item) -> Any:
+    """One member call; a refusal that concerns this member only is returned, not raised."""
+    try:
+        if item.action == Action.RENAME:
+            return client.upsert_member(audience_id, item.email, item.payload)
+        if item.action == Action.ARCHIVE:
+            return client.archive_member(audience_id, item.email)
+        client.delete_member_permanently(audience_id, item.email)
+        return True
+    except MailchimpError as exc:
+        if exc.pauses_connector:
+            raise
+        return exc
 
 
 _ITEM_FIELD = re.compile(r"^members\.item:(\d+)(?:\.(.*))?$")
@@ -235,67 +354,158 @@ def _merge_answers(answers: Sequence[dict]) -> dict:
     return merged
 
 
+# --- recording ------------------------------------------------------------------------------------
+
+class _Recorder:
+    """Writes each contact's result, its event and its tag changes (not committed)."""
+
+    def __init__(self, prepared: PreparedPush, run: SyncRun | None, client) -> None:
+        self.prepared = prepared
+        self.connector = prepared.connector
+        self.result = prepared.result
+        self.run = run
+        self.client = client
+        self.now = utcnow()
+        self.events: list[dict] = []
+        self.tag_ops: list[tuple[int, str, str, str]] = []  # contact id, email, tag, op
+
+    def event(self, contact_id: int, kind: SyncEventKind, detail: str, data: dict | None = None) -> None:
+        self.events.append({
+            "workspace_id": self.connector.workspace_id, "connector_id": self.connector.id,
+            "contact_id": contact_id, "run_id": self.run.id if self.run is not None else None, "kind": kind,
+            "detail": detail, "data": data if self.run is None else None, "created_at": self.now,
+        })
+
+    def member_tags(self, member: dict, email: str) -> list[str]:
+        """The member's current tags: those its object carries, or all of them past 50 (R3)."""
+        names = [t.get("name", "") for t in member.get("tags") or [] if isinstance(t, dict)]
+        if int(member.get("tags_count") or 0) > len(names) and self.client is not None:
+            names = self.client.get_member_tags(self.connector.audience_id, email)
+        return names
+
+    def pushed(self, item: Item, how: str, member: dict | None, current_tags: list[str] | None) -> None:
+        row = self.prepared.rows[item.contact.id]
+        email = item.contact.email_normalized
+        add, remove = tag_changes(current_tags, item.tags, self.prepared.managed) if current_tags is not None \
+            else tag_changes(row.synced_tags or [], item.tags, row.synced_tags or [])
+        self.tag_ops.extend((item.contact.id, email, t, "add") for t in add)
+        self.tag_ops.extend((item.contact.id, email, t, "remove") for t in remove)
+        unsubscribed = item.payload["status"] == "unsubscribed"
+        row.synced(email=email, member_hash=(member or {}).get("id"), fingerprint=item.fingerprint, tags=item.tags,
+                   at=self.now, unsubscribed=unsubscribed, reason=item.reason)
+        if unsubscribed:
+            self.result.unsubscribed += 1
+        kind = SyncEventKind.RENAMED if item.action == Action.RENAME else (
+            SyncEventKind.UNSUBSCRIBED if unsubscribed else SyncEventKind.PUSHED)
+        self.event(item.contact.id, kind, how, {
+            "status": item.payload["status"], "fields": item.payload.get("merge_fields") or {},
+            "email": email, "old_email": item.email if item.action == Action.RENAME else None,
+            "tags_added": add, "tags_removed": remove,
+        })
+
+    def refused(self, item: Item, error: MailchimpError) -> None:
+        row = self.prepared.rows[item.contact.id]
+        row.attempted()
+        if error.transient:
+            row.deferred()
+            self.result.deferred += 1
+            self.result.deferred_ids.append(item.contact.id)
+            if error.retry_after:
+                self.result.retry_after = max(self.result.retry_after or 0.0, error.retry_after)
+            return
+        if item.action == Action.RENAME and error.kind == "member_exists":
+            error = MailchimpError("email_taken", status=error.status, title=error.title, detail=error.detail,
+                                   email=error.email)  # R11: the new address belongs to another member
+        if error.kind == "forgotten_email" and item.had_member and item.action != Action.RENAME:
+            row.gone_from_mailchimp(SyncState.DELETED_IN_MC)  # R13: deleted in Mailchimp, not pushed back
+            self.event(item.contact.id, SyncEventKind.MAILCHIMP_STATE, SyncState.DELETED_IN_MC)
+            self.result.skipped[SyncState.DELETED_IN_MC] += 1
+            return
+        row.failed(error)
+        self.result.errors += 1
+        self.result.error_kinds[error.kind] += 1
+        self.event(item.contact.id, SyncEventKind.ERROR, f"{error.kind}: {error.detail}"[:500])
+
+    def batch(self, answers: Sequence[dict]) -> None:
+        batch = self.prepared.to_send
+        for number, answer in enumerate(answers):
+            part = batch[number * BATCH_LIMIT:(number + 1) * BATCH_LIMIT]
+            self.result.member_writes += len(part)
+            done = {}
+            for member in answer.get("new_members") or []:
+                done[(member.get("email_address") or "").lower()] = ("created", member)
+            for member in answer.get("updated_members") or []:
+                done[(member.get("email_address") or "").lower()] = ("updated", member)
+            failed = {(e.get("email_address") or "").strip().lower(): e for e in answer.get("errors") or []}
+            for item in part:
+                key = item.payload["email_address"].lower()
+                if key in done:
+                    how, member = done[key]
+                    setattr(self.result, how, getattr(self.result, how) + 1)
+                    self.pushed(item, how, member, self.member_tags(member, item.payload["email_address"]))
+                elif key in failed:
+                    self.refused(item, classify_batch_error(failed[key]))
+                else:
+                    self.refused(item, MailchimpError("unavailable", detail="No answer for this member."))
+
+    def single(self, item: Item) -> None:
+        row = self.prepared.rows[item.contact.id]
+        answer = item.answer
+        if item.action == Action.TAGS:
+            self.result.updated += 1
+            self.pushed(item, "tags", None, None)
+            return
+        if isinstance(answer, MailchimpError) and not (
+                answer.kind == "not_found" and item.action in (Action.ARCHIVE, Action.ERASE)):
+            self.refused(item, answer)
+            return
+        if item.action == Action.RENAME:
+            self.result.member_writes += 1
+            self.result.updated += 1
+            self.pushed(item, "renamed", answer, self.member_tags(answer, item.payload["email_address"]))
+        elif item.action == Action.ARCHIVE:
+            self.result.archived += 1
+            row.left_out(NotSyncedReason.DELETED)
+            self.event(item.contact.id, SyncEventKind.ARCHIVED, item.email)
+        else:
+            self.result.erased += 1
+            row.gone_from_mailchimp(SyncState.DELETED_IN_MC)
+            self.event(item.contact.id, SyncEventKind.ERASED, item.email)
+
+    def save(self) -> PushResult:
+        erased = [self.prepared.rows[item.contact.id].id for item in self.prepared.items
+                  if item.action == Action.ERASE and self.prepared.rows[item.contact.id].state == SyncState.DELETED_IN_MC]
+        if erased:
+            db.session.execute(update(ContactSync).where(ContactSync.id.in_(erased)).values(erase_requested=False))
+        self.result.tag_ops = len(self.tag_ops)
+        if self.tag_ops and self.run is None:
+            send_tag_ops(self.client, self.connector.audience_id,
+                         [(email, tag, op) for _, email, tag, op in self.tag_ops])
+        save_rows(self.connector, self.prepared.rows)
+        if self.tag_ops and self.run is not None:
+            db.session.execute(PendingTagOp.__table__.insert(), [
+                {"run_id": self.run.id, "connector_id": self.connector.id, "contact_id": cid, "email": email,
+                 "tag": tag, "op": op}
+                for cid, email, tag, op in self.tag_ops
+            ])
+        if self.events:
+            db.session.execute(SyncEvent.__table__.insert(), self.events)
+        return self.result
+
+
 def record_push(prepared: PreparedPush, answers: Sequence[dict], run: SyncRun | None = None, *,
                 client=None) -> PushResult:
     """Write each contact's result from Mailchimp's answers, and the tag changes (not committed).
 
     Tag changes become PendingTagOp rows of `run`; without a run they are sent now through
-    `client`.
+    `client` (which also reads the tags of members carrying more than 50).
     """
-    connector, rows, result = prepared.connector, prepared.rows, prepared.result
-    now = utcnow()
-    events: list[dict] = []
-    tag_ops: list[tuple[int, str, str, str]] = []  # contact id, email, tag, op
-    for number, answer in enumerate(answers):
-        part = prepared.to_send[number * BATCH_LIMIT:(number + 1) * BATCH_LIMIT]
-        result.member_writes += len(part)
-        done = {}
-        for member in answer.get("new_members") or []:
-            done[(member.get("email_address") or "").lower()] = ("created", member)
-        for member in answer.get("updated_members") or []:
-            done[(member.get("email_address") or "").lower()] = ("updated", member)
-        failed = {(e.get("email_address") or "").strip().lower(): e for e in answer.get("errors") or []}
-        for contact, payload, tags, fingerprint in part:
-            row = rows[contact.id]
-            email = payload["email_address"]
-            key = email.lower()
-            if key in done:
-                how, member = done[key]
-                setattr(result, how, getattr(result, how) + 1)
-                current = [t.get("name", "") for t in member.get("tags") or [] if isinstance(t, dict)]
-                add, remove = tag_changes(current, tags, prepared.managed)
-                tag_ops.extend((contact.id, email, t, "add") for t in add)
-                tag_ops.extend((contact.id, email, t, "remove") for t in remove)
-                row.synced(email=email, member_hash=member.get("id"), fingerprint=fingerprint, tags=tags, at=now)
-                events.append(_event(connector, contact.id, run, SyncEventKind.PUSHED, how))
-            elif key in failed:
-                error = classify_batch_error(failed[key])
-                row.attempted()
-                if error.transient:
-                    row.deferred()
-                    result.deferred += 1
-                    continue
-                row.failed(error)
-                result.errors += 1
-                result.error_kinds[error.kind] += 1
-                events.append(_event(connector, contact.id, run, SyncEventKind.ERROR,
-                                     f"{error.kind}: {error.detail}"[:500]))
-            else:
-                row.deferred()
-                result.deferred += 1
-
-    result.tag_ops = len(tag_ops)
-    if tag_ops and run is None:
-        send_tag_ops(client, connector.audience_id, [(email, tag, op) for _, email, tag, op in tag_ops])
-    save_rows(connector, rows)
-    if tag_ops and run is not None:
-        db.session.execute(PendingTagOp.__table__.insert(), [
-            {"run_id": run.id, "connector_id": connector.id, "contact_id": cid, "email": email, "tag": tag, "op": op}
-            for cid, email, tag, op in tag_ops
-        ])
-    if events:
-        db.session.execute(SyncEvent.__table__.insert(), events)
-    return result
+    recorder = _Recorder(prepared, run, client)
+    recorder.batch(answers)
+    for item in prepared.items:
+        if item.action != Action.SEND:
+            recorder.single(item)
+    return recorder.save()
 
 
 def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | None = None, *,
@@ -326,12 +536,6 @@ def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | 
     finally:
         if own_client:
             client.close()
-
-
-def _event(connector: Connector, contact_id: int, run: SyncRun | None, kind: str, detail: str) -> dict:
-    return {"workspace_id": connector.workspace_id, "connector_id": connector.id, "contact_id": contact_id,
-            "run_id": run.id if run is not None else None, "kind": kind, "detail": detail,
-            "created_at": utcnow()}
 
 
 # --- tags ---------------------------------------------------------------------------------------
@@ -399,7 +603,8 @@ def send_tag_ops(client, list_id: str, ops: Sequence[tuple[str, str, str]]) -> i
     for email, tag, op in ops:
         by_member[email][0 if op == "add" else 1].append(tag)
         by_tag[tag][0 if op == "add" else 1].append(email)
-    if len(by_member) <= len(by_tag):
+    per_tag_calls = sum(-(-max(len(a), len(r)) // BATCH_LIMIT) for a, r in by_tag.values()) + 1  # + segment list
+    if len(by_member) <= per_tag_calls:
         for email, (add, remove) in by_member.items():
             client.set_member_tags(list_id, email, add=add, remove=remove)
         return len(by_member)
