@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -229,3 +230,51 @@ def test_fingerprint_is_stable_under_shuffling(values, tags):
     random.Random(1).shuffle(shuffled)
     assert payload_fingerprint(payload, tags) == payload_fingerprint(payload, shuffled)
     assert member_diff(payload, payload) == {}
+
+
+# --- what decides "nothing to send" (R10) --------------------------------------------------------
+# Each of these changes alone must change the fingerprint, or the change would never reach Mailchimp.
+
+def _fp(contact=ALICE, mappings=MAPPINGS, status="subscribed", tags=()):
+    return payload_fingerprint(build_member(contact, mappings, status=status), tags)
+
+
+def test_a_consent_only_change_changes_the_fingerprint():
+    assert _fp(status="unsubscribed") != _fp(status="subscribed")
+
+
+def test_a_single_tag_changes_the_fingerprint():
+    assert _fp(tags=["Clients"]) != _fp(tags=["Clients", "VIP"])
+
+
+@pytest.mark.parametrize("part, value", [("street", "14 rue de la Paix"), ("postal_code", "75003"),
+                                         ("city", "Lyon")])
+def test_one_address_part_changes_the_fingerprint(part, value):
+    assert _fp({**ALICE, part: value}) != _fp()
+
+
+def test_a_country_changes_the_fingerprint_and_is_sent_as_its_code():
+    belgian = {**ALICE, "country": "Belgique"}
+    assert _fp(belgian) != _fp()
+    assert build_member(belgian, MAPPINGS)["merge_fields"]["ADDRESS"]["country"] == "BE"
+
+
+def test_the_same_contact_twice_gives_the_same_fingerprint():
+    assert _fp(dict(ALICE), tags=["VIP", "Clients"]) == _fp(dict(ALICE), tags=["Clients", "VIP"])
+
+
+def test_a_french_address_without_state_sends_the_city_as_state_and_an_incomplete_one_sends_nothing():
+    address = build_member(ALICE, MAPPINGS)["merge_fields"]["ADDRESS"]
+    assert address == {"addr1": "12 rue de la Paix", "addr2": "", "city": "Paris", "state": "Paris",
+                       "zip": "75002", "country": "FR"}
+    assert build_member({**ALICE, "postal_code": ""}, MAPPINGS)["merge_fields"]["ADDRESS"] == ""
+
+
+def test_number_and_date_merge_values_are_sent_in_mailchimps_forms():
+    mappings = [FieldMapping("score", "SCORE", "number"), FieldMapping("since", "SINCE", "date"),
+                FieldMapping("born", "BIRTHDAY", "birthday")]
+    contact = {"email": "a@b.fr", "score": 12.0, "since": dt.date(2026, 3, 9), "born": dt.date(1990, 7, 14)}
+    fields = build_member(contact, mappings)["merge_fields"]
+    assert fields == {"SCORE": 12.0, "SINCE": "2026-03-09", "BIRTHDAY": "07/14"}
+    assert _fp(contact, mappings) != _fp({**contact, "score": 13}, mappings)
+    assert _fp(contact, mappings) != _fp({**contact, "since": dt.date(2026, 3, 10)}, mappings)
