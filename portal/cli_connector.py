@@ -5,6 +5,7 @@
     flask connector send-back CONNECTOR_ID --by EMAIL --reason TEXT
     flask connector list
     flask connector delete CONNECTOR_ID --by EMAIL
+    flask connector reconcile CONNECTOR_ID
     flask connector resume-stale
 """
 from __future__ import annotations
@@ -97,6 +98,16 @@ def register(app: Flask) -> None:
         except ConnectorError as exc:
             raise click.ClickException(exc.message) from None
         click.echo(f"connector {connector_id} deleted")
+
+    @connector_group.command("reconcile")
+    @click.argument("connector_id", type=int)
+    def reconcile_cmd(connector_id):
+        """Reconcile a connector with its audience now (R22), in the background."""
+        try:
+            run = jobs.reconcile_now(connector_id)
+        except ConnectorError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(f"connector {connector_id}: reconciliation run {run.id} queued")
 
     @connector_group.command("resume-stale")
     def resume_stale_cmd():

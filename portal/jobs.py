@@ -37,7 +37,7 @@ from portal.crm import csv_import
 from portal.extensions import redis_store
 from portal.models import Connector, ContactChange, CsvImport, RunKind, RunStatus, SyncRun, User, utcnow
 from portal.sync import ConnectorError
-from portal.sync import consent_import, error_fixes, lifecycle, preview, replication
+from portal.sync import consent_import, error_fixes, lifecycle, preview, reconciliation, replication
 from portal.sync import initial_copy as copy
 from portal.sync import runs as sync_runs
 
@@ -85,6 +85,7 @@ def _verb_of(run: SyncRun | CsvImport) -> tuple[Any, str, str]:
         RunKind.CONSENT_IMPORT: (import_consent, "bulk"),
         RunKind.PREVIEW: (compute_preview, "bulk"),
         RunKind.INITIAL_COPY: (initial_copy, "bulk"),
+        RunKind.RECONCILE: (reconcile, "bulk"),
     }
     verb, queue = verbs[RunKind(run.kind)]
     return verb, queue, f"run-{run.kind}-{run.id}"
@@ -206,6 +207,13 @@ def reconnect_connector(connector_id: int, user: User | None, api_key: str | Non
     return connector
 
 
+def reconcile_now(connector_id: int) -> SyncRun:
+    """Support asks for a reconciliation now (R22): what changed in Mailchimp is found and repaired."""
+    run = reconciliation.start(connector_id)
+    enqueue_run(run)
+    return run
+
+
 def erase_from_mailchimp(workspace_id: int, contact_id: int) -> None:
     """Erase the contact's member from Mailchimp for good (GDPR, R12), in the background."""
     connector = lifecycle.live_connector(workspace_id)
@@ -301,6 +309,24 @@ def initial_copy(run_id: int) -> None:
         enqueue_run(run, resumed=True)
     elif result.outcome == Outcome.FINISHED and replication.next_due(run.connector_id) is not None:
         queue_replication(run.connector_id)
+
+
+def reconcile(run_id: int) -> None:
+    """Reconcile a connector with its audience (R22); the contacts found drifted are pushed again."""
+    result = reconciliation.run(run_id)
+    run = sync_runs.get(run_id)
+    if result.outcome == Outcome.RETRY_LATER:
+        enqueue_later(run, sync_runs.retry_delay())
+    elif result.outcome == Outcome.FINISHED and replication.next_due(run.connector_id) is not None:
+        queue_replication(run.connector_id)
+
+
+def reconcile_all() -> list[int]:
+    """Nightly: a reconciliation for every active connector (R22)."""
+    runs = reconciliation.start_all()
+    for run in runs:
+        enqueue_run(run)
+    return [run.id for run in runs]
 
 
 def replicate(connector_id: int) -> str:

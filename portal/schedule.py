@@ -1,6 +1,8 @@
 """Periodic work, one declarative list read by `python worker.py cron` (run exactly ONE cron process).
 
-Each entry: (RQ verb of ``portal.jobs``, queue, cron expression in the cron process's time zone).
+Each entry: (RQ verb of ``portal.jobs``, queue, cron expression). rq evaluates cron expressions in
+the cron process's local time zone: run it with ``TZ=Europe/Paris`` (scripts/run_all.py does; see
+docs/deployment.md), so "03:00" is 03:00 in France all year.
 """
 from __future__ import annotations
 
@@ -21,4 +23,6 @@ class Periodic(NamedTuple):
 SCHEDULE: list[Periodic] = [
     # A run whose worker died (or whose job was lost) goes on within a minute even if no worker restarts (R8).
     Periodic(jobs.resume_stale_runs, "bulk", "* * * * *"),
+    # What webhooks and live pushes missed, repaired every night (R22).
+    Periodic(jobs.reconcile_all, "bulk", "0 3 * * *"),
 ]

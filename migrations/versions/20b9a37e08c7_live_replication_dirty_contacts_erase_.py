@@ -27,6 +27,7 @@ def upgrade():
         batch_op.add_column(sa.Column('archives_checked_at', portal.models.base.UTCDateTime(timezone=True), nullable=True))
 
     with op.batch_alter_table('contact_sync', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('mc_contact_id', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('dirty_at', portal.models.base.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('erase_requested', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.create_index('ix_contact_sync_dirty', ['connector_id', 'dirty_at'], unique=False, sqlite_where=sa.text('dirty_at IS NOT NULL'), postgresql_where=sa.text('dirty_at IS NOT NULL'))
@@ -46,6 +47,7 @@ def downgrade():
         batch_op.drop_index('ix_contact_sync_dirty', sqlite_where=sa.text('dirty_at IS NOT NULL'), postgresql_where=sa.text('dirty_at IS NOT NULL'))
         batch_op.drop_column('erase_requested')
         batch_op.drop_column('dirty_at')
+        batch_op.drop_column('mc_contact_id')
 
     with op.batch_alter_table('connector', schema=None) as batch_op:
         batch_op.drop_column('archives_checked_at')

@@ -124,6 +124,8 @@ class ContactSync(db.Model):
     reason: Mapped[str] = mapped_column(String(32), default="")
     member_email: Mapped[str | None] = mapped_column(String(254))
     member_hash: Mapped[str | None] = mapped_column(String(32))
+    # Mailchimp's own id for the member, which survives an address change made in Mailchimp.
+    mc_contact_id: Mapped[str | None] = mapped_column(String(64))
     fingerprint: Mapped[str | None] = mapped_column(String(64))
     synced_tags: Mapped[list] = mapped_column(JSON, default=list)
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -18,8 +18,8 @@ from portal.models import Connector, ContactSync, NotSyncedReason, SyncState, ut
 from portal.sync.eligibility import state_for_reason
 
 SYNC_COLUMNS = (
-    "state", "reason", "member_email", "member_hash", "fingerprint", "synced_tags", "last_synced_at",
-    "error_kind", "error_message", "error_fix", "error_field", "attempts",
+    "state", "reason", "member_email", "member_hash", "mc_contact_id", "fingerprint", "synced_tags",
+    "last_synced_at", "error_kind", "error_message", "error_fix", "error_field", "attempts",
 )
 # Read with the row but never written back by a push: another request may set them meanwhile
 # (a new change, an erasure asked for), and a push must not undo that.
@@ -53,11 +53,12 @@ class SyncRow:
     # --- the transitions --------------------------------------------------------------------
 
     def synced(self, *, email: str, member_hash: str | None, fingerprint: str, tags: Sequence[str],
-               at: datetime, unsubscribed: bool = False, reason: str = "") -> None:
+               at: datetime, unsubscribed: bool = False, reason: str = "", mc_contact_id: str | None = None) -> None:
         """Mailchimp holds what anaba sent: a subscribed member, or (R15) one anaba unsubscribed for `reason`."""
         self.set(state=SyncState.UNSUBSCRIBED if unsubscribed else SyncState.SYNCED,
                  reason=reason if unsubscribed else "", member_email=email,
-                 member_hash=member_hash or self.member_hash, fingerprint=fingerprint,
+                 member_hash=member_hash or self.member_hash, mc_contact_id=mc_contact_id or self.mc_contact_id,
+                 fingerprint=fingerprint,
                  synced_tags=sorted(tags), last_synced_at=at, attempts=0)
         self._clear_error()
 

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 # The parts of a batch-subscribe answer we read; the rest (full member objects) is dropped
 # by Mailchimp before it is sent.
 ANSWER_FIELDS = tuple(f"{kind}.{key}" for kind in ("new_members", "updated_members")
-                      for key in ("id", "email_address", "tags", "tags_count")) + ("errors",)
+                      for key in ("id", "contact_id", "email_address", "tags", "tags_count")) + ("errors",)
 MEMBER_TAGS_SHOWN = 50
 """Tags a member object carries at most; beyond, the member's tags endpoint has them all."""
 
@@ -138,7 +138,8 @@ CONTACT_COLUMNS = (
 )
 
 
-def _contact_tags(contact_ids: list[int]) -> dict[int, list[str]]:
+def contact_tags_of(contact_ids: list[int]) -> dict[int, list[str]]:
+    """Each contact's tag names, sorted, by contact id."""
     tags: dict[int, list[str]] = defaultdict(list)
     for start in range(0, len(contact_ids), 500):
         for cid, name in db.session.execute(
@@ -210,7 +211,7 @@ def prepare_push(connector: Connector, contact_ids: Sequence[int],
         contacts.sort(key=lambda c: c.id)
         found = [c.id for c in contacts]
         rows = load_rows(connector, found)
-        tags_of = _contact_tags(found)
+        tags_of = contact_tags_of(found)
         verdicts = judge(connector.workspace_id, connector.id, contacts)
     items: list[Item] = []
     for contact in contacts:
@@ -392,7 +393,8 @@ class _Recorder:
         self.tag_ops.extend((item.contact.id, email, t, "remove") for t in remove)
         unsubscribed = item.payload["status"] == "unsubscribed"
         row.synced(email=email, member_hash=(member or {}).get("id"), fingerprint=item.fingerprint, tags=item.tags,
-                   at=self.now, unsubscribed=unsubscribed, reason=item.reason)
+                   at=self.now, unsubscribed=unsubscribed, reason=item.reason,
+                   mc_contact_id=(member or {}).get("contact_id"))
         if unsubscribed:
             self.result.unsubscribed += 1
         kind = SyncEventKind.RENAMED if item.action == Action.RENAME else (

@@ -81,7 +81,7 @@ def note_changes(connector: Connector, contact_ids: Iterable[int]) -> bool:
     if not ids:
         return False
     ids |= _sharing_addresses(connector, ids)
-    _mark_dirty(connector, sorted(ids), utcnow())
+    mark_dirty(connector, sorted(ids), utcnow())
     db.session.commit()
     return replicates(connector)
 
@@ -105,7 +105,8 @@ def _sharing_addresses(connector: Connector, ids: set[int]) -> set[int]:
     return found - ids
 
 
-def _mark_dirty(connector: Connector, ids: Sequence[int], when: datetime, *, erase: bool = False) -> None:
+def mark_dirty(connector: Connector, ids: Sequence[int], when: datetime, *, erase: bool = False) -> None:
+    """Mark these contacts as waiting for a push (shown pending), creating their rows; not committed."""
     table = ContactSync.__table__
     existing: set[int] = set()
     for start in range(0, len(ids), 500):
@@ -140,7 +141,7 @@ def request_erase(connector: Connector, contact_id: int) -> None:
     if connector.status in (ConnectorStatus.DELETED, ConnectorStatus.PENDING_VALIDATION,
                             ConnectorStatus.SENT_BACK):
         raise ConnectorError("no member to erase")
-    _mark_dirty(connector, [contact_id], utcnow(), erase=True)
+    mark_dirty(connector, [contact_id], utcnow(), erase=True)
     db.session.commit()
 
 
@@ -155,7 +156,7 @@ def bring_back(connector: Connector, contact_id: int) -> None:
     if row is not None and row.state in OUT_OF_REACH:
         row.state = SyncState.PENDING
         row.fingerprint = None
-    _mark_dirty(connector, [contact_id], utcnow())
+    mark_dirty(connector, [contact_id], utcnow())
     db.session.commit()
 
 
