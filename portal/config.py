@@ -64,6 +64,8 @@ class Settings:
     MAIL_USE_TLS: bool
     MAIL_USE_SSL: bool
     RUN_LEASE_SECONDS: int
+    REPLICATION_LOCK_SECONDS: int
+    REPLICATION_SWEEP_SECONDS: int
     SUPPORT_EMAIL: str
     SESSION_COOKIE_SECURE: bool
     ENV_NAME: str
@@ -134,6 +136,8 @@ def load_settings(env: dict | None = None, instance_path: str | Path = "instance
         MAIL_USE_TLS=_bool(env.get("MAIL_USE_TLS"), False),
         MAIL_USE_SSL=_bool(env.get("MAIL_USE_SSL"), False),
         RUN_LEASE_SECONDS=_int(env, "RUN_LEASE_SECONDS", 60),
+        REPLICATION_LOCK_SECONDS=_int(env, "REPLICATION_LOCK_SECONDS", 60),
+        REPLICATION_SWEEP_SECONDS=_int(env, "REPLICATION_SWEEP_SECONDS", 30),
         SUPPORT_EMAIL=env.get("SUPPORT_EMAIL", "support@anaba.localhost"),
         SESSION_COOKIE_SECURE=_bool(env.get("SESSION_COOKIE_SECURE"), public.startswith("https://")),
         ENV_NAME=env_name,

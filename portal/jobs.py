@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from flask import current_app
 from flask_babel import gettext as _
 from redis.exceptions import LockError
 
@@ -46,10 +47,6 @@ log = logging.getLogger(__name__)
 QUEUES = ("live", "bulk", "reports")
 """The queues, in the priority order a worker serves them: live replication first."""
 JOB_TIMEOUT = 6 * 3600
-REPLICATION_LEASE = 60
-"""Seconds a replication lock outlives a worker that died holding it."""
-REPLICATION_SWEEP_AFTER = 30.0
-"""Changes waiting longer than this get a replication job from the minute sweep."""
 FAILURE_TTL = 7 * 24 * 3600
 _WAITING = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
@@ -331,12 +328,17 @@ def reconcile_all() -> list[int]:
 
 def replicate(connector_id: int) -> str:
     """Push the connector's changed contacts (R10), one job per connector at a time (its lock)."""
-    lock = redis_store.redis.lock(f"anaba:replicate:{connector_id}", timeout=REPLICATION_LEASE)
-    if not lock.acquire(blocking=False):
-        return "busy"  # the holder looks again once it lets go: nothing is lost
+    # The lock outlives a worker that died holding it by REPLICATION_LOCK_SECONDS at most.
+    lease = current_app.config["REPLICATION_LOCK_SECONDS"]
+    lock = redis_store.redis.lock(f"anaba:replicate:{connector_id}", timeout=lease)
+    # Wait for a live holder to finish its rounds (it pushes this change too, or looks again after
+    # letting go), or for a dead holder's lock to expire.
+    if not lock.acquire(blocking=True, blocking_timeout=lease + 1):
+        queue_replication(connector_id, delay=lease)
+        return "busy"
     try:
-        outcome, retry_in = replication.replicate(connector_id, keep_alive=lambda: lock.extend(REPLICATION_LEASE,
-                                                                                                  replace_ttl=True))
+        outcome, retry_in = replication.replicate(connector_id,
+                                                  keep_alive=lambda: lock.extend(lease, replace_ttl=True))
     finally:
         try:
             lock.release()
@@ -370,6 +372,6 @@ def resume_stale_runs() -> list[int]:
         ids.append(run.id)
     if ids:
         log.info("runs enqueued again: %s", ids)
-    for connector_id in replication.due_connectors(older_than=REPLICATION_SWEEP_AFTER):
+    for connector_id in replication.due_connectors(older_than=current_app.config["REPLICATION_SWEEP_SECONDS"]):
         queue_replication(connector_id)
     return ids

@@ -1,6 +1,12 @@
 """Helpers for the sync engine's tests: contacts in bulk, the audience and sync rows as they are."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from sqlalchemy import select
 
 
@@ -55,3 +61,51 @@ def last_seq(sim) -> int:
     """The sequence number of the last logged API call (0 when none)."""
     log = sim.control.requests_log()
     return log[-1]["seq"] if log else 0
+
+
+# --- real worker processes ----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker(app_env, sim, lease, log_path, queues=("bulk",), **settings):
+    """A real `python worker.py QUEUES` process on the test services (its log goes to `log_path`)."""
+    env = dict(os.environ)
+    env.update(app_env)
+    env.update({"MAILCHIMP_API_BASE": sim.api_base, "RUN_LEASE_SECONDS": str(lease), "PYTHONPATH": str(ROOT),
+                **{k: str(v) for k, v in settings.items()}})
+    with open(log_path, "ab") as log:  # a file, not a pipe: a full pipe would block the worker
+        return subprocess.Popen([sys.executable, "worker.py", *queues], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+def crash_worker(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker and its work horse (RQ puts the horse in its own process group)."""
+    import psutil
+
+    horses = psutil.Process(worker.pid).children(recursive=True)
+    for horse in horses:
+        horse.kill()
+    worker.kill()
+    worker.wait(10)
+    psutil.wait_procs(horses, timeout=10)
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    """SIGTERM the worker (a warm shutdown) and wait for it."""
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        crash_worker(worker)
+
+
+def wait_for(predicate, timeout=60.0, every=0.05):
+    """Poll `predicate` until it returns something true (returned), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")

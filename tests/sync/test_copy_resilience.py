@@ -2,18 +2,13 @@
 key, a second worker, a re-run, and a worker killed mid-copy."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from sync_helpers import add_contacts, member_writes, members, sync_rows, writes
-
-ROOT = Path(__file__).resolve().parents[2]
+from sync_helpers import (add_contacts, crash_worker, member_writes, members, start_worker, stop_worker, sync_rows,
+                          wait_for, writes)
 
 
 def _copy_run(connector_id):
@@ -142,48 +137,8 @@ def test_resume_stale_runs_requeues_an_abandoned_copy(copy, workspace, short_lea
     assert db.session.get(SyncRun, run.id).status == "finished"
 
 
-def _worker(app_env, sim, lease, log_path):
-    env = dict(os.environ)
-    env.update(app_env)
-    env.update({"MAILCHIMP_API_BASE": sim.api_base, "RUN_LEASE_SECONDS": str(lease), "PYTHONPATH": str(ROOT)})
-    with open(log_path, "ab") as log:  # a file, not a pipe: a full pipe would block the worker
-        return subprocess.Popen([sys.executable, "worker.py", "bulk"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-
-
-def _crash(worker: subprocess.Popen) -> None:
-    """SIGKILL the worker and its work horse (RQ puts the horse in its own process group)."""
-    import psutil
-
-    horses = psutil.Process(worker.pid).children(recursive=True)
-    for horse in horses:
-        horse.kill()
-    worker.kill()
-    worker.wait(10)
-    psutil.wait_procs(horses, timeout=10)
-
-
-def _stop(worker: subprocess.Popen) -> None:
-    """SIGTERM the worker (a warm shutdown) and wait for it."""
-    worker.terminate()
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        _crash(worker)
-
-
-def _wait(predicate, timeout=60.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
-
-
 @pytest.mark.slow
-def test_copy_killed_mid_way_resumes_in_a_new_worker(submit, workspace, support_user, sim, mc, audience,
+def test_copy_killed_mid_way_resumes_in_a_newstart_worker(submit, workspace, support_user, sim, mc, audience,
                                                      app_env, short_lease, tmp_path):
     from portal.extensions import db
     from portal.models import ContactSync, SyncRun
@@ -200,11 +155,11 @@ def test_copy_killed_mid_way_resumes_in_a_new_worker(submit, workspace, support_
         db.session.expire_all()
         return db.session.get(SyncRun, run_id).cursor
 
-    first = _worker(app_env, sim, short_lease, tmp_path / "worker.log")
+    first = start_worker(app_env, sim, short_lease, tmp_path / "worker.log")
     try:
-        _wait(lambda: cursor() >= ids[999])  # two chunks committed, the third under way
+        wait_for(lambda: cursor() >= ids[999])  # two chunks committed, the third under way
     finally:
-        _crash(first)
+        crash_worker(first)
     killed_at = cursor()
     assert killed_at < ids[-1]
     assert db.session.get(SyncRun, run_id).status == "running"
@@ -212,11 +167,11 @@ def test_copy_killed_mid_way_resumes_in_a_new_worker(submit, workspace, support_
     time.sleep(short_lease + 0.5)
     assert jobs.resume_stale_runs() == [run_id]
     sim.control.clear_faults(audience[0])
-    second = _worker(app_env, sim, short_lease, tmp_path / "worker.log")
+    second = start_worker(app_env, sim, short_lease, tmp_path / "worker.log")
     try:
-        _wait(lambda: (db.session.expire_all(), db.session.get(SyncRun, run_id).status)[1] == "finished", 120)
+        wait_for(lambda: (db.session.expire_all(), db.session.get(SyncRun, run_id).status)[1] == "finished", 120)
     finally:
-        _stop(second)
+        stop_worker(second)
 
     db.session.expire_all()
     expected = {f"person{i}@ardent-clients.fr" for i in range(2600)}
