@@ -82,6 +82,14 @@ def walk_wizard(browser, key, list_id, form=None):
     return browser.post("/mailchimp/setup/submit", data=data)
 
 
+def to_mapping_step(browser, sim, key):
+    """Steps 1 and 2 of the wizard with a new empty audience; the mapping step is next."""
+    list_id = audience(sim, key)
+    assert browser.post("/mailchimp/setup/key", data={"api_key": key}).status_code == 200
+    assert browser.post("/mailchimp/setup/audience", data={"audience_id": list_id}).status_code == 200
+    return list_id
+
+
 def make_connector(ws, user, key, list_id):
     """A connector created through the service the wizard calls (for tests about later pages)."""
     from portal.jobs import submit_connector as create_connector
@@ -181,9 +189,7 @@ def test_submitting_the_wizard_creates_a_connector_waiting_for_validation_and_wr
 
 
 def test_wizard_answers_htmx_submit_with_a_redirect_header(mc_app, sim, sim_key, customer_client):
-    list_id = audience(sim, sim_key)
-    customer_client.post("/mailchimp/setup/key", data={"api_key": sim_key})
-    customer_client.post("/mailchimp/setup/audience", data={"audience_id": list_id})
+    to_mapping_step(customer_client, sim, sim_key)
     response = customer_client.post("/mailchimp/setup/submit", headers=htmx(),
                                     data={"map-first_name": "FNAME", "create_missing": "1"})
     assert response.headers.get("HX-Redirect", "").endswith("/mailchimp/")
@@ -191,9 +197,7 @@ def test_wizard_answers_htmx_submit_with_a_redirect_header(mc_app, sim, sim_key,
 
 def test_one_merge_field_cannot_receive_two_anaba_fields(mc_app, sim, sim_key, customer_client):
     english(customer_client)
-    list_id = audience(sim, sim_key)
-    customer_client.post("/mailchimp/setup/key", data={"api_key": sim_key})
-    customer_client.post("/mailchimp/setup/audience", data={"audience_id": list_id})
+    to_mapping_step(customer_client, sim, sim_key)
     response = customer_client.post("/mailchimp/setup/submit",
                                     data={"map-first_name": "FNAME", "map-last_name": "FNAME"})
     assert response.status_code == 422
@@ -203,9 +207,7 @@ def test_one_merge_field_cannot_receive_two_anaba_fields(mc_app, sim, sim_key, c
 
 def test_every_mapping_problem_is_shown_at_once_and_the_choices_are_kept(mc_app, sim, sim_key, customer_client):
     english(customer_client)
-    list_id = audience(sim, sim_key)
-    customer_client.post("/mailchimp/setup/key", data={"api_key": sim_key})
-    customer_client.post("/mailchimp/setup/audience", data={"audience_id": list_id})
+    to_mapping_step(customer_client, sim, sim_key)
     response = customer_client.post("/mailchimp/setup/submit", headers=htmx(),
                                     data={"map-first_name": "FNAME", "map-last_name": "fname ",
                                           "map-company": "COMPANY"})
@@ -230,9 +232,7 @@ def test_wizard_messages_are_in_the_customers_language(mc_app, sim_key, customer
 
 def test_missing_merge_field_without_creation_is_refused(mc_app, sim, sim_key, customer_client):
     english(customer_client)
-    list_id = audience(sim, sim_key)
-    customer_client.post("/mailchimp/setup/key", data={"api_key": sim_key})
-    customer_client.post("/mailchimp/setup/audience", data={"audience_id": list_id})
+    to_mapping_step(customer_client, sim, sim_key)
     response = customer_client.post("/mailchimp/setup/submit", data={"map-company": "COMPANY"})
     assert response.status_code == 422
     assert "does not exist in the audience yet" in text(response)

@@ -9,6 +9,8 @@ with the R16 explanation.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -50,7 +52,7 @@ def _filters() -> dict:
     }
 
 
-def _query_args(filters: dict, **changes) -> dict:
+def _query_args(filters: dict, **changes: Any) -> dict:
     """URL arguments for the table with some filters changed (defaults left out so URLs stay short)."""
     merged = {**filters, **changes}
     args = {k: v for k, v in merged.items() if v not in (None, "", 0)}
@@ -276,7 +278,7 @@ def _tags_response(contact: Contact) -> ResponseReturnValue:
 
 # --------------------------------------------------------------------------- the record
 
-def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra) -> ResponseReturnValue:
+def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra: Any) -> ResponseReturnValue:
     ws = workspace_id()
     connector = live_connector(ws)
     sync = contact_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None

@@ -215,8 +215,7 @@ class MappingForm(PortalForm):
         """The form for an audience's merge fields and anaba's fields (the wizard's compact ``fields``)."""
         attrs: dict[str, Any] = {"audience": dict(fields)}
         for field, _label in fields["anaba_fields"]:
-            attrs[f"map_{field}"] = SelectField(name=f"map-{field}", validate_choice=False,
-                                                filters=[lambda v: (v or "").strip().upper()])
+            attrs[f"map_{field}"] = SelectField(name=f"map-{field}", validate_choice=False, filters=[_tag])
         return type("WizardMappingForm", (cls,), attrs)()
 
     @property
@@ -255,6 +254,10 @@ class MappingForm(PortalForm):
             else:
                 self.add_errors([_l("Choose a merge field of the list for %(field)s.", field=name)])
         return not self.form_errors
+
+
+def _tag(value: Any) -> str:
+    return (value or "").strip().upper()
 
 
 # --------------------------------------------------------------------------- confirmations
