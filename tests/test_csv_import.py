@@ -418,6 +418,17 @@ def test_choosing_one_field_for_two_columns_is_refused(ui, workspace):
     assert response.status_code == 422 and "chosen for several columns" in response.get_data(as_text=True)
 
 
+def test_mapping_page_proposes_the_guessed_fields_and_a_post_is_taken_as_sent(ui, run_jobs, workspace):
+    upload(ui, "Prénom,Nom,Ville\nAnne,Roux,Lyon\n")
+    imp = latest_import()
+    page = ui.get(f"/contacts/import/{imp.id}").get_data(as_text=True)
+    assert re.search(r'name="col-2".*?<option value="city" selected>', page, re.S)
+    ui.post(f"/contacts/import/{imp.id}/start", data={"col-0": "first_name", "col-1": "not-a-field"})
+    run_jobs()
+    [anne] = live_contacts(workspace)
+    assert (anne.first_name, anne.last_name, anne.city) == ("Anne", "", "")  # only the column chosen
+
+
 def test_preview_follows_the_mapping_being_edited(ui, workspace):
     upload(ui, "col1,col2\nanne@example.org,Anne\nnot-an-email,Bob\n")
     imp = latest_import()

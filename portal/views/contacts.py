@@ -373,10 +373,10 @@ def import_upload() -> ResponseReturnValue:
     return _upload_page(form, 422)
 
 
-def _columns_form(imp: CsvImport) -> ColumnsForm:
-    """The mapping form of an uploaded file, the guessed columns chosen until the person changes them."""
+def _columns_form(imp: CsvImport, *, guessed: bool = False) -> ColumnsForm:
+    """The mapping form of an uploaded file: what was posted, or (`guessed`) the columns guessed at upload."""
     mapping = imp.mapping or {}
-    return ColumnsForm.for_import(mapping.get("header", []), mapping.get("columns", []))
+    return ColumnsForm.for_import(mapping.get("header", []), mapping.get("columns", []) if guessed else ())
 
 
 def _mapping_page(imp: CsvImport, form: ColumnsForm, status: int = 200,
@@ -396,7 +396,7 @@ def import_status(import_id: int) -> ResponseReturnValue:
     """An import's page: mapping and preview before it starts, progress while it runs, then the report."""
     imp = _import(import_id)
     if imp.status == RunStatus.UPLOADED:
-        form = _columns_form(imp)
+        form = _columns_form(imp, guessed=True)
         form.check()
         return _mapping_page(imp, form)
     return htmx.render("contacts/import_status.html", None, imp=imp, stalled=csv_import.is_stalled(imp))

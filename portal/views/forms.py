@@ -141,11 +141,12 @@ class ColumnsForm(PortalForm):
     width = 0
 
     @classmethod
-    def for_import(cls, header: Sequence[str], guessed: Sequence[str]) -> ColumnsForm:
-        """The form for a file with this header, the guessed fields chosen until the person changes them."""
+    def for_import(cls, header: Sequence[str], shown: Sequence[str] = ()) -> ColumnsForm:
+        """The form for a file with this header; `shown` is what the page shows before any post (the
+        guessed fields). A post is read as it is: a column it leaves out is not imported."""
         attrs: dict[str, Any] = {"width": len(header)}
         for i in range(len(header)):
-            attrs[f"col_{i}"] = SelectField(name=f"col-{i}", default=guessed[i] if i < len(guessed) else "",
+            attrs[f"col_{i}"] = SelectField(name=f"col-{i}", default=shown[i] if i < len(shown) else "",
                                             validate_choice=False, filters=[_known_field])
         return type("ImportColumnsForm", (cls,), attrs)()
 
