@@ -82,6 +82,14 @@ def walk_wizard(browser, key, list_id, form=None):
     return browser.post("/mailchimp/setup/submit", data=data)
 
 
+def to_mapping_step(browser, sim, key):
+    """Steps 1 and 2 of the wizard with a new empty audience; the mapping step is next."""
+    list_id = audience(sim, key)
+    assert browser.post("/mailchimp/setup/key", data={"api_key": key}).status_code == 200
+    assert browser.post("/mailchimp/setup/audience", data={"audience_id": list_id}).status_code == 200
+    return list_id
+
+
 def make_connector(ws, user, key, list_id):
     """A connector created through the service the wizard calls (for tests about later pages)."""
     from portal.jobs import submit_connector as create_connector
@@ -181,9 +189,7 @@ def test_submitting_the_wizard_creates_a_connector_waiting_for_validation_and_wr
 
 
 def test_wizard_answers_htmx_submit_with_a_redirect_header(mc_app, sim, sim_key, customer_client):
-    list_id = audience(sim, sim_key)
-    customer_client.post("/mailchimp/setup/key", data={"api_key": sim_key})
-    customer_client.post("/mailchimp/setup/audience", data={"audience_id": list_id})
+    to_mapping_step(customer_client, sim, sim_key)
     response = customer_client.post("/mailchimp/setup/submit", headers=htmx(),
                                     data={"map-first_name": "FNAME", "create_missing": "1"})
     assert response.headers.get("HX-Redirect", "").endswith("/mailchimp/")
@@ -191,9 +197,7 @@ def test_wizard_answers_htmx_submit_with_a_redirect_header(mc_app, sim, sim_key,
 
 def test_one_merge_field_cannot_receive_two_anaba_fields(mc_app, sim, sim_key, customer_client):
     english(customer_client)
-    list_id = audience(sim, sim_key)
-    customer_client.post("/mailchimp/setup/key", data={"api_key": sim_key})
-    customer_client.post("/mailchimp/setup/audience", data={"audience_id": list_id})
+    to_mapping_step(customer_client, sim, sim_key)
     response = customer_client.post("/mailchimp/setup/submit",
                                     data={"map-first_name": "FNAME", "map-last_name": "FNAME"})
     assert response.status_code == 422
@@ -201,11 +205,34 @@ def test_one_merge_field_cannot_receive_two_anaba_fields(mc_app, sim, sim_key, c
     assert db.session.scalar(db.select(db.func.count()).select_from(Connector)) == 0
 
 
+def test_every_mapping_problem_is_shown_at_once_and_the_choices_are_kept(mc_app, sim, sim_key, customer_client):
+    english(customer_client)
+    to_mapping_step(customer_client, sim, sim_key)
+    response = customer_client.post("/mailchimp/setup/submit", headers=htmx(),
+                                    data={"map-first_name": "FNAME", "map-last_name": "fname ",
+                                          "map-company": "COMPANY"})
+    assert response.status_code == 422
+    page = text(response)
+    assert "<html" not in page and 'data-step="mapping"' in page
+    assert "both go to the merge field FNAME" in page and "does not exist in the audience yet" in page
+    html = response.get_data(as_text=True)
+    assert re.search(r'name="map-last_name".*?<option value="FNAME"\s+selected', html, re.S)
+    phone = re.search(r'<select name="map-phone".*?</select>', html, re.S).group(0)
+    assert "selected" not in phone  # not posted: not sent
+    assert 'name="create_missing" value="1" >' in html  # left unticked, as posted
+    assert db.session.scalar(db.select(db.func.count()).select_from(Connector)) == 0
+
+
+def test_wizard_messages_are_in_the_customers_language(mc_app, sim_key, customer_client):
+    response = customer_client.post("/mailchimp/setup/key", data={"api_key": "  "})
+    assert response.status_code == 422
+    page = text(response)
+    assert "<html" in page and "Collez votre clé d&#39;API Mailchimp." in page
+
+
 def test_missing_merge_field_without_creation_is_refused(mc_app, sim, sim_key, customer_client):
     english(customer_client)
-    list_id = audience(sim, sim_key)
-    customer_client.post("/mailchimp/setup/key", data={"api_key": sim_key})
-    customer_client.post("/mailchimp/setup/audience", data={"audience_id": list_id})
+    to_mapping_step(customer_client, sim, sim_key)
     response = customer_client.post("/mailchimp/setup/submit", data={"map-company": "COMPANY"})
     assert response.status_code == 422
     assert "does not exist in the audience yet" in text(response)
@@ -331,6 +358,17 @@ def test_delete_without_confirmation_deletes_nothing(mc_app, sim, sim_key, custo
     assert "Tick the box to confirm the deletion" in text(response)
     db.session.expire_all()
     assert db.session.get(Connector, connector.id).status == "pending_validation"
+
+
+def test_refused_reconnect_deletion_stays_on_the_reconnect_path(mc_app, sim, sim_key, customer_client, customer,
+                                                                 workspace):
+    english(customer_client)
+    make_connector(workspace, customer, sim_key, audience(sim, sim_key))
+    response = customer_client.post("/mailchimp/delete", data={"next": "setup"})
+    assert response.status_code == 422
+    page = text(response)
+    assert "Reconnect Mailchimp" in page and "Tick the box to confirm the deletion" in page
+    assert 'name="next" value="setup"' in page
 
 
 def test_revoked_key_during_the_copy_pauses_with_the_reconnect_message(mc_app, sim, sim_key, customer_client,

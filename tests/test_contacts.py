@@ -169,6 +169,25 @@ def test_create_without_name_email_or_company_is_refused(ui, workspace):
     assert "Give at least an e-mail, a name or a company." in text(response)
 
 
+def test_new_contact_page_opened_directly_shows_the_messages_of_a_refused_form(ui, workspace):
+    page = text(ui.get("/contacts/new"))
+    assert "<html" in page and 'name="first_name"' in page
+    response = ui.post("/contacts/", data={"first_name": "Inès", "email": "ines@", "consent": "opt_in"})
+    assert response.status_code == 422
+    html = text(response)
+    assert "<html" in html and "Some fields need fixing." in html
+    assert '<span class="error-text" id="err-email">This is not a valid e-mail address.</span>' in html
+    assert 'value="Inès"' in html and '<option value="opt_in" selected>' in html  # what was chosen is kept
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 0
+
+
+def test_form_messages_are_in_the_customers_language(customer_client, workspace):
+    response = customer_client.post("/contacts/", data={"email": "ines@"}, headers=HX)
+    html = text(response)
+    assert response.status_code == 422
+    assert "Certains champs sont à corriger." in html and "Cette adresse e-mail n&#39;est pas valide." in html
+
+
 def test_too_long_field_is_refused_not_a_server_error(ui, workspace):
     response = ui.post("/contacts/", data={"first_name": "A" * 500})
     assert response.status_code == 422 and "At most 100 characters." in text(response)
@@ -208,6 +227,17 @@ def test_edit_from_the_record_page_redirects_back_with_a_message(ui, workspace):
     assert "Changes saved." in text(ui.get(response.location))
     db.session.refresh(contact)
     assert contact.city == "Dijon"
+    assert (contact.email, contact.last_name) == ("jeanne.martin@example.org", "Martin")  # not posted: kept
+
+
+def test_edit_from_the_record_page_with_an_error_shows_it_on_the_page(ui, workspace):
+    contact = factories.contact(workspace)
+    response = ui.post(f"/contacts/{contact.id}/edit", data={"first_name": "Jeanne", "postal_code": "6" * 30})
+    assert response.status_code == 422
+    html = text(response)
+    assert "<html" in html and "At most 20 characters." in html and 'value="666666' in html
+    db.session.refresh(contact)
+    assert contact.postal_code == ""
 
 
 def test_delete_asks_for_confirmation_then_hides_the_contact(ui, workspace):

@@ -91,9 +91,51 @@ def test_delimiter_is_detected(delimiter):
     assert csv_import.sniff_delimiter(text) == delimiter
 
 
+@pytest.mark.parametrize("text, delimiter", [
+    ("email\nanne@example.org\nbruno@example.org\n", ","),        # one column: nothing to split on
+    ("Prénom\nAnne\n", ","),
+    ("nom;société\nDupont;Durand, Fils & Cie\nMartin;Atelier, Nacre\n", ";"),
+    ('nom;société\n"Dupont";"Durand, Fils"\n', ";"),
+    ("nom;prénom;email\n", ";"),                                     # a header alone says it
+])
+def test_delimiter_of_files_the_sniffer_finds_hard(text, delimiter):
+    assert csv_import.sniff_delimiter(text) == delimiter
+
+
+def test_lines_full_of_quotes_do_not_stall_the_upload():
+    import time
+
+    text = 'nom; "abc' * 20_000 + "\nx\n"  # csv.Sniffer is quadratic on such a line: 13 s on 64 KB of it
+    started = time.perf_counter()
+    assert csv_import.sniff_delimiter(text) == ";"
+    assert time.perf_counter() - started < 5
+
+
 def test_utf8_with_bom_is_read_without_the_bom():
     text, encoding, notice = csv_import.decode("Prénom;Nom\nÉlodie;Moreau\n".encode("utf-8-sig"))
     assert text.startswith("Prénom") and notice == ""
+
+
+FRENCH = ("Prénom;Nom;Société;Ville\n"
+          "Élodie;Lefèvre;Hôtel des Cèdres;Besançon\n"
+          "Noël;Guérin;Brasserie l'Écluse;Nîmes\n")
+
+
+@pytest.mark.parametrize("encoding, shown, notice", [
+    ("utf-8", "UTF-8", False),
+    ("utf-16", "UTF-16", False),
+    ("utf-32", "UTF-32", False),
+    ("cp1252", "Windows-1252", True),
+    ("mac_roman", "Mac Roman", True),
+    ("cp850", "DOS (CP850)", True),
+])
+def test_encodings_french_files_come_in_are_read_with_their_accents(app, encoding, shown, notice):
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        text, used, message = csv_import.decode(FRENCH.encode(encoding))
+        assert text == FRENCH
+        assert csv_import.encoding_name(used) == shown
+        assert ("not in UTF-8" in message and shown in message) is notice
+        assert bool(message) is notice
 
 
 def test_consent_words_people_write_are_understood():
@@ -192,6 +234,8 @@ def test_utf16_file_from_excel_unicode_text_is_read(ui, run_jobs, workspace):
     (b"\xef\xbb\xbfemail,name\n\xff\xfe\xfa,x\n", "some of its bytes are not"),
     (b"<html><body>Hello</body></html>", "web page"),
     (b'{"contacts": []}', "JSON"),
+    (bytes(range(128, 256)) * 20, "cannot be read"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "not a CSV file"),
 ])
 def test_broken_file_gets_a_clear_message_and_changes_nothing(ui, workspace, content, message):
     response = upload(ui, content)
@@ -282,6 +326,81 @@ def test_deleted_contact_does_not_capture_an_imported_email(ui, run_jobs, worksp
     assert imp.imported == 1 and len(live_contacts(workspace)) == 1
 
 
+# --------------------------------------------------------------------------- the preview says what the import does
+
+MIXED = (
+    "email,first_name,consent\n"
+    "nouvelle@example.org,Nina,\n"          # 2: new
+    "jeanne@example.org,Jeanne,\n"          # 3: updates Jeanne
+    "accueil@example.org,Chloé,\n"          # 4: rejected, two contacts share the address
+    "parti@example.org,,oui\n"              # 5: rejected, consent locked by Mailchimp (R16)
+    "pas-une-adresse,Bad,\n"                # 6: rejected, invalid e-mail
+    "NOUVELLE@example.org,,non\n"           # 7: updates the contact line 2 creates
+    ",Sans,\n"                              # 8: new (no e-mail)
+    "parti@example.org,Paul,non\n"          # 9: updates the locked contact (opt-out is allowed)
+)
+
+
+def test_the_preview_shows_exactly_what_the_import_then_does(ui, run_jobs, workspace):
+    from portal.crm.contacts import set_consent
+
+    factories.contact(workspace, email="jeanne@example.org", first_name="J.")
+    factories.contact(workspace, email="accueil@example.org", first_name="Anne")
+    factories.contact(workspace, email="accueil@example.org", first_name="Bruno")
+    locked = factories.contact(workspace, email="parti@example.org", first_name="Paul")
+    set_consent(workspace.id, locked.id, "opt_out", actor="mailchimp", channel="mailchimp_webhook", locked=True)
+
+    page = ui.get(upload(ui, MIXED).location).get_data(as_text=True)
+    shown = re.findall(r'<tr class="preview-(\w+)">\s*<td class="num">(\d+)</td>', page)
+    assert shown == [("new", "2"), ("update", "3"), ("reject", "4"), ("reject", "5"), ("reject", "6"),
+                     ("update", "7"), ("new", "8"), ("update", "9")]
+    assert "Updates J. Martin" in page and "Updates the contact of an earlier row" in page
+    assert "several contacts share this e-mail" in page and "consent is locked" in page
+
+    imp = latest_import()
+    start(ui, imp)
+    run_jobs()
+    db.session.expire_all()
+    imp = db.session.get(CsvImport, imp.id)
+    assert (imp.imported, imp.updated, imp.rejected) == (2, 3, 3)
+    assert [line for line, _reason in imp.rejects] == [4, 5, 6]
+    nina = db.session.scalar(select(Contact).where(Contact.email_normalized == "nouvelle@example.org"))
+    assert nina.first_name == "Nina" and nina.consent == "opt_out"
+
+
+# --------------------------------------------------------------------------- the rejects file in a spreadsheet
+
+FORMULAS = (
+    "email;first_name;company;phone;city\n"
+    "bad-1;\"=HYPERLINK(\"\"http://evil.example\"\";\"\"click\"\")\";+33 6 12 34 56 78;-2+3;@SUM(A1)\n"
+    "bad-2;\"\tTabulé\";\"\rRetour\";Normal;Lyon\n"
+)
+
+
+def test_rejects_file_neutralises_cells_a_spreadsheet_would_run_as_formulas(ui, run_jobs, workspace):
+    imp = import_file(ui, run_jobs, FORMULAS)
+    assert imp.rejected == 2
+    download = ui.get(f"/contacts/import/{imp.id}/rejects.csv").get_data(as_text=True).lstrip("\ufeff")
+    lines = list(csv.reader(io.StringIO(download), delimiter=";"))
+    assert lines[1][2:] == ["bad-1", "'=HYPERLINK(\"http://evil.example\";\"click\")", "'+33 6 12 34 56 78", "'-2+3",
+                            "'@SUM(A1)"]
+    assert lines[2][2:] == ["bad-2", "'\tTabulé", "'\rRetour", "Normal", "Lyon"]
+    dangerous = [cell for row in lines for cell in row if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert dangerous == []
+
+
+def test_a_fixed_rejects_file_imports_its_values_as_they_were(ui, run_jobs, workspace):
+    imp = import_file(ui, run_jobs, FORMULAS)
+    rejects = ui.get(f"/contacts/import/{imp.id}/rejects.csv").get_data(as_text=True)
+    fixed = rejects.replace("bad-1", "ok@example.org").replace("bad-2", "ok2@example.org")
+    again = import_file(ui, run_jobs, fixed.encode("utf-8"), name="contacts-rejected.csv")
+    assert (again.imported, again.rejected) == (2, 0)
+    first, second = live_contacts(workspace)
+    assert (first.first_name, first.company, first.phone) == (
+        '=HYPERLINK("http://evil.example";"click")', "+33 6 12 34 56 78", "-2+3")
+    assert (second.first_name, second.company) == ("Tabulé", "Retour")
+
+
 # --------------------------------------------------------------------------- mapping and preview
 
 def test_mapping_without_a_name_or_email_column_cannot_start(ui, workspace):
@@ -297,6 +416,17 @@ def test_choosing_one_field_for_two_columns_is_refused(ui, workspace):
     upload(ui, "a,b\nx@example.org,y@example.org\n")
     response = start(ui, latest_import(), ["email", "email"])
     assert response.status_code == 422 and "chosen for several columns" in response.get_data(as_text=True)
+
+
+def test_mapping_page_proposes_the_guessed_fields_and_a_post_is_taken_as_sent(ui, run_jobs, workspace):
+    upload(ui, "Prénom,Nom,Ville\nAnne,Roux,Lyon\n")
+    imp = latest_import()
+    page = ui.get(f"/contacts/import/{imp.id}").get_data(as_text=True)
+    assert re.search(r'name="col-2".*?<option value="city" selected>', page, re.S)
+    ui.post(f"/contacts/import/{imp.id}/start", data={"col-0": "first_name", "col-1": "not-a-field"})
+    run_jobs()
+    [anne] = live_contacts(workspace)
+    assert (anne.first_name, anne.last_name, anne.city) == ("Anne", "", "")  # only the column chosen
 
 
 def test_preview_follows_the_mapping_being_edited(ui, workspace):

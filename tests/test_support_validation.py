@@ -209,6 +209,26 @@ def test_unknown_connector_or_run_is_404_for_support(support_client):
     assert support_client.get("/support/connectors/runs/424242/progress").status_code == 404
 
 
+def test_refused_decisions_show_their_message_by_their_form(mc_app, sim, sim_key, support_client, customer,
+                                                            workspace):
+    english(support_client)
+    connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
+    url = f"/support/connectors/{connector.id}"
+    blank = support_client.post(f"{url}/send-back", data={"reason": " \n "}, headers=htmx())
+    assert blank.status_code == 422
+    fragment = blank.get_data(as_text=True)
+    assert "<html" not in fragment and fragment.lstrip().startswith('<div id="decision-area"')
+    send_back_form = re.search(r'<form[^>]*class="send-back-form".*?</form>', fragment, re.S).group(0)
+    assert "Write the reason the customer will read." in send_back_form
+    unticked = support_client.post(f"{url}/validate", data={})  # without htmx: the whole page
+    assert unticked.status_code == 422
+    page = unticked.get_data(as_text=True)
+    assert "<html" in page
+    validate_form = re.search(r'<form[^>]*class="validate-form".*?</form>', page, re.S).group(0)
+    assert "Tick the box to confirm that the first copy may start." in validate_form
+    assert _connector(workspace).status == "pending_validation"
+
+
 def test_validating_twice_says_it_is_no_longer_waiting(mc_app, sim, sim_key, support_client, customer, workspace,
                                                        support_user):
     from portal.jobs import validate_connector as validate
@@ -219,5 +239,7 @@ def test_validating_twice_says_it_is_no_longer_waiting(mc_app, sim, sim_key, sup
     response = support_client.post(f"/support/connectors/{connector.id}/validate", data={"confirm": "1"})
     assert response.status_code == 409
     assert "Only a connector waiting for validation can be validated" in text(response)
+    late = support_client.post(f"/support/connectors/{connector.id}/send-back", data={"reason": "Trop tard"})
+    assert late.status_code == 409 and _connector(workspace).status != "sent_back"
     from portal import jobs as job_queues
     assert job_queues.queue("bulk").count >= 1

@@ -2,21 +2,29 @@
 
 The steps, as the screens follow them:
 
-1. `analyze(content)` when the file is uploaded: decodes it (UTF-8 with or without BOM, UTF-16
-   with a BOM, else Windows-1252 with a notice), finds the delimiter (`,` `;` tab), reads the
-   header and counts the rows. A broken file raises `BrokenFile` and nothing is stored.
+1. `analyze(content)` when the file is uploaded: decodes it (a BOM says the encoding; without
+   one, charset-normalizer picks among the encodings French files come in, with a notice when
+   it is not UTF-8), finds the delimiter (`csv.Sniffer` among `,` `;` tab), reads the header and
+   counts the rows. A broken file raises `BrokenFile` with a message people understand (empty,
+   a spreadsheet, a PDF or an image, JSON or a web page, binary, undecodable) and nothing is stored.
 2. `guess_columns(header)` proposes a field for each column from French and English headers.
 3. `preview(...)` says, for the first rows, what the import would do with each one.
 4. `run_import(import_id)` (the `import_csv` background job) imports the rows, 1,000 at a time:
    each chunk's contacts, tags, consent events and the import's progress are committed
    together, so a restarted job resumes after the last committed chunk without duplicates.
 
-Matching rule (shown on the mapping screen): a row whose e-mail belongs to exactly one live
-contact of the workspace updates that contact. Only the mapped, non-empty cells change it
-(an empty cell never erases a value) and tags are added, never removed. When several contacts
-share that e-mail the row is rejected. A row without an e-mail always creates a contact, and
-a later row with the same e-mail as an earlier row of the file updates the contact that
-earlier row created.
+The preview and the import share one decision, :func:`decide_rows`, so the screen never
+promises what the import does not do. Matching rule (shown on the mapping screen): a row whose
+e-mail belongs to exactly one live contact of the workspace updates that contact. Only the
+mapped, non-empty cells change it (an empty cell never erases a value) and tags are added,
+never removed. When several contacts share that e-mail the row is rejected, and so is a row
+that would opt back in a contact whose consent Mailchimp locked (R16). A row without an e-mail
+always creates a contact, and a later row with the same e-mail as an earlier row of the file
+updates the contact that earlier row created.
+
+The rejected rows download as CSV with every cell a spreadsheet would run as a formula
+(`=`, `+`, `-`, `@`, tab, carriage return first) prefixed with `'`; an import takes that
+prefix off again, so a fixed rejects file imports its values as they were.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import charset_normalizer
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import insert, select
@@ -40,7 +49,8 @@ from portal.crm.contacts import clean_tag_names, record_consent, validate_contac
 from portal.crm.errors import ValidationFailed
 from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import ConsentEvent, Contact, ContactChange, CsvImport, RunStatus, Tag, User, contact_tags, utcnow
+from portal.models import (Consent, ConsentEvent, Contact, ContactChange, CsvImport, RunStatus, Tag, User,
+                           contact_tags, utcnow)
 
 FIELDS = (
     "email", "first_name", "last_name", "phone", "company", "job_title",
@@ -52,6 +62,24 @@ BIG_IMPORT = 5000  # rows after which the planner statistics are refreshed (see 
 MAX_STORED_REJECTS = 100_000
 PREVIEW_ROWS = 10
 PREVIEW_BYTES = 256 * 1024  # the preview's rows are near the top; never decode a 60 MB file for them
+DELIMITERS = ",;\t"
+SNIFF_CHARS = 8 * 1024  # csv.Sniffer is quadratic on lines full of quotes: 8 KB ≈ 0.2 s at worst, 64 KB 13 s
+# Without a BOM, the encodings French customers' files come in: Excel's "CSV UTF-8", Windows
+# Excel's plain CSV (Windows-1252), ISO-8859-15, old Mac and DOS exports. Left to choose among
+# every code page, charset-normalizer reads a short French file as Baltic, Czech or Urdu text.
+ENCODINGS = ("utf_8", "cp1252", "iso8859_15", "mac_roman", "cp850")
+# A BOM names the encoding (UTF-32's little-endian BOM starts like UTF-16's: it is looked at first).
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_ENCODING_NAMES = {
+    "utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32", "cp1252": "Windows-1252",
+    "iso8859-15": "ISO-8859-15", "iso8859-1": "ISO-8859-1", "mac-roman": "Mac Roman", "cp850": "DOS (CP850)",
+}
+# What a spreadsheet runs as a formula when a cell starts with it (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # Headers people actually write, folded (lower case, no accents, no spaces or punctuation).
 _ALIASES = {
@@ -138,10 +166,36 @@ class Analysis:
     samples: list[list[str]] = field(default_factory=list)
 
 
+def _undecodable() -> BrokenFile:
+    return BrokenFile(_("The characters of this file cannot be read. Save it again as “CSV UTF-8” and upload "
+                        "it again."))
+
+
+def _not_text() -> BrokenFile:
+    return BrokenFile(_("This file is not text (it contains binary data). "
+                        "Export your contacts as CSV and upload that file."))
+
+
+def _detect_encoding(content: bytes) -> str:
+    """The encoding of a file without a BOM, as charset-normalizer reads it; BrokenFile when none fits."""
+    match = charset_normalizer.from_bytes(content, cp_isolation=list(ENCODINGS)).best()
+    if match is None:
+        raise _not_text() if b"\x00" in content else _undecodable()
+    return "utf_8" if match.encoding == "ascii" else match.encoding
+
+
+def encoding_name(encoding: str) -> str:
+    """An encoding as people know it ("Windows-1252" rather than cp1252)."""
+    return _ENCODING_NAMES.get(codecs.lookup(encoding).name, encoding)
+
+
 def decode(content: bytes) -> tuple[str, str, str]:
     """The file's text, the encoding used and a notice for the user (empty when UTF-8).
 
-    Raises BrokenFile for an empty, binary or undecodable file.
+    A BOM decides the encoding (and a file that breaks its own BOM is refused); otherwise
+    charset-normalizer chooses among `ENCODINGS`. Raises BrokenFile for an empty, binary or
+    undecodable file, and for the files people upload by mistake (a spreadsheet, a PDF, an
+    image, an archive, JSON, a web page).
     """
     if not content or not content.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         raise BrokenFile(_("The file is empty."))
@@ -153,63 +207,49 @@ def decode(content: bytes) -> tuple[str, str, str]:
                                    "file."))
             raise BrokenFile(_("This is not a CSV file (it looks like a PDF, an image or an archive). "
                                "Export your contacts as CSV and upload that file."))
-    notice = ""
-    if content.startswith(codecs.BOM_UTF8):
-        encoding = "utf-8-sig"
-    elif content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        try:
-            content.decode("utf-8")
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            if b"\x00" in content:
-                raise BrokenFile(_("This file is not text (it contains binary data). "
-                                   "Export your contacts as CSV and upload that file.")) from None
-            try:
-                content.decode("cp1252")
-                encoding = "cp1252"
-            except UnicodeDecodeError:
-                encoding = "latin-1"
-            notice = _("This file is not in UTF-8: it was read as Western European (Windows) text. "
-                       "Check that accented letters look right in the preview before importing.")
+    encoding = next((name for bom, name in _BOMS if content.startswith(bom)), None)
+    declared = encoding is not None
+    if encoding is None:
+        encoding = _detect_encoding(content)
     try:
         text = content.decode(encoding)
     except UnicodeDecodeError:
-        raise BrokenFile(_("The file says it is Unicode text but some of its bytes are not. "
-                           "Save it again as “CSV UTF-8” and upload it again.")) from None
+        if declared:
+            raise BrokenFile(_("The file says it is Unicode text but some of its bytes are not. "
+                               "Save it again as “CSV UTF-8” and upload it again.")) from None
+        raise _undecodable() from None
     head = text[:65536]
     controls = sum(1 for c in head if (ord(c) < 32 and c not in "\t\r\n\f") or c == "\ufffd")
     if "\x00" in head or controls > max(2, len(head) // 100):
-        raise BrokenFile(_("This file is not text (it contains binary data). "
-                           "Export your contacts as CSV and upload that file."))
-    start = head.lstrip()[:1]
+        raise _not_text()
+    start = head.lstrip().lstrip("\ufeff")[:1]
     if start == "<":
         raise BrokenFile(_("This file is a web page or XML document, not a CSV file."))
     if start in ("{", "["):
         raise BrokenFile(_("This file is JSON, not a CSV file."))
+    notice = ""
+    if codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
+        notice = _("This file is not in UTF-8: it was read as %(encoding)s text. Check that accented letters "
+                   "look right in the preview before importing.", encoding=encoding_name(encoding))
     return text, encoding, notice
 
 
 def sniff_delimiter(text: str) -> str:
-    """`,`, `;` or a tab: the one that splits the first lines into the most consistent columns."""
-    sample = text[:65536]
+    """`,`, `;` or a tab, as `csv.Sniffer` reads the first lines.
+
+    When the sniffer finds nothing (a one-column file has nothing to split on) or gives up on
+    irregular lines, the delimiter the header line uses most, else a comma.
+    """
+    sample = text[:SNIFF_CHARS]
     if len(text) > len(sample) and "\n" in sample:
         sample = sample[: sample.rfind("\n")]
-    best, best_score = ",", (0.0, 0)
-    for delimiter in (",", ";", "\t"):
-        try:
-            rows = list(itertools.islice(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter), 50))
-        except csv.Error:
-            continue
-        widths = [len(r) for r in rows if any(c.strip() for c in r)]
-        if not widths or widths[0] < 2:
-            continue
-        consistent = sum(1 for w in widths if w == widths[0]) / len(widths)
-        score = (consistent, widths[0])
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        header = sample.lstrip("\ufeff").splitlines()[0] if sample.strip() else ""
+        counts = {d: header.count(d) for d in DELIMITERS}
+        best = max(DELIMITERS, key=counts.__getitem__)
+        return best if counts[best] else ","
 
 
 def iter_records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
@@ -330,15 +370,6 @@ def check_columns(columns: Sequence[str]) -> list[str]:
     return problems
 
 
-def columns_from_form(form: Mapping, width: int) -> list[str]:
-    """The mapping posted by the mapping form (`col-0`, `col-1`…); unknown values are ignored."""
-    columns = []
-    for i in range(width):
-        value = form.get(f"col-{i}", "")
-        columns.append(value if value in FIELDS else "")
-    return columns
-
-
 # --------------------------------------------------------------------------- one row
 
 def parse_consent(value: str) -> str:
@@ -348,6 +379,18 @@ def parse_consent(value: str) -> str:
         return _CONSENT_INDEX[key]
     raise RowRejected(_("Consent “%(value)s” is not understood (use opt_in, opt_out or unknown; "
                         "oui and non work too).", value=value))
+
+
+def protect_cell(value: object) -> str:
+    """A cell for a CSV file people open in a spreadsheet: text a spreadsheet would run as a formula
+    gets a leading `'` (which spreadsheets show as "this is text" and do not keep)."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def unprotect_cell(value: str) -> str:
+    """A cell as it was before :func:`protect_cell` (a rejects file, fixed and imported again)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
 def split_tags(value: str) -> list[str]:
@@ -362,7 +405,7 @@ def row_to_clean(row: Sequence[str], columns: Sequence[str]) -> dict:
         raise RowRejected(_("This line has %(n)d values but the header has %(m)d columns.", n=len(row), m=len(columns)))
     data: dict = {}
     for value, name in zip(row, columns):
-        value = value.strip()
+        value = unprotect_cell(value.strip())
         if not name or not value:
             continue
         if name == "tags":
@@ -401,54 +444,89 @@ def shared_email_reason() -> str:
     return _("several contacts share this e-mail")
 
 
-# --------------------------------------------------------------------------- preview
+# --------------------------------------------------------------------------- what happens to each row
+
+NEW, UPDATE, REJECT = "new", "update", "reject"
+
 
 @dataclass
-class PreviewRow:
-    """What the import would do with one row: `action` is new, update or reject."""
+class RowDecision:
+    """What the import does with one row: `action` is new, update or reject.
+
+    An update names the live `contact` it changes, or (`contact` None) updates what an earlier
+    row of the same rows creates; `email_key` ties the two together.
+    """
 
     line: int
     values: list[str]
     action: str
+    clean: dict | None = None
     reason: str = ""
     contact: Contact | None = None
+    email_key: str | None = None
+
+    @property
+    def is_new(self) -> bool:
+        """The row creates a contact."""
+        return self.action == NEW
+
+    @property
+    def is_update(self) -> bool:
+        """The row changes an existing contact, or the one an earlier row creates."""
+        return self.action == UPDATE
+
+    @property
+    def is_rejected(self) -> bool:
+        """The row is not imported; `reason` says why."""
+        return self.action == REJECT
 
 
-def preview(imp: CsvImport, columns: Sequence[str], limit: int = PREVIEW_ROWS) -> list[PreviewRow]:
-    """The first rows of the file with the action the import would take on each (writes nothing)."""
-    rows = list(itertools.islice(data_records(imp, head_bytes=PREVIEW_BYTES), limit))
-    prepared: list[tuple[int, list[str], dict | None, str]] = []
-    for line, row in rows:
+def decide_rows(workspace_id: int, records: Sequence[tuple[int, list[str]]],
+                columns: Sequence[str]) -> list[RowDecision]:
+    """What importing these rows does to each, in their order: the one decision the preview shows
+    and the import applies. Reads the workspace's contacts, writes nothing.
+
+    A row is rejected when a cell is wrong, when its e-mail is shared by several live contacts,
+    or when it would opt in a contact whose consent Mailchimp locked (R16). A row whose e-mail
+    belongs to one live contact updates it; one whose e-mail an earlier row creates updates that
+    one; any other row creates a contact.
+    """
+    decisions: list[RowDecision] = []
+    for line, row in records:
         try:
-            prepared.append((line, row, row_to_clean(row, columns), ""))
+            clean = row_to_clean(row, columns)
         except RowRejected as exc:
-            prepared.append((line, row, None, exc.reason))
-    found = _matches(imp.workspace_id, {k for _l, _r, c, _e in prepared if c and (k := _email_key(c))})
-    contacts = {c.id: c for c in db.session.scalars(
-        select(Contact).where(Contact.id.in_([i for ids in found.values() if len(ids) == 1 for i in ids])))}
-    seen: set[str] = set()
-    result = []
-    for line, row, clean, reason in prepared:
-        if clean is None:
-            result.append(PreviewRow(line, row, "reject", reason))
+            decisions.append(RowDecision(line, row, REJECT, reason=exc.reason))
+        else:
+            decisions.append(RowDecision(line, row, NEW, clean=clean, email_key=_email_key(clean)))
+    found = _matches(workspace_id, {d.email_key for d in decisions if d.email_key})
+    single = [ids[0] for ids in found.values() if len(ids) == 1]
+    contacts = {c.id: c for c in db.session.scalars(select(Contact).where(Contact.id.in_(single)))} if single else {}
+    created: set[str] = set()
+    for decision in decisions:
+        key = decision.email_key
+        if decision.is_rejected or key is None:
             continue
-        key = _email_key(clean)
-        ids = found.get(key, []) if key else []
+        ids = found.get(key, [])
         if len(ids) > 1:
-            result.append(PreviewRow(line, row, "reject", shared_email_reason()))
+            decision.action, decision.reason = REJECT, shared_email_reason()
         elif ids:
             contact = contacts[ids[0]]
-            if clean.get("consent") == "opt_in" and contact.consent_locked:
-                result.append(PreviewRow(line, row, "reject", _locked_reason()))
+            if decision.clean.get("consent") == Consent.OPT_IN and contact.consent_locked:
+                decision.action, decision.reason = REJECT, _locked_reason()
             else:
-                result.append(PreviewRow(line, row, "update", contact=contact))
-        elif key and key in seen:
-            result.append(PreviewRow(line, row, "update"))
+                decision.action, decision.contact = UPDATE, contact
+        elif key in created:
+            decision.action = UPDATE
         else:
-            result.append(PreviewRow(line, row, "new"))
-        if key:
-            seen.add(key)
-    return result
+            created.add(key)
+    return decisions
+
+
+def preview(imp: CsvImport, columns: Sequence[str], limit: int = PREVIEW_ROWS) -> list[RowDecision]:
+    """The first rows of the file with what the import would do with each (writes nothing)."""
+    rows = list(itertools.islice(data_records(imp, head_bytes=PREVIEW_BYTES), limit))
+    return decide_rows(imp.workspace_id, rows, columns)
 
 
 def _locked_reason() -> str:
@@ -540,46 +618,30 @@ def _import_chunk(imp: CsvImport, token: str, chunk: list[tuple[int, list[str]]]
     """Write one chunk's contacts, tags and consent events with the import's progress, in one commit."""
     workspace_id = imp.workspace_id
     rejects: list[list] = []
-    prepared: list[tuple[int, dict]] = []
-    for line, row in chunk:
-        try:
-            prepared.append((line, row_to_clean(row, columns)))
-        except RowRejected as exc:
-            rejects.append([line, exc.reason])
-
-    found = _matches(workspace_id, {k for _line, clean in prepared if (k := _email_key(clean))})
-    existing = {c.id: c for c in db.session.scalars(
-        select(Contact).where(Contact.id.in_([ids[0] for ids in found.values() if len(ids) == 1])))}
     tag_cache = {t.name.lower(): t for t in workspace_tags(workspace_id)}
     new: list[_NewContact] = []
     new_by_email: dict[str, _NewContact] = {}
     updated_ids: list[int] = []
     updated_rows = 0
-    for line, clean in prepared:
-        key = _email_key(clean)
-        ids = found.get(key, []) if key else []
-        if len(ids) > 1:
-            rejects.append([line, shared_email_reason()])
-        elif ids:
-            contact = existing[ids[0]]
-            if clean.get("consent") == "opt_in" and contact.consent_locked:
-                rejects.append([line, _locked_reason()])
-                continue
-            _update(contact, clean, _resolve_tags(workspace_id, clean.get("tags", []), tag_cache),
+    for decision in decide_rows(workspace_id, chunk, columns):
+        if decision.is_rejected:
+            rejects.append([decision.line, decision.reason])
+        elif decision.contact is not None:
+            _update(decision.contact, decision.clean,
+                    _resolve_tags(workspace_id, decision.clean.get("tags", []), tag_cache),
                     actor=actor, note=imp.filename)
-            updated_ids.append(contact.id)
+            updated_ids.append(decision.contact.id)
             updated_rows += 1
-        elif key and key in new_by_email:
-            _merge(new_by_email[key].clean, clean)
+        elif decision.is_update:
+            _merge(new_by_email[decision.email_key].clean, decision.clean)
             updated_rows += 1
         else:
-            item = _NewContact(line, clean)
+            item = _NewContact(decision.line, decision.clean)
             new.append(item)
-            if key:
-                new_by_email[key] = item
+            if decision.email_key:
+                new_by_email[decision.email_key] = item
 
     new_ids = _insert_new(workspace_id, new, tag_cache, actor=actor, note=imp.filename)
-    rejects.sort()
     imp.done += len(chunk)
     imp.imported += len(new)
     imp.updated += updated_rows
@@ -677,14 +739,15 @@ def _insert_new(workspace_id: int, new: list[_NewContact], tag_cache: dict[str, 
 # --------------------------------------------------------------------------- the report
 
 def rejects_csv(imp: CsvImport) -> str:
-    """The rejected rows as CSV (line, reason, then the row as it was), in the file's delimiter."""
+    """The rejected rows as CSV (line, reason, then the row as it was), in the file's delimiter;
+    cells a spreadsheet would run as formulas are neutralised (:func:`protect_cell`)."""
     reasons = {line: reason for line, reason in (imp.rejects or [])}
     header = list((imp.mapping or {}).get("header") or [])
     out = io.StringIO()
     writer = csv.writer(out, delimiter=imp.delimiter, lineterminator="\r\n")
-    writer.writerow([_("Line"), _("Reason"), *header])
+    writer.writerow([protect_cell(cell) for cell in (_("Line"), _("Reason"), *header)])
     if reasons:
         for line, row in data_records(imp):
             if line in reasons:
-                writer.writerow([line, reasons[line], *row])
+                writer.writerow([protect_cell(cell) for cell in (line, reasons[line], *row)])
     return out.getvalue()

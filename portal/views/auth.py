@@ -1,26 +1,16 @@
 """Log in, log out, language preference."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
-from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField
-from wtforms.validators import DataRequired
 
 from portal.config import LOCALES
 from portal.crm import accounts
+from portal.views.forms import LoginForm
 
 bp = Blueprint("auth", __name__)
-
-
-class LoginForm(FlaskForm):
-    """E-mail and password."""
-
-    email = EmailField("email", validators=[DataRequired()])
-    password = PasswordField("password", validators=[DataRequired()])
-    remember = BooleanField("remember")
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -31,18 +21,23 @@ def _safe_next(target: str | None) -> str | None:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    """Show the login form; on success go where the user was headed."""
+    """Show the login form; on success go where the user was headed.
+
+    An empty field is 422 with its message next to it; a wrong e-mail or password is 401.
+    """
     if current_user.is_authenticated:
         return redirect(url_for("main.home"))
     form = LoginForm()
-    if form.validate_on_submit():
-        user = accounts.authenticate(form.email.data, form.password.data)
-        if user is not None:
-            login_user(user, remember=form.remember.data)
-            return redirect(_safe_next(request.args.get("next")) or url_for("main.home"))
-        flash(_("Wrong e-mail or password."), "error")
+    if not form.is_submitted():
+        return render_template("auth/login.html", form=form)
+    if not form.validate():
+        return render_template("auth/login.html", form=form), 422
+    user = accounts.authenticate(form.email.data, form.password.data)
+    if user is None:
+        form.add_errors([_("Wrong e-mail or password.")])
         return render_template("auth/login.html", form=form), 401
-    return render_template("auth/login.html", form=form)
+    login_user(user, remember=form.remember.data)
+    return redirect(_safe_next(request.args.get("next")) or url_for("main.home"))
 
 
 @bp.post("/logout")

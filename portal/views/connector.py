@@ -2,14 +2,17 @@
 progress of its runs (R8), deletion (R9) and the sync errors with their fix actions (R19).
 
 Views stay thin: they read the request, call one function of ``portal.sync``, ``portal.jobs`` (for
-actions that start background work) or ``portal.crm``, and render. Between wizard steps the API key lives only encrypted in
-the session (Fernet, app config ``FERNET_KEY``) and is never rendered back whole.
+actions that start background work) or ``portal.crm``, and render. Each step of the wizard and the
+deletion read their post through a form of ``portal.views.forms``; a refused step answers 422 with
+the messages, in the htmx fragment as in the full page. Between wizard steps the API key lives
+only encrypted in the session (Fernet, app config ``FERNET_KEY``) and is never rendered back whole.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -17,11 +20,12 @@ from portal import jobs, labels
 from portal.crm import contacts as crm
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError, decrypt_secret, encrypt_secret, mask_api_key
-from portal.models import Channel, RunKind, SyncRun
+from portal.models import Channel, Connector, RunKind, SyncRun
 from portal.sync import ConnectorError, audience, error_fixes, lifecycle, mailchimp_access
 from portal.sync import runs as sync_runs
 from portal.sync.lifecycle import live_connector
 from portal.views.access import customer_required, workspace_id
+from portal.views.forms import ApiKeyForm, AudienceForm, DeleteConnectorForm, MappingForm, PortalForm
 
 bp = Blueprint("connector", __name__, url_prefix="/mailchimp")
 
@@ -45,14 +49,14 @@ def progress_context(run: SyncRun | None, poll_url: str) -> dict[str, Any]:
     return {"run": run, "progress": progress, "poll_url": poll_url, "polling": not progress["is_over"]}
 
 
-def redirect_to(url: str) -> Any:
+def redirect_to(url: str) -> ResponseReturnValue:
     """A redirect that also works for htmx requests (which would otherwise swap the target page in)."""
     if is_htmx():
         return "", 204, {"HX-Redirect": url}
     return redirect(url)
 
 
-def _connector_or_404():
+def _connector_or_404() -> Connector:
     connector = live_connector(workspace_id())
     if connector is None:
         abort(404)
@@ -63,7 +67,7 @@ def _connector_or_404():
 
 @bp.get("/")
 @customer_required
-def index():
+def index() -> ResponseReturnValue:
     """The connector's status in plain words, its configuration, runs and the delete button."""
     connector = live_connector(workspace_id())
     if connector is None:
@@ -81,7 +85,7 @@ def index():
 
 @bp.get("/runs/<int:run_id>/progress")
 @customer_required
-def progress(run_id: int):
+def progress(run_id: int) -> ResponseReturnValue:
     """The progress bar of one of the workspace's runs; it polls itself until the run is over."""
     run = sync_runs.get(run_id)
     if run is None or run.workspace_id != workspace_id():
@@ -99,21 +103,22 @@ def progress_response(run: SyncRun, poll_url: str) -> tuple[str, int, dict]:
 
 @bp.get("/delete")
 @customer_required
-def confirm_delete():
+def confirm_delete() -> ResponseReturnValue:
     """The confirmation page of a deletion (R9); ``next=setup`` when it is the "reconnect" path."""
     connector = _connector_or_404()
-    return render("connector/delete.html", connector=connector, next=request.args.get("next", ""))
+    form = DeleteConnectorForm(next=request.args.get("next", ""))
+    return render("connector/delete.html", connector=connector, form=form, next=form.next.data)
 
 
 @bp.post("/delete")
 @customer_required
-def delete():
+def delete() -> ResponseReturnValue:
     """Delete the connector (R9): replication stops, anaba data stays, the audience is left alone."""
     connector = _connector_or_404()
-    next_step = request.form.get("next", "")
-    if request.form.get("confirm") != "1":
-        return render("connector/delete.html", connector=connector, next=next_step,
-                      error=_("Tick the box to confirm the deletion.")), 422
+    form = DeleteConnectorForm()
+    next_step = form.next.data or ""
+    if not form.validate_on_submit():
+        return render("connector/delete.html", connector=connector, form=form, next=next_step), 422
     try:
         lifecycle.delete_connector(connector.id, current_user._get_current_object())
     except ConnectorError as exc:
@@ -129,7 +134,7 @@ def delete():
 
 @bp.post("/reconnect")
 @customer_required
-def reconnect():
+def reconnect() -> ResponseReturnValue:
     """Resume a paused connector, with a new API key or the same one once repaired (R19)."""
     connector = _connector_or_404()
     try:
@@ -165,7 +170,7 @@ def _wizard_key() -> str | None:
         return None
 
 
-def _existing_refusal():
+def _existing_refusal() -> ResponseReturnValue | None:
     """The "one connector per workspace" page (R9), or None when the wizard may run."""
     connector = live_connector(workspace_id())
     if connector is None:
@@ -174,35 +179,43 @@ def _existing_refusal():
     return render("connector/setup.html", "wizard", step="exists", connector=connector), status
 
 
-def _step(step: str, status: int = 200, **ctx: Any):
+def _step(step: str, status: int = 200, form: PortalForm | None = None, **ctx: Any) -> ResponseReturnValue:
     wizard = _wizard()
     return render("connector/setup.html", "wizard", step=step, key_hint=wizard.get("hint", ""),
-                  audience_name=wizard.get("audience_name", ""), **ctx), status
+                  audience_name=wizard.get("audience_name", ""), errors=form.messages if form else [],
+                  **ctx), status
+
+
+def _expired() -> ResponseReturnValue:
+    """Step 1 again, when the key kept between steps is gone (session expired, key rotated)."""
+    form = ApiKeyForm(formdata=None)
+    form.add_errors({"api_key": _("Your session expired: paste the API key again.")})
+    return _step("key", 422, form)
 
 
 @bp.get("/setup")
 @customer_required
-def setup():
+def setup() -> ResponseReturnValue:
     """Step 1: the API key."""
     return _existing_refusal() or _step("key")
 
 
 @bp.post("/setup/key")
 @customer_required
-def setup_key():
+def setup_key() -> ResponseReturnValue:
     """Check the key at once (R5); on success keep it encrypted and show the account's audiences."""
     refusal = _existing_refusal()
     if refusal:
         return refusal
-    api_key = (request.form.get("api_key") or "").strip()
-    if not api_key and request.form.get("keep") and _wizard_key():
-        api_key = _wizard_key()
-    if not api_key:
-        return _step("key", 422, error=_("Paste your Mailchimp API key."))
+    form = ApiKeyForm(kept_key=_wizard_key())
+    if not form.validate_on_submit():
+        return _step("key", 422, form)
+    api_key = form.api_key.data
     try:
         account = mailchimp_access.check_api_key(api_key)
     except (MailchimpError, ConnectorError) as exc:
-        return _step("key", 422, error=error_text(exc))
+        form.add_errors({"api_key": error_text(exc)})
+        return _step("key", 422, form)
     audiences = [
         {"id": str(a.get("id")), "name": a.get("name", ""), "member_count": a.get("member_count", 0)}
         for a in account.get("audiences", [])
@@ -224,7 +237,7 @@ def _account_name(account: Any) -> str:
 
 @bp.get("/setup/audience")
 @customer_required
-def setup_audience_form():
+def setup_audience_form() -> ResponseReturnValue:
     """Step 2 again (the "back" link of step 3)."""
     refusal = _existing_refusal()
     if refusal:
@@ -238,27 +251,29 @@ def setup_audience_form():
 
 @bp.post("/setup/audience")
 @customer_required
-def setup_audience():
+def setup_audience() -> ResponseReturnValue:
     """Step 2 → 3: read the chosen audience's merge fields and propose a mapping."""
     refusal = _existing_refusal()
     if refusal:
         return refusal
     api_key = _wizard_key()
     if not api_key:
-        return _step("key", 422, error=_("Your session expired: paste the API key again."))
+        return _expired()
     wizard = _wizard()
-    audiences = {a["id"]: a for a in wizard.get("audiences", [])}
-    audience_id = request.form.get("audience_id", "")
-    if audience_id not in audiences:
-        return _step("audience", 422, audiences=list(audiences.values()), account=wizard.get("account", ""),
-                     error=_("Choose one of your audiences."))
-    try:
-        fields = audience.audience_fields(api_key, audience_id)
-    except MailchimpError as exc:
-        return _step("audience", 422, audiences=list(audiences.values()), account=wizard.get("account", ""),
-                     error=error_text(exc))
-    _save_wizard(audience_id=audience_id, audience_name=audiences[audience_id]["name"],
-                 fields=_compact_fields(fields))
+    audiences = wizard.get("audiences", [])
+    form = AudienceForm(audiences=audiences)
+    fields = None
+    if form.validate_on_submit():
+        try:
+            fields = audience.audience_fields(api_key, form.audience_id.data)
+        except MailchimpError as exc:
+            form.add_errors({"audience_id": error_text(exc)})
+    if fields is None:
+        return _step("audience", 422, form, audiences=audiences, account=wizard.get("account", ""),
+                     selected=form.audience_id.data)
+    audience_id = form.audience_id.data
+    names = {a["id"]: a["name"] for a in audiences}
+    _save_wizard(audience_id=audience_id, audience_name=names[audience_id], fields=_compact_fields(fields))
     return _step("mapping", **_mapping_context(_wizard()["fields"]))
 
 
@@ -299,7 +314,7 @@ def _mapping_context(fields: dict, chosen: dict | None = None) -> dict:
 
 @bp.post("/setup/submit")
 @customer_required
-def setup_submit():
+def setup_submit() -> ResponseReturnValue:
     """Step 3: read the mapping, create the connector (waits for support; nothing sent to Mailchimp)."""
     refusal = _existing_refusal()
     if refusal:
@@ -308,56 +323,26 @@ def setup_submit():
     wizard = _wizard()
     fields = wizard.get("fields")
     if not api_key or not fields:
-        return _step("key", 422, error=_("Your session expired: paste the API key again."))
-    chosen = {f: (request.form.get(f"map-{f}") or "").strip().upper() for f, _label in fields["anaba_fields"]}
-    create_missing = request.form.get("create_missing") == "1"
-    mapping, error = _read_mapping(fields, chosen, create_missing)
-    if error:
-        return _step("mapping", 422, error=error, create_missing=create_missing,
-                     **_mapping_context(fields, chosen))
-    try:
-        jobs.submit_connector(workspace_id(), current_user._get_current_object(), api_key,
-                              wizard["audience_id"], mapping, create_missing)
-    except (ConnectorError, MailchimpError) as exc:
-        return _step("mapping", 422, error=error_text(exc), create_missing=create_missing,
-                     **_mapping_context(fields, chosen))
-    session.pop(WIZARD, None)
-    flash(_("Your connector is saved. anaba's support team will check it before anything is written to "
-            "Mailchimp."), "success")
-    return redirect_to(url_for("connector.index"))
-
-
-def _read_mapping(fields: dict, chosen: dict, create_missing: bool) -> tuple[list[dict], str | None]:
-    """The mapping entries chosen on the form, in ``audience_fields``' proposed_mapping shape."""
-    merge_fields = {mf["tag"]: mf for mf in fields["merge_fields"]}
-    proposed = {p["field"]: p for p in fields["proposed"]}
-    names = dict((f, label) for f, label in fields["anaba_fields"])
-    mapping, seen = [], {}
-    for field, tag in chosen.items():
-        if not tag:
-            continue
-        if tag in seen:
-            return [], _("%(a)s and %(b)s both go to the merge field %(tag)s: choose one merge field per anaba "
-                         "field.", a=names.get(seen[tag], seen[tag]), b=names.get(field, field), tag=tag)
-        seen[tag] = field
-        if tag in merge_fields:
-            mf = merge_fields[tag]
-            mapping.append({"field": field, "tag": tag, "type": mf["type"], "exists": True,
-                            "required": mf["required"], "name": mf["name"]})
-        elif field in proposed and proposed[field]["tag"] == tag:
-            if not create_missing:
-                return [], _("The merge field %(tag)s does not exist in the audience yet: tick \"create the "
-                             "missing merge fields\" or choose another merge field for %(field)s.",
-                             tag=tag, field=names.get(field, field))
-            mapping.append(dict(proposed[field]))
+        return _expired()
+    form = MappingForm.for_fields(fields)
+    if form.validate_on_submit():
+        try:
+            jobs.submit_connector(workspace_id(), current_user._get_current_object(), api_key,
+                                  wizard["audience_id"], form.mapping, form.create_missing.data)
+        except (ConnectorError, MailchimpError) as exc:
+            form.add_errors([error_text(exc)])
         else:
-            return [], _("Choose a merge field of the list for %(field)s.", field=names.get(field, field))
-    return mapping, None
+            session.pop(WIZARD, None)
+            flash(_("Your connector is saved. anaba's support team will check it before anything is written to "
+                    "Mailchimp."), "success")
+            return redirect_to(url_for("connector.index"))
+    return _step("mapping", 422, form, create_missing=form.create_missing.data,
+                 **_mapping_context(fields, form.chosen))
 
 
 @bp.post("/setup/cancel")
 @customer_required
-def setup_cancel():
+def setup_cancel() -> ResponseReturnValue:
     """Forget what the wizard kept (the encrypted key included)."""
     session.pop(WIZARD, None)
     return redirect_to(url_for("connector.index"))
@@ -367,7 +352,7 @@ def setup_cancel():
 
 @bp.get("/errors")
 @customer_required
-def errors():
+def errors() -> ResponseReturnValue:
     """The workspace's sync errors grouped by kind, each with its fix actions."""
     connector = live_connector(workspace_id())
     groups = error_fixes.error_groups(workspace_id(), connector.id) if connector else []
@@ -383,7 +368,7 @@ def _contact_id_from_form() -> int:
     return contact_id
 
 
-def _after_action(message: str):
+def _after_action(message: str) -> ResponseReturnValue:
     if is_htmx():
         connector = live_connector(workspace_id())
         groups = error_fixes.error_groups(workspace_id(), connector.id) if connector else []
@@ -395,7 +380,7 @@ def _after_action(message: str):
 
 @bp.post("/errors/retry")
 @customer_required
-def retry():
+def retry() -> ResponseReturnValue:
     """Retry one contact (``contact_id``) or every contact in error (no ``contact_id``)."""
     connector = _connector_or_404()
     contact_ids = [_contact_id_from_form()] if request.form.get("contact_id") else None
@@ -407,7 +392,7 @@ def retry():
 
 @bp.post("/errors/do-not-sync")
 @customer_required
-def do_not_sync():
+def do_not_sync() -> ResponseReturnValue:
     """Exclude a contact from Mailchimp (R19 "mark as not to be synced")."""
     _connector_or_404()
     contact_id = _contact_id_from_form()
@@ -417,7 +402,7 @@ def do_not_sync():
 
 @bp.post("/errors/owner")
 @customer_required
-def choose_owner():
+def choose_owner() -> ResponseReturnValue:
     """This contact owns its shared e-mail address; the others sharing it are not synced (R19)."""
     _connector_or_404()
     contact_id = _contact_id_from_form()

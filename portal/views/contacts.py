@@ -2,12 +2,14 @@
 
 Every route reads the customer's workspace from `workspace_id()` and goes through
 `portal.crm` for reads and writes, so another workspace's id is a 404 everywhere.
-Validation problems come back as 422 with the form and its messages; a refused
-opt-in on a locked contact comes back as 409 with the R16 explanation.
+Forms (`portal.views.forms`) read the posts; `portal.crm` judges the values, and its
+`ValidationFailed` comes back as 422 with the form and the messages on their fields, in the
+htmx fragment as in the full page; a refused opt-in on a locked contact comes back as 409
+with the R16 explanation.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
@@ -18,15 +20,15 @@ from portal import htmx, jobs
 from portal.crm import contacts as crm
 from portal.crm import csv_import
 from portal.crm.errors import ConsentLocked, ValidationFailed
-from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport
+from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport, RunStatus
 from portal.sync import contact_state
 from portal.sync.lifecycle import live_connector
 from portal.views.access import customer_required, workspace_id
+from portal.views.forms import ColumnsForm, ContactForm, UploadForm, same_tags
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
 PER_PAGE = 50
-FORM_FIELDS = Contact.EDITABLE + ("tags", "consent")
 ACTIVITY_LIMIT = 200
 
 
@@ -50,7 +52,7 @@ def _filters() -> dict:
     }
 
 
-def _query_args(filters: dict, **changes) -> dict:
+def _query_args(filters: dict, **changes: Any) -> dict:
     """URL arguments for the table with some filters changed (defaults left out so URLs stay short)."""
     merged = {**filters, **changes}
     args = {k: v for k, v in merged.items() if v not in (None, "", 0)}
@@ -88,11 +90,6 @@ def _rows_context(contacts: list[Contact]) -> dict:
         "T": _row_texts(),
         "contacts_url": url_for("contacts.index"),
     }
-
-
-def _form_data(form: Mapping) -> dict:
-    """The contact fields posted by a create/edit form (only those present)."""
-    return {name: form.get(name, "") for name in FORM_FIELDS if name in form}
 
 
 def _contact(contact_id: int) -> Contact:
@@ -136,19 +133,22 @@ def index() -> ResponseReturnValue:
 @customer_required
 def new() -> ResponseReturnValue:
     """The inline create form (htmx) or a page with it."""
-    return htmx.render("contacts/new.html", "create_form", values={}, errors={}, **_common())
+    return htmx.render("contacts/new.html", "create_form", form=ContactForm(), **_common())
 
 
 @bp.post("/")
 @customer_required
 def create() -> ResponseReturnValue:
-    """Create a contact from the inline form."""
-    data = _form_data(request.form)
-    try:
-        contact = crm.create_contact(workspace_id(), data, actor=_actor(), channel=Channel.UI)
-    except ValidationFailed as exc:
-        return htmx.render("contacts/new.html", "create_form", values=data, errors=exc.errors,
-                           **_common()), 422
+    """Create a contact from the inline form or the page; 422 with the messages on their fields."""
+    form = ContactForm()
+    contact = None
+    if form.validate_on_submit():
+        try:
+            contact = crm.create_contact(workspace_id(), form.posted(), actor=_actor(), channel=Channel.UI)
+        except ValidationFailed as exc:
+            form.add_errors(exc.errors)
+    if contact is None:
+        return htmx.render("contacts/new.html", "create_form", form=form, **_common()), 422
     if htmx.is_htmx():
         response = Response(htmx.render("contacts/new.html", "create_done", created=contact, **_common()))
         response.headers["HX-Trigger"] = "contactsChanged"
@@ -170,10 +170,10 @@ def row(contact_id: int) -> ResponseReturnValue:
 def edit(contact_id: int) -> ResponseReturnValue:
     """The edit form: a table row (`?row=1`), the record's details panel, or the record page."""
     contact = _contact(contact_id)
-    values = _values(contact)
+    form = ContactForm.of(contact)
     if request.args.get("row") and htmx.is_htmx():
-        return htmx.render("contacts/_row_edit.html", None, c=contact, values=values, errors={}, **_common())
-    return _record_page(contact, "details", editing=True, values=values, errors={})
+        return htmx.render("contacts/_row_edit.html", None, c=contact, form=form, **_common())
+    return _record_page(contact, "details", editing=True, form=form)
 
 
 @bp.post("/<int:contact_id>/edit")
@@ -181,40 +181,30 @@ def edit(contact_id: int) -> ResponseReturnValue:
 def update(contact_id: int) -> ResponseReturnValue:
     """Save the edit form; 422 with the messages when a field is wrong, 409 when consent is locked."""
     contact = _contact(contact_id)
-    data = _form_data(request.form)
-    if data.get("consent") == contact.consent:
-        data.pop("consent")  # unchanged: never re-check the lock for a value nobody touched
-    if "tags" in data and _same_tags(data["tags"].split(","), contact.tag_names):
-        data.pop("tags")
-    in_row = bool(request.form.get("row")) and htmx.is_htmx()
-    status, errors, locked = 200, {}, ""
-    try:
-        contact = crm.update_contact(workspace_id(), contact_id, data, actor=_actor(), channel=Channel.UI)
-    except ValidationFailed as exc:
-        status, errors = 422, exc.errors
-    except ConsentLocked as exc:
-        status, locked = 409, exc.message
+    form = ContactForm.of(contact)
+    in_row = bool(form.row.data) and htmx.is_htmx()
+    status, locked = 422, ""
+    if form.validate_on_submit():
+        try:
+            contact = crm.update_contact(workspace_id(), contact_id, form.changes(contact), actor=_actor(),
+                                         channel=Channel.UI)
+            status = 200
+        except ValidationFailed as exc:
+            form.add_errors(exc.errors)
+        except ConsentLocked as exc:
+            status, locked = 409, exc.message
     if status != 200:
-        contact = _contact(contact_id)
-        values = {**_values(contact), **data}
+        contact = _contact(contact_id)  # the refused write was rolled back
         if in_row:
-            return htmx.render("contacts/_row_edit.html", None, c=contact, values=values, errors=errors,
-                               locked_message=locked, **_common()), status
-        return _record_page(contact, "details", editing=True, values=values, errors=errors,
-                            locked_message=locked, status=status)
+            return htmx.render("contacts/_row_edit.html", None, c=contact, form=form, locked_message=locked,
+                               **_common()), status
+        return _record_page(contact, "details", editing=True, form=form, locked_message=locked, status=status)
     if in_row:
         return htmx.render("contacts/_row.html", None, c=contact, **_rows_context([contact]))
     if htmx.is_htmx():
         return _record_page(contact, "details", saved=True)
     flash(_("Changes saved."), "success")
     return redirect(url_for("contacts.record", contact_id=contact.id))
-
-
-def _values(contact: Contact) -> dict:
-    values = {name: getattr(contact, name) or "" for name in Contact.EDITABLE}
-    values["tags"] = ", ".join(contact.tag_names)
-    values["consent"] = contact.consent
-    return values
 
 
 @bp.get("/<int:contact_id>/delete")
@@ -269,7 +259,7 @@ def edit_tags(contact_id: int) -> ResponseReturnValue:
     if remove:
         names = [n for n in names if n.lower() != remove]
     names += [n for n in request.form.get("add", "").split(",") if n.strip()]
-    if _same_tags(names, contact.tag_names):
+    if same_tags(names, contact.tag_names):
         return _tags_response(contact)
     try:
         contact = crm.update_contact(workspace_id(), contact.id, {"tags": names}, actor=_actor(), channel=Channel.UI)
@@ -286,19 +276,14 @@ def _tags_response(contact: Contact) -> ResponseReturnValue:
     return redirect(url_for("contacts.record", contact_id=contact.id))
 
 
-def _same_tags(names: list[str], current: list[str]) -> bool:
-    """Whether a posted tag list names exactly the contact's tags (case and spacing aside)."""
-    return {n.lower() for n in crm.clean_tag_names(names)} == {n.lower() for n in current}
-
-
 # --------------------------------------------------------------------------- the record
 
-def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra) -> ResponseReturnValue:
+def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra: Any) -> ResponseReturnValue:
     ws = workspace_id()
     connector = live_connector(ws)
     sync = contact_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None
     context = {
-        "c": contact, "tab": tab, "connector": connector, "sync": sync, "editing": False, "values": {},
+        "c": contact, "tab": tab, "connector": connector, "sync": sync, "editing": False, "form": None,
         "errors": {}, "locked_message": "", "saved": False,
         "shared": crm.shared_email_counts(ws, [contact.email_normalized] if contact.email_normalized else []),
         **_common(), **extra,
@@ -359,9 +344,9 @@ def _import(import_id: int, *, light: bool = False) -> CsvImport:
     return imp
 
 
-def _upload_page(error: str = "", status: int = 200) -> ResponseReturnValue:
+def _upload_page(form: UploadForm, status: int = 200) -> ResponseReturnValue:
     limit_mb = (request.max_content_length or 0) // (1024 * 1024)
-    return htmx.render("contacts/import_upload.html", None, error=error, limit_mb=limit_mb,
+    return htmx.render("contacts/import_upload.html", None, form=form, limit_mb=limit_mb,
                        imports=csv_import.recent_imports(workspace_id())), status
 
 
@@ -369,30 +354,38 @@ def _upload_page(error: str = "", status: int = 200) -> ResponseReturnValue:
 @customer_required
 def import_form() -> ResponseReturnValue:
     """Upload a CSV file."""
-    return _upload_page()
+    return _upload_page(UploadForm())
 
 
 @bp.post("/import")
 @customer_required
 def import_upload() -> ResponseReturnValue:
-    """Read the uploaded file; a broken file is explained and nothing is stored."""
-    upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        return _upload_page(_("Choose a CSV file to upload."), 422)
-    try:
-        imp = csv_import.upload(workspace_id(), current_user.id, upload.filename, upload.read())
-    except csv_import.BrokenFile as exc:
-        return _upload_page(exc.message, 422)
-    return redirect(url_for("contacts.import_status", import_id=imp.id))
+    """Read the uploaded file; a broken file is explained (422) and nothing is stored."""
+    form = UploadForm()
+    if form.validate_on_submit():
+        upload = form.file.data
+        try:
+            imp = csv_import.upload(workspace_id(), current_user.id, upload.filename, upload.read())
+        except csv_import.BrokenFile as exc:
+            form.add_errors({"file": exc.message})
+        else:
+            return redirect(url_for("contacts.import_status", import_id=imp.id))
+    return _upload_page(form, 422)
 
 
-def _mapping_page(imp: CsvImport, columns: list[str], problems: list[str], status: int = 200,
+def _columns_form(imp: CsvImport, *, guessed: bool = False) -> ColumnsForm:
+    """The mapping form of an uploaded file: what was posted, or (`guessed`) the columns guessed at upload."""
+    mapping = imp.mapping or {}
+    return ColumnsForm.for_import(mapping.get("header", []), mapping.get("columns", []) if guessed else ())
+
+
+def _mapping_page(imp: CsvImport, form: ColumnsForm, status: int = 200,
                   block: str | None = None) -> ResponseReturnValue:
-    rows = csv_import.preview(imp, columns) if not problems else []
+    rows = csv_import.preview(imp, form.columns) if not form.form_errors else []
     return htmx.render(
-        "contacts/import_mapping.html", block, imp=imp, columns=columns, problems=problems, rows=rows,
+        "contacts/import_mapping.html", block, imp=imp, columns=form.columns, problems=form.messages, rows=rows,
         field_names=csv_import.field_labels(), header=imp.mapping.get("header", []),
-        samples=imp.mapping.get("samples", []),
+        samples=imp.mapping.get("samples", []), encoding_name=csv_import.encoding_name(imp.encoding),
         delimiter_name={",": _("comma"), ";": _("semicolon"), "\t": _("tab")}.get(imp.delimiter, imp.delimiter),
     ), status
 
@@ -402,9 +395,10 @@ def _mapping_page(imp: CsvImport, columns: list[str], problems: list[str], statu
 def import_status(import_id: int) -> ResponseReturnValue:
     """An import's page: mapping and preview before it starts, progress while it runs, then the report."""
     imp = _import(import_id)
-    if imp.status == "uploaded":
-        columns = list(imp.mapping.get("columns", []))
-        return _mapping_page(imp, columns, csv_import.check_columns(columns))
+    if imp.status == RunStatus.UPLOADED:
+        form = _columns_form(imp, guessed=True)
+        form.check()
+        return _mapping_page(imp, form)
     return htmx.render("contacts/import_status.html", None, imp=imp, stalled=csv_import.is_stalled(imp))
 
 
@@ -413,8 +407,9 @@ def import_status(import_id: int) -> ResponseReturnValue:
 def import_preview(import_id: int) -> ResponseReturnValue:
     """Re-compute the preview for the mapping being edited (htmx, on every change)."""
     imp = _import(import_id)
-    columns = csv_import.columns_from_form(request.form, len(imp.mapping.get("header", [])))
-    return _mapping_page(imp, columns, csv_import.check_columns(columns), block="preview")
+    form = _columns_form(imp)
+    form.validate_on_submit()
+    return _mapping_page(imp, form, block="preview")
 
 
 @bp.post("/import/<int:import_id>/start")
@@ -422,13 +417,12 @@ def import_preview(import_id: int) -> ResponseReturnValue:
 def import_start(import_id: int) -> ResponseReturnValue:
     """Save the mapping and queue the import job; 422 when the mapping cannot work."""
     imp = _import(import_id)
-    if imp.status != "uploaded":
+    if imp.status != RunStatus.UPLOADED:
         return redirect(url_for("contacts.import_status", import_id=imp.id))
-    columns = csv_import.columns_from_form(request.form, len(imp.mapping.get("header", [])))
-    problems = csv_import.check_columns(columns)
-    if problems:
-        return _mapping_page(imp, columns, problems, status=422)
-    jobs.start_csv_import(imp, columns)
+    form = _columns_form(imp)
+    if not form.validate_on_submit():
+        return _mapping_page(imp, form, status=422)
+    jobs.start_csv_import(imp, form.columns)
     return redirect(url_for("contacts.import_status", import_id=imp.id))
 
 

@@ -3,13 +3,19 @@ and dry-run preview (R7), validate / send back, the copy's live progress (R8), a
 errors of every workspace (R19).
 
 Views stay thin: they read the request, call one function of ``portal.sync`` (or ``portal.jobs``
-when the action starts background work) and render.
+when the action starts background work) and render. The validate and send-back decisions read
+their post through forms of ``portal.views.forms``; a refused one answers 422 (nothing ticked,
+no reason) or 409 (the connector no longer waits) with the message by its form.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
+
 from portal import jobs
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError
@@ -18,6 +24,7 @@ from portal.sync import ConnectorError, audience, error_fixes, lifecycle
 from portal.sync import runs as sync_runs
 from portal.views.access import support_required
 from portal.views.connector import error_text, progress_context, progress_response
+from portal.views.forms import SendBackForm, ValidateConnectorForm
 
 bp = Blueprint("support_connectors", __name__, url_prefix="/support/connectors")
 
@@ -33,7 +40,7 @@ def _connector(connector_id: int) -> Connector:
 
 @bp.get("/")
 @support_required
-def queue():
+def queue() -> ResponseReturnValue:
     """Connectors of every workspace, oldest submitted first; waiting for validation by default."""
     status = request.args.get("status", ConnectorStatus.PENDING_VALIDATION)
     if status not in STATUS_FILTERS:
@@ -43,15 +50,20 @@ def queue():
                   statuses=STATUS_FILTERS)
 
 
-def _preview_context(connector: Connector) -> dict:
+def _preview_context(connector: Connector) -> dict[str, Any]:
     run = sync_runs.latest_run(connector.id, RunKind.PREVIEW)
     ctx = progress_context(run, url_for("support_connectors.preview", connector_id=connector.id))
     ctx["connector"] = connector
     return ctx
 
 
-def _page(connector: Connector, status: int = 200, **extra):
-    """The validation page, or its "decision" block (status, decision forms, copy progress) for htmx."""
+def _page(connector: Connector, status: int = 200, **extra: Any) -> ResponseReturnValue:
+    """The validation page, or its "decision" block (status, decision forms, copy progress) for htmx.
+
+    ``validate_form`` / ``send_back_form`` in `extra` are the posted forms, shown with their messages.
+    """
+    extra.setdefault("validate_form", ValidateConnectorForm(formdata=None))
+    extra.setdefault("send_back_form", SendBackForm(formdata=None))
     checks, checks_error = [], None
     if not is_htmx():  # the "decision" block does not show them: spare Mailchimp the calls
         try:
@@ -73,14 +85,14 @@ def _page(connector: Connector, status: int = 200, **extra):
 
 @bp.get("/<int:connector_id>")
 @support_required
-def show(connector_id: int):
+def show(connector_id: int) -> ResponseReturnValue:
     """The validation page: configuration, audience checks, preview, decision, progress, history."""
     return _page(_connector(connector_id))
 
 
 @bp.get("/<int:connector_id>/preview")
 @support_required
-def preview(connector_id: int):
+def preview(connector_id: int) -> ResponseReturnValue:
     """The preview partial ("computing…" polls itself while the preview run is running)."""
     connector = _connector(connector_id)
     return render("support/connectors/_preview.html", **_preview_context(connector))
@@ -88,7 +100,7 @@ def preview(connector_id: int):
 
 @bp.post("/<int:connector_id>/preview")
 @support_required
-def recompute_preview(connector_id: int):
+def recompute_preview(connector_id: int) -> ResponseReturnValue:
     """Start a fresh preview (the base or the audience changed since)."""
     connector = _connector(connector_id)
     error = None
@@ -103,7 +115,7 @@ def recompute_preview(connector_id: int):
     return redirect(url_for("support_connectors.show", connector_id=connector.id))
 
 
-def _decided(connector: Connector, message: str):
+def _decided(connector: Connector, message: str) -> ResponseReturnValue:
     if is_htmx():
         return _page(connector, notice=message)
     flash(message, "success")
@@ -112,36 +124,39 @@ def _decided(connector: Connector, message: str):
 
 @bp.post("/<int:connector_id>/validate")
 @support_required
-def validate(connector_id: int):
+def validate(connector_id: int) -> ResponseReturnValue:
     """Validate: missing merge fields are created and the first copy starts (R8)."""
     connector = _connector(connector_id)
-    if request.form.get("confirm") != "1":
-        return _page(connector, 422, validate_error=_("Tick the box to confirm that the first copy may start."))
+    form = ValidateConnectorForm()
+    if not form.validate_on_submit():
+        return _page(connector, 422, validate_form=form)
     try:
         jobs.validate_connector(connector.id, current_user._get_current_object())
     except (ConnectorError, MailchimpError) as exc:
-        return _page(connector, 409, validate_error=error_text(exc))
+        form.add_errors([error_text(exc)])
+        return _page(connector, 409, validate_form=form)
     return _decided(connector, _("Connector validated: the first copy has started."))
 
 
 @bp.post("/<int:connector_id>/send-back")
 @support_required
-def send_back(connector_id: int):
+def send_back(connector_id: int) -> ResponseReturnValue:
     """Send the connector back to the customer with a reason they see and receive by e-mail."""
     connector = _connector(connector_id)
-    reason = (request.form.get("reason") or "").strip()
-    if not reason:
-        return _page(connector, 422, send_back_error=_("Write the reason the customer will read."))
+    form = SendBackForm()
+    if not form.validate_on_submit():
+        return _page(connector, 422, send_back_form=form)
     try:
-        lifecycle.send_back(connector.id, current_user._get_current_object(), reason)
+        lifecycle.send_back(connector.id, current_user._get_current_object(), form.reason.data)
     except ConnectorError as exc:
-        return _page(connector, 409, send_back_error=error_text(exc), reason=reason)
+        form.add_errors([error_text(exc)])
+        return _page(connector, 409, send_back_form=form)
     return _decided(connector, _("Connector sent back; the customer has been told by e-mail."))
 
 
 @bp.get("/runs/<int:run_id>/progress")
 @support_required
-def progress(run_id: int):
+def progress(run_id: int) -> ResponseReturnValue:
     """The progress bar of any run, for support; it polls itself until the run is over."""
     run = sync_runs.get(run_id)
     if run is None:
@@ -151,7 +166,7 @@ def progress(run_id: int):
 
 @bp.get("/errors")
 @support_required
-def errors():
+def errors() -> ResponseReturnValue:
     """Sync errors of every workspace, grouped by kind, with the workspace of each contact."""
     return render("support/connectors/errors.html", groups=error_fixes.error_groups(None, None),
                   workspaces=error_fixes.workspace_names())

@@ -15,24 +15,11 @@ from test_connector_views import audience, make_connector
 pytestmark = pytest.mark.browser
 
 
-def login(page, live_server, user):
-    """Log `user` in through the form, interface in English."""
-    user.locale = "en"
-    db.session.commit()
-    page.set_default_timeout(15_000)
-    page.goto(live_server + "/login")
-    page.get_by_label("E-mail").fill(user.email)
-    page.get_by_label("Password").fill("secret-pw")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile(r"/login"))
-    return page
-
-
-def test_customer_connects_mailchimp_through_the_wizard(mc_app, sim, sim_key, page, live_server, customer,
+def test_customer_connects_mailchimp_through_the_wizard(mc_app, sim, sim_key, page, live_server, log_in, customer,
                                                         workspace):
     factories.contact(workspace, email="jeanne@courriel.fr", consent="opt_in")
     list_id = audience(sim, sim_key, "Newsletter", ["jeanne@courriel.fr"])
-    login(page, live_server, customer)
+    log_in(customer)
     page.goto(live_server + "/mailchimp/")
     page.get_by_role("link", name="Connect Mailchimp").click()
 
@@ -60,7 +47,7 @@ def test_customer_connects_mailchimp_through_the_wizard(mc_app, sim, sim_key, pa
     assert connector is not None and connector.audience_id == list_id
 
 
-def test_support_validates_and_watches_the_copy_reach_100_percent(mc_app, sim, sim_key, page, live_server,
+def test_support_validates_and_watches_the_copy_reach_100_percent(mc_app, sim, sim_key, page, live_server, log_in,
                                                                   customer, workspace, support_user, run_jobs):
     for i in range(40):
         factories.contact(workspace, email=f"client{i}@courriel.fr", first_name=f"Client{i}", consent="opt_in",
@@ -69,7 +56,7 @@ def test_support_validates_and_watches_the_copy_reach_100_percent(mc_app, sim, s
     connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key, "Newsletter"))
     run_jobs()  # consent import and preview
 
-    login(page, live_server, support_user)
+    log_in(support_user)
     page.goto(live_server + "/support/connectors/")
     page.get_by_role("link", name="Review").click()
     expect(page.locator(".audience-checks")).to_contain_text("Merge fields present")

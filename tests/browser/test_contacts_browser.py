@@ -7,7 +7,6 @@ import pytest
 from playwright.sync_api import expect
 
 import factories
-from portal.extensions import db
 
 pytestmark = pytest.mark.browser
 
@@ -20,16 +19,9 @@ BAD_ROW_CSV = (
 
 
 @pytest.fixture
-def logged_in(page, live_server, workspace):
+def logged_in(page, log_in, workspace):
     """A customer (interface in English) logged in through the login form; returns the page."""
-    user = factories.user("ines@atelier.example.org", "customer", workspace)
-    user.locale = "en"
-    db.session.commit()
-    page.set_default_timeout(10_000)
-    page.goto(live_server + "/login")
-    page.get_by_label("E-mail").fill(user.email)
-    page.get_by_label("Password").fill("secret-pw")
-    page.get_by_role("button", name="Log in").click()
+    log_in(factories.user("ines@atelier.example.org", "customer", workspace), timeout_ms=10_000)
     expect(page).to_have_url(re.compile(r"/contacts/$"))
     return page
 
