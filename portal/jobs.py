@@ -32,7 +32,6 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from portal import background
 from portal.background import Outcome
 from portal.crm import csv_import
 from portal.extensions import redis_store

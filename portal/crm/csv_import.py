@@ -45,12 +45,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import defer
 
 from portal import background, labels
-from portal.crm.contacts import clean_tag_names, record_consent, validate_contact_data, workspace_tags
+from portal.crm.contacts import clean_tag_names, insert_contacts, record_consent, validate_contact_data, workspace_tags
 from portal.crm.errors import ValidationFailed
 from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import (Consent, ConsentEvent, Contact, ContactChange, CsvImport, RunStatus, Tag, User,
-                           contact_tags, utcnow)
+from portal.models import (Channel, Consent, ConsentEvent, Contact, ContactChange, CsvImport, RunStatus,
+                           Tag, User, utcnow)
 
 FIELDS = (
     "email", "first_name", "last_name", "phone", "company", "job_title",
@@ -704,36 +704,17 @@ def _insert_new(workspace_id: int, new: list[_NewContact], tag_cache: dict[str, 
     """Bulk-insert the chunk's new contacts, their tag links and consent events; their ids."""
     if not new:
         return []
+    db.session.flush()  # tags the chunk created for updated contacts are then found, not made twice
+    ids = insert_contacts(workspace_id, [item.clean for item in new], [item.clean.get("tags", []) for item in new])
     now = utcnow()
-    rows = []
-    for item in new:
-        probe = Contact(**{k: v for k, v in item.clean.items() if k in Contact.EDITABLE})
-        probe.refresh_derived()
-        row = {name: (item.clean.get(name) or "") for name in Contact.EDITABLE}
-        row.update(
-            workspace_id=workspace_id, email=item.clean.get("email") or None,
-            email_normalized=probe.email_normalized, sort_name=probe.sort_name, search_text=probe.search_text,
-            consent=item.clean.get("consent", "unknown"), consent_locked=False, consent_lock_reason="",
-            email_bounced=False, do_not_sync=False, created_at=now, updated_at=now, deleted_at=None,
-        )
-        rows.append(row)
-    ids = db.session.scalars(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), rows).all()
-
-    names = [n for item in new for n in item.clean.get("tags", [])]
-    if names:
-        tags = _resolve_tags(workspace_id, names, tag_cache)
-        db.session.flush()
-        links = {(cid, tags[n.lower()].id) for cid, item in zip(ids, new) for n in item.clean.get("tags", [])}
-        db.session.execute(insert(contact_tags), [{"contact_id": c, "tag_id": t} for c, t in sorted(links)])
-
     events = [
-        {"workspace_id": workspace_id, "contact_id": cid, "old": "unknown", "new": item.clean["consent"],
-         "locked": False, "actor": actor, "channel": "csv_import", "note": note[:300], "created_at": now}
-        for cid, item in zip(ids, new) if item.clean.get("consent", "unknown") != "unknown"
+        {"workspace_id": workspace_id, "contact_id": cid, "old": Consent.UNKNOWN, "new": item.clean["consent"],
+         "locked": False, "actor": actor, "channel": Channel.CSV_IMPORT, "note": note[:300], "created_at": now}
+        for cid, item in zip(ids, new) if item.clean.get("consent", Consent.UNKNOWN) != Consent.UNKNOWN
     ]
     if events:
         db.session.execute(insert(ConsentEvent), events)
-    return list(ids)
+    return ids
 
 
 # --------------------------------------------------------------------------- the report

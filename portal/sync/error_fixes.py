@@ -7,7 +7,6 @@ Mailchimp problems never appear here: they are not stored on contacts.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select

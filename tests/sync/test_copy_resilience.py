@@ -138,13 +138,11 @@ def test_resume_stale_runs_requeues_an_abandoned_copy(copy, workspace, short_lea
 
 
 @pytest.mark.slow
-def test_copy_killed_mid_way_resumes_in_a_newstart_worker(submit, workspace, support_user, sim, mc, audience,
-                                                     app_env, short_lease, tmp_path):
+def test_copy_killed_mid_way_resumes_in_a_new_worker(submit, workspace, support_user, sim, mc, audience,
+                                                    app_env, short_lease, tmp_path):
     from portal.extensions import db
+    from portal import jobs
     from portal.models import ContactSync, SyncRun
-    from portal import jobs
-    from portal.sync import ConnectorError
-    from portal import jobs
 
     ids = add_contacts(workspace, 2600, tags_every=2)
     connector = submit()
