@@ -170,6 +170,26 @@ def member_action(ctx, list_id, subscriber_hash, action):
                      "member": None if result is None else member_json(lst, result)}
 
 
+def lookup_members(ctx, list_id):
+    """``POST /_sim/lists/{list_id}/members/lookup`` ``{"emails": [...]}``: what the simulator holds
+    for these addresses right now (``{email: {status, merge_fields} | null}``), without the key's
+    latency or connection limit — for benchmarks that watch changes arrive."""
+    body = _body(ctx)
+    emails = body.get("emails")
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+        raise _bad("emails must be a list of addresses")
+    with ctx.store.lock:
+        lst = ctx.store.lists.get(list_id)
+        if lst is None:
+            raise problems.not_found()
+        found = {}
+        for email in emails:
+            member = lst.members.get(st.subscriber_hash(email))
+            found[email] = None if member is None else {"status": member.status,
+                                                        "merge_fields": dict(member.merge)}
+    return 200, {"members": found}
+
+
 def bulk_actions(ctx, list_id):
     """``POST /_sim/lists/{list_id}/members/bulk-actions`` ``{"actions": [{"email", "action",
     "data"}]}``: many member actions in one call (e.g. 1,000 admin edits before a
@@ -381,6 +401,7 @@ ROUTES = [
     ("/faults", ["POST"], set_faults),
     ("/faults/<api_key>", ["DELETE"], clear_faults),
     ("/lists/<list_id>/members/bulk-actions", ["POST"], bulk_actions),
+    ("/lists/<list_id>/members/lookup", ["POST"], lookup_members),
     ("/lists/<list_id>/members/<subscriber_hash>/actions/<action>", ["POST"], member_action),
     ("/lists/<list_id>/campaigns", ["POST"], send_campaign),
     ("/requests", ["GET"], get_requests),

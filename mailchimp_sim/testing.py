@@ -146,6 +146,11 @@ class SimControl:
         return self._call("POST", f"/_sim/lists/{list_id}/members/bulk-actions",
                           json={"actions": list(actions)})
 
+    def lookup_members(self, list_id: str, emails) -> dict:
+        """What the simulator holds for these addresses now: ``{email: {"status", "merge_fields"}
+        or None}``, read without the key's latency or connection limit (benchmarks)."""
+        return self._call("POST", f"/_sim/lists/{list_id}/members/lookup", json={"emails": list(emails)})["members"]
+
     def throttle_address(self, email: str) -> None:
         """Put ``email`` on the signup throttle: adding or resubscribing it gets 400
         "<email> has signed up to a lot of lists very recently; we're not allowing more

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 
-def install_extensions(target, connection, **_kw) -> None:
+def install_extensions(target: object, connection: Connection, **_kw: object) -> None:
     """Before the tables: pg_trgm, which the contact search index uses on PostgreSQL (a trusted
     extension since PostgreSQL 13, so the database owner may create it)."""
     if connection.dialect.name == "postgresql":

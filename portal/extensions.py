@@ -1,12 +1,14 @@
 """Extension objects, created unbound here and bound to the app in create_app()."""
 from __future__ import annotations
 
+from flask import Flask
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
+from redis import Redis
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -39,15 +41,13 @@ class RedisConnection:
     def __init__(self) -> None:
         self.app = None
 
-    def init_app(self, app) -> None:
+    def init_app(self, app: Flask) -> None:
         """Bind to the app's REDIS_URL."""
-        from redis import Redis
-
         self.app = app
         app.extensions["redis"] = Redis.from_url(app.config["REDIS_URL"], health_check_interval=30)
 
     @property
-    def redis(self):
+    def redis(self) -> Redis:
         """The Redis client of the current app."""
         from flask import current_app
 

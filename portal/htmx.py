@@ -1,6 +1,8 @@
 """The one place that reads HX-* headers and decides between a full page and a fragment."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, request
 from jinja2_fragments.flask import render_block
 from flask import render_template
@@ -11,7 +13,7 @@ def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
 
 
-def render(template: str, block: str | None = None, **context):
+def render(template: str, block: str | None = None, **context: Any) -> str:
     """Render the whole page, or only `block` of it when htmx asked."""
     if block and is_htmx():
         return render_block(template, block, **context)

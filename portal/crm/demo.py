@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import unicodedata
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -45,7 +46,7 @@ def _ascii(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).lower()
 
 
-def ensure_tags(workspace_id: int, names=TAGS) -> dict[str, int]:
+def ensure_tags(workspace_id: int, names: Sequence[str] = TAGS) -> dict[str, int]:
     """Create the demo tags if missing; their ids by name."""
     existing = {t.name: t.id for t in db.session.scalars(select(Tag).where(Tag.workspace_id == workspace_id))}
     for name in names:
@@ -58,7 +59,7 @@ def ensure_tags(workspace_id: int, names=TAGS) -> dict[str, int]:
 
 
 def make_rows(workspace_id: int, count: int, *, seed: int = 42, start: int = 0,
-              bad_email_rate: float = 0.01, duplicate_rate: float = 0.005, tagged_rate: float = 0.3):
+              bad_email_rate: float = 0.01, duplicate_rate: float = 0.005, tagged_rate: float = 0.3) -> Iterator[tuple[dict, list[str]]]:
     """Yield (contact row dict, tag names) pairs; the same seed gives the same contacts."""
     rnd = random.Random(seed)
     now = utcnow()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String
+from sqlalchemy import JSON, ColumnElement, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
@@ -37,6 +37,6 @@ class CsvImport(RunColumns, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @classmethod
-    def conflicting(cls, run: CsvImport, other: type[CsvImport], fresh):
+    def conflicting(cls, run: CsvImport, other: type[CsvImport], fresh: ColumnElement[bool]) -> None:
         """Nothing else stops an import from being claimed (each import is its own file)."""
         return None

@@ -56,7 +56,8 @@ class User(UserMixin, db.Model):
     ROLES = tuple(Role)
 
     @property
-    def is_active(self) -> bool:  # Flask-Login reads this
+    def is_active(self) -> bool:
+        """Whether the user may log in (Flask-Login reads it)."""
         return self.active
 
     @property

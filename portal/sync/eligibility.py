@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 
@@ -57,7 +58,7 @@ def in_workspace(workspace_id: int) -> ColumnElement[bool]:
     return (_c.workspace_id + 0) == workspace_id
 
 
-def own_reason(contact) -> NotSyncedReason | str:
+def own_reason(contact: Any) -> NotSyncedReason | str:
     """Why this contact cannot be sent whatever the others sharing its e-mail do ("" if it can).
 
     `contact` is a Contact or a row with the same attribute names. Only opt-in contacts are

@@ -33,7 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
@@ -45,6 +45,9 @@ from portal.models import (Connector, Contact, ContactSync, NotSyncedReason, Pen
 from portal.sync.contact_state import SyncRow, load_rows, save_rows
 from portal.sync.eligibility import in_workspace, judge
 from portal.sync.mailchimp_access import client_for
+
+if TYPE_CHECKING:  # the adapter loads mailchimp3 on first use only
+    from portal.mailchimp.client import MailchimpClient
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +277,7 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
 
 # --- sending --------------------------------------------------------------------------------------
 
-def send_prepared(client, prepared: PreparedPush, audience_id: str) -> list[dict]:
+def send_prepared(client: MailchimpClient, prepared: PreparedPush, audience_id: str) -> list[dict]:
     """Every call of a prepared push; the batch-subscribe answers (500 members each), in order.
 
     Renames, archives and erasures are one call each; their answers are kept on their items.
@@ -360,7 +363,9 @@ def _merge_answers(answers: Sequence[dict]) -> dict:
 class _Recorder:
     """Writes each contact's result, its event and its tag changes (not committed)."""
 
-    def __init__(self, prepared: PreparedPush, run: SyncRun | None, client) -> None:
+    def __init__(self, prepared: PreparedPush, run: SyncRun | None, client,
+                 directory: SegmentDirectory | None = None) -> None:
+        self.directory = directory
         self.prepared = prepared
         self.connector = prepared.connector
         self.result = prepared.result
@@ -371,6 +376,7 @@ class _Recorder:
         self.tag_ops: list[tuple[int, str, str, str]] = []  # contact id, email, tag, op
 
     def event(self, contact_id: int, kind: SyncEventKind, detail: str, data: dict | None = None) -> None:
+        """A line of the contact's history; live pushes keep what they sent."""
         self.events.append({
             "workspace_id": self.connector.workspace_id, "connector_id": self.connector.id,
             "contact_id": contact_id, "run_id": self.run.id if self.run is not None else None, "kind": kind,
@@ -385,6 +391,7 @@ class _Recorder:
         return names
 
     def pushed(self, item: Item, how: str, member: dict | None, current_tags: list[str] | None) -> None:
+        """Mailchimp took the item: the row is synced, the tag changes are worked out."""
         row = self.prepared.rows[item.contact.id]
         email = item.contact.email_normalized
         add, remove = tag_changes(current_tags, item.tags, self.prepared.managed) if current_tags is not None \
@@ -406,6 +413,7 @@ class _Recorder:
         })
 
     def refused(self, item: Item, error: MailchimpError) -> None:
+        """Mailchimp refused the item: pending again (transient), out of reach, or the contact's error."""
         row = self.prepared.rows[item.contact.id]
         row.attempted()
         if error.transient:
@@ -429,6 +437,7 @@ class _Recorder:
         self.event(item.contact.id, SyncEventKind.ERROR, f"{error.kind}: {error.detail}"[:500])
 
     def batch(self, answers: Sequence[dict]) -> None:
+        """Record the batch-subscribe items from the answers, 500 per answer."""
         batch = self.prepared.to_send
         for number, answer in enumerate(answers):
             part = batch[number * BATCH_LIMIT:(number + 1) * BATCH_LIMIT]
@@ -451,6 +460,7 @@ class _Recorder:
                     self.refused(item, MailchimpError("unavailable", detail="No answer for this member."))
 
     def single(self, item: Item) -> None:
+        """Record a rename, an archive, an erasure or a tags-only change."""
         row = self.prepared.rows[item.contact.id]
         answer = item.answer
         if item.action == Action.TAGS:
@@ -475,6 +485,7 @@ class _Recorder:
             self.event(item.contact.id, SyncEventKind.ERASED, item.email)
 
     def save(self) -> PushResult:
+        """Write the rows, the tag changes (sent now, or kept for the run) and the events."""
         erased = [self.prepared.rows[item.contact.id].id for item in self.prepared.items
                   if item.action == Action.ERASE and self.prepared.rows[item.contact.id].state == SyncState.DELETED_IN_MC]
         if erased:
@@ -482,7 +493,7 @@ class _Recorder:
         self.result.tag_ops = len(self.tag_ops)
         if self.tag_ops and self.run is None:
             send_tag_ops(self.client, self.connector.audience_id,
-                         [(email, tag, op) for _, email, tag, op in self.tag_ops])
+                         [(email, tag, op) for _, email, tag, op in self.tag_ops], directory=self.directory)
         save_rows(self.connector, self.prepared.rows)
         if self.tag_ops and self.run is not None:
             db.session.execute(PendingTagOp.__table__.insert(), [
@@ -496,13 +507,14 @@ class _Recorder:
 
 
 def record_push(prepared: PreparedPush, answers: Sequence[dict], run: SyncRun | None = None, *,
-                client=None) -> PushResult:
+                client: MailchimpClient | None = None, directory: SegmentDirectory | None = None) -> PushResult:
     """Write each contact's result from Mailchimp's answers, and the tag changes (not committed).
 
     Tag changes become PendingTagOp rows of `run`; without a run they are sent now through
-    `client` (which also reads the tags of members carrying more than 50).
+    `client` (which also reads the tags of members carrying more than 50), with `directory`
+    (the audience's tags, read once per replication job) when given.
     """
-    recorder = _Recorder(prepared, run, client)
+    recorder = _Recorder(prepared, run, client, directory)
     recorder.batch(answers)
     for item in prepared.items:
         if item.action != Action.SEND:
@@ -511,7 +523,8 @@ def record_push(prepared: PreparedPush, answers: Sequence[dict], run: SyncRun | 
 
 
 def push_contacts(connector_id: int, contact_ids: Sequence[int], run: SyncRun | None = None, *,
-                  client=None, commit: bool = True, managed_tags: Iterable[str] | None = None) -> PushResult:
+                  client: MailchimpClient | None = None, commit: bool = True,
+                  managed_tags: Iterable[str] | None = None) -> PushResult:
     """Send these contacts' current state to Mailchimp and record a result for each.
 
     With `run`, tag changes are stored as PendingTagOp rows of the run (sent later, grouped by
@@ -553,6 +566,11 @@ class SegmentDirectory:
         self.client = client
         self.list_id = list_id
         self._by_name: dict[str, dict] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """True once the audience's tags have been read."""
+        return self._by_name is not None
 
     def _load(self) -> dict[str, dict]:
         if self._by_name is None:
@@ -596,8 +614,10 @@ def send_tag_group(directory: SegmentDirectory, tag: str, add: Sequence[str], re
     return 1
 
 
-def send_tag_ops(client, list_id: str, ops: Sequence[tuple[str, str, str]]) -> int:
-    """Send (email, tag, op) changes now, by the cheaper of per-member and per-tag calls."""
+def send_tag_ops(client: MailchimpClient, list_id: str, ops: Sequence[tuple[str, str, str]], *,
+                 directory: SegmentDirectory | None = None) -> int:
+    """Send (email, tag, op) changes now, by the cheaper of per-member and per-tag calls (500 e-mails
+    per static-segment call); `directory` saves reading the audience's tags again."""
     if not ops:
         return 0
     by_member: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
@@ -605,12 +625,14 @@ def send_tag_ops(client, list_id: str, ops: Sequence[tuple[str, str, str]]) -> i
     for email, tag, op in ops:
         by_member[email][0 if op == "add" else 1].append(tag)
         by_tag[tag][0 if op == "add" else 1].append(email)
-    per_tag_calls = sum(-(-max(len(a), len(r)) // BATCH_LIMIT) for a, r in by_tag.values()) + 1  # + segment list
+    directory = directory or SegmentDirectory(client, list_id)
+    per_tag_calls = sum(-(-max(len(a), len(r)) // BATCH_LIMIT) for a, r in by_tag.values())
+    if not directory.loaded:
+        per_tag_calls += 1  # reading the audience's tags
     if len(by_member) <= per_tag_calls:
         for email, (add, remove) in by_member.items():
             client.set_member_tags(list_id, email, add=add, remove=remove)
         return len(by_member)
-    directory = SegmentDirectory(client, list_id)
     calls = 0
     for tag, (add, remove) in by_tag.items():
         for start in range(0, max(len(add), len(remove)), BATCH_LIMIT):

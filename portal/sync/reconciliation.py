@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -88,7 +89,8 @@ class _Report:
         self.counts: Counter = Counter()
         self.samples: list[dict] = []
 
-    def add(self, kind: str, contact_id: int, **detail) -> None:
+    def add(self, kind: str, contact_id: int, **detail: Any) -> None:
+        """Count one drifted contact, and keep it as a sample while there is room."""
         self.counts[kind] += 1
         if len(self.samples) < SAMPLES:
             self.samples.append({"kind": kind, "contact_id": contact_id, **detail})

@@ -33,7 +33,7 @@ from portal.sync import ConnectorError
 from portal.sync.contact_state import states_for
 from portal.sync.lifecycle import pause_connector
 from portal.sync.mailchimp_access import client_for
-from portal.sync.push import PushResult, prepare_push, record_push, send_prepared
+from portal.sync.push import PushResult, SegmentDirectory, prepare_push, record_push, send_prepared
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,7 @@ def replicate(connector_id: int, *, rounds: int = 10, keep_alive: Callable[[], N
     try:
         with client_for(connector) as client:
             _find_archived(connector, client)
+            directory = SegmentDirectory(client, connector.audience_id)
             for _ in range(rounds):
                 due = db.session.execute(
                     select(ContactSync.id, ContactSync.contact_id, ContactSync.dirty_at)
@@ -201,7 +202,7 @@ def replicate(connector_id: int, *, rounds: int = 10, keep_alive: Callable[[], N
                 ).all()
                 if not due:
                     return Outcome.DONE, None
-                result = _push_round(connector, client, due)
+                result = _push_round(connector, client, due, directory)
                 keep_alive()
                 log.info("connector %s: pushed %d contacts (%d member writes, %d tag changes)", connector.id,
                          result.processed, result.member_writes, result.tag_ops)
@@ -217,11 +218,11 @@ def replicate(connector_id: int, *, rounds: int = 10, keep_alive: Callable[[], N
         raise
 
 
-def _push_round(connector: Connector, client, due: Sequence) -> PushResult:
+def _push_round(connector: Connector, client, due: Sequence, directory: SegmentDirectory) -> PushResult:
     """One round: push these dirty contacts, then clear those that did not change meanwhile."""
     prepared = prepare_push(connector, [r.contact_id for r in due])
     answers = send_prepared(client, prepared, connector.audience_id)
-    result = record_push(prepared, answers, None, client=client)
+    result = record_push(prepared, answers, None, client=client, directory=directory)
     now = utcnow()
     later = set(result.deferred_ids)
     delay = timedelta(seconds=result.retry_after or 60.0)

@@ -1,13 +1,15 @@
 """Who may see what: role checks and the workspace every customer query is scoped to."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from flask import abort
 from flask_login import current_user, login_required
 
 
-def customer_required(view):
+def customer_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Logged-in customer (with a workspace) only; support agents get 403 here."""
 
     @wraps(view)
@@ -20,7 +22,7 @@ def customer_required(view):
     return wrapped
 
 
-def support_required(view):
+def support_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Logged-in support agent only."""
 
     @wraps(view)

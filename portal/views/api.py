@@ -20,7 +20,7 @@ from portal.crm import accounts
 from portal.crm import contacts as crm
 from portal.crm.errors import CrmError, ValidationFailed
 from portal.extensions import csrf, db
-from portal.models import CONSENT_VALUES, Channel, Contact
+from portal.models import CONSENT_VALUES, Channel, Connector, Contact, ContactSync
 from portal import labels
 from portal.sync import contact_state
 from portal.sync.lifecycle import live_connector
@@ -135,7 +135,7 @@ def _mailchimp_json(connector, row) -> dict | None:
     }
 
 
-def contact_json(contact: Contact, connector=None, sync_row=None) -> dict:
+def contact_json(contact: Contact, connector: Connector | None = None, sync_row: ContactSync | None = None) -> dict:
     """The API representation of a contact (docs/openapi.yaml, schema Contact)."""
     return {
         "id": contact.id,

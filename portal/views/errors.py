@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -17,14 +18,14 @@ def register(app: Flask) -> None:
     """Install the handlers."""
 
     @app.errorhandler(CSRFError)
-    def csrf_error(exc):
+    def csrf_error(exc: CSRFError) -> ResponseReturnValue:
         message = _("Your session expired or the form was sent twice. Reload the page and try again.")
         if _wants_json():
             return jsonify(code="csrf_failed", message=message), 400
         return render_template("errors/error.html", code=400, message=message), 400
 
     @app.errorhandler(CrmError)
-    def crm_error(exc: CrmError):
+    def crm_error(exc: CrmError) -> ResponseReturnValue:
         if _wants_json():
             body = {"code": exc.code, "message": exc.message}
             if hasattr(exc, "errors"):
@@ -33,7 +34,7 @@ def register(app: Flask) -> None:
         return render_template("errors/error.html", code=exc.status, message=exc.message), exc.status
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
         messages = {
             400: _("The request was not understood."),
             401: _("Please log in."),
@@ -51,7 +52,7 @@ def register(app: Flask) -> None:
         return render_template("errors/error.html", code=exc.code, message=message), exc.code
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
+    def unexpected(exc: Exception) -> ResponseReturnValue:
         app.logger.exception("unexpected error on %s", request.path)
         message = _("Something went wrong on our side. The team has been told; please try again.")
         if _wants_json():

@@ -128,3 +128,14 @@ def test_bulk_actions_apply_many_edits_in_one_call(mc, control, list_id, receive
         time.sleep(0.02)
     assert sorted(dict(p["form"])["data[merges][FNAME]"] for p in receiver.posts()) == [
         f"Edited{i}" for i in range(4)]
+
+
+def test_lookup_reads_members_without_the_keys_latency(mc, control, list_id, api_key):
+    mc.lists.update_members(list_id, {"members": [
+        {"email_address": "vu@anaba.fr", "status": "subscribed", "merge_fields": {"FNAME": "Vu"}}]})
+    control.set_faults(api_key, latency_ms=2000)
+    started = time.monotonic()
+    found = control.lookup_members(list_id, ["vu@anaba.fr", "absent@anaba.fr"])
+    assert time.monotonic() - started < 1.5
+    assert found["vu@anaba.fr"]["status"] == "subscribed" and found["vu@anaba.fr"]["merge_fields"]["FNAME"] == "Vu"
+    assert found["absent@anaba.fr"] is None

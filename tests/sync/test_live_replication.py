@@ -330,3 +330,25 @@ def test_the_minute_sweep_sends_changes_whose_job_was_lost(live, workspace, run_
     jobs.resume_stale_runs()
     run_jobs()
     assert member(mc, audience, "person4@ardent-clients.fr")["merge_fields"]["FNAME"] == "Oubliée"
+
+
+def test_bulk_changes_go_through_the_batch_endpoints(copy, workspace, run_jobs, sim, mc, audience):
+    """R10: a tag put on 1,200 contacts costs one static-segment call per 500 e-mails; an opt-out of
+    600 contacts one batch-subscribe call per 500 members — never a call per contact."""
+    ids = add_contacts(workspace, 1200, tags_every=0)
+    connector = copy()
+    run_jobs()
+    crm = _crm()
+    seq = last_seq(sim)
+    assert crm.add_tag_to(workspace.id, ids, "Salon 2026", actor="test", channel="api") == 1200
+    run_jobs()
+    tag_calls = writes(sim, seq)
+    assert len(tag_calls) == 3 and all("/segments" in c["path_template"] for c in tag_calls)
+    assert "Salon 2026" in {t["name"] for t in member(mc, audience, "person1199@ardent-clients.fr")["tags"]}
+    seq = last_seq(sim)
+    assert crm.set_consent_of(workspace.id, ids[:600], "opt_out", actor="test", channel="api") == 600
+    run_jobs()
+    consent_calls = writes(sim, seq)
+    assert [c["path_template"] for c in consent_calls] == ["/3.0/lists/{list_id}"] * 2
+    assert member(mc, audience, "person599@ardent-clients.fr")["status"] == "unsubscribed"
+    assert member(mc, audience, "person600@ardent-clients.fr")["status"] == "subscribed"
