@@ -55,6 +55,8 @@ def main(argv: list[str]) -> None:
             scheduler.start()
             return
         names = argv or list(jobs.QUEUES)
+        import portal.mailchimp.client  # noqa: F401  (loaded once here, not in every forked work horse)
+
         resume_abandoned_runs()
         worker = AppWorker([jobs.queue(n) for n in names], connection=redis_store.redis)
         worker.work(with_scheduler=True)
