@@ -63,7 +63,8 @@ def main(argv: list[str]) -> None:
                 copy_run_id = jobs.validate_connector(copy_connector, None).id
             _wait(lambda: _copy_state(app, copy_run_id)[1] > 0, 300)
             report["copy_done_at_first_edit"] = _copy_state(app, copy_run_id)[1]
-        latencies, lost = _edit_and_watch(app, sim, token, live_list, args)
+        copying = (lambda: _copy_state(app, copy_run_id)[0] == "running") if copy_run_id is not None else None
+        latencies, during, lost = _edit_and_watch(app, sim, token, live_list, args, copying)
         report["worker_rss_mb_at_end"] = h.peak_rss_mb(worker.pid)
         if copy_run_id is not None:
             status, done, total = _copy_state(app, copy_run_id)
@@ -73,6 +74,9 @@ def main(argv: list[str]) -> None:
             "p50_ms": _ms(h.percentile(latencies, 50)), "p95_ms": _ms(h.percentile(latencies, 95)),
             "p99_ms": _ms(h.percentile(latencies, 99)), "max_ms": _ms(max(latencies) if latencies else None),
             "seen": len(latencies), "lost": lost,
+            "during_copy_edits": len(during),
+            "during_copy_p50_ms": _ms(h.percentile(during, 50)), "during_copy_p95_ms": _ms(h.percentile(during, 95)),
+            "during_copy_p99_ms": _ms(h.percentile(during, 99)),
             "api_calls": len(log), "calls_by_endpoint": h.calls_by_endpoint(log),
             "load_average_at_end": h.load_average(),
         })
@@ -103,8 +107,9 @@ def _copy_state(app, run_id: int) -> tuple[str, int, int]:
         return state
 
 
-def _edit_and_watch(app, sim, token: str, list_id: str, args) -> tuple[list[float], int]:
-    """Make the edits at the given rate while a thread watches them arrive; (latencies, lost)."""
+def _edit_and_watch(app, sim, token: str, list_id: str, args, copying=None) -> tuple[list[float], list[float], int]:
+    """Make the edits at the given rate while a thread watches them arrive; (latencies, latencies of the
+    edits made while the other copy ran, lost)."""
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     with app.app_context():
@@ -114,6 +119,8 @@ def _edit_and_watch(app, sim, token: str, list_id: str, args) -> tuple[list[floa
         contacts = [(c.id, c.email) for c in list_by_id(workspace_id_for_token(token), limit=args.contacts)]
     pending: list[tuple[str, int, float]] = []  # (email, version, committed at)
     latencies: list[float] = []
+    during_copy: set[int] = set()
+    during: list[float] = []
     lock = threading.Lock()
     done = threading.Event()
 
@@ -132,6 +139,8 @@ def _edit_and_watch(app, sim, token: str, list_id: str, args) -> tuple[list[floa
                         seen = int(name.rsplit(" ", 1)[-1]) if name.startswith("Edit ") else -1
                         if seen >= version:
                             latencies.append(now - at)
+                            if version in during_copy:
+                                during.append(now - at)
                         else:
                             still.append((email, version, at))
                     pending[:] = still
@@ -151,10 +160,12 @@ def _edit_and_watch(app, sim, token: str, list_id: str, args) -> tuple[list[floa
             raise SystemExit(f"edit answered {response.status_code}")
         with lock:
             pending.append((email, n, time.monotonic()))
+            if copying is not None and copying():
+                during_copy.add(n)
         sleep = started + (n + 1) * interval - time.monotonic()
         if sleep > 0:
             time.sleep(sleep)
     deadline[0] = time.monotonic() + 120
     done.set()
     watcher.join(130)
-    return latencies, len(pending)
+    return latencies, during, len(pending)

@@ -127,6 +127,12 @@ COUNT = {
 }
 
 
+DRIFT = {
+    "fields": _l("fields"), "tags": _l("tags"), "archived": _l("archived in Mailchimp"),
+    "deleted": _l("deleted in Mailchimp"), "cleaned": _l("addresses cleaned"),
+}
+
+
 def _lookup(table: dict, value: Any) -> str:
     text = table.get(value)
     return str(text) if text is not None else str(value or "").replace("_", " ")
@@ -209,3 +215,8 @@ def is_error_kind(value: str | None) -> bool:
 def count(key: str) -> str:
     """What a run's counter means."""
     return _lookup(COUNT, key)
+
+
+def drift(kind: str) -> str:
+    """A kind of difference the nightly reconciliation found (R22)."""
+    return _lookup(DRIFT, kind)

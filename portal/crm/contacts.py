@@ -13,8 +13,8 @@ from sqlalchemy import func, insert, select
 from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
 from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import (CONSENT_VALUES, Activity, Channel, Consent, ConsentEvent, Contact, ContactChange, SyncEvent, Tag,
-                           contact_tags, utcnow)
+from portal.models import (CONSENT_VALUES, Activity, Channel, Consent, ConsentEvent, Contact, ContactChange,
+                           ContactSync, SyncEvent, Tag, contact_tags, utcnow)
 from portal.models.contact import fold
 
 MAX_TAGS = 50
@@ -397,13 +397,28 @@ def contact_history(workspace_id: int, contact_id: int) -> list[dict]:
         for e in db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == contact_id))
         if e.workspace_id == workspace_id
     ]
-    items += [
-        {"at": e.created_at, "kind": "sync", "event": e}
-        for e in db.session.scalars(select(SyncEvent).where(SyncEvent.contact_id == contact_id))
-        if e.workspace_id == workspace_id
-    ]
+    previous: dict | None = None
+    for e in db.session.scalars(select(SyncEvent).where(SyncEvent.contact_id == contact_id).order_by(SyncEvent.id)):
+        if e.workspace_id != workspace_id:
+            continue
+        items.append({"at": e.created_at, "kind": "sync", "event": e, "changes": _push_changes(previous, e.data)})
+        previous = e.data or previous
     items.sort(key=lambda item: (item["at"], item["event"].id), reverse=True)
     return items
+
+
+def _push_changes(before: dict | None, sent: dict | None) -> dict | None:
+    """What a live push changed compared with the push before it (None when it kept no data)."""
+    if not sent:
+        return None
+    fields = sent.get("fields") or {}
+    old = (before or {}).get("fields")
+    changed = sorted(k for k, v in fields.items() if (old is None and v not in ("", None))
+                     or (old is not None and old.get(k) != v))
+    old_status = (before or {}).get("status")
+    return {"fields": changed, "tags_added": sent.get("tags_added") or [], "tags_removed": sent.get("tags_removed") or [],
+            "status": sent.get("status") if old_status and old_status != sent.get("status") else None,
+            "old_email": sent.get("old_email"), "email": sent.get("email")}
 
 
 def contact_activities(workspace_id: int, contact_id: int, *, limit: int = 200) -> list[Activity]:
@@ -437,8 +452,10 @@ SORTS = {
 }
 
 
-def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "") -> list:
-    """WHERE clauses of a contact search: words in name, e-mail or company; a tag; a consent value."""
+def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
+                       sync_state: tuple[int, str] | None = None) -> list:
+    """WHERE clauses of a contact search: words in name, e-mail or company; a tag; a consent value;
+    a Mailchimp sync state (``(connector_id, state)``, R17)."""
     where = [Contact.workspace_id == workspace_id]
     for word in fold(q).split()[:5]:
         escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -447,13 +464,19 @@ def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = N
         where.append(Contact.consent == consent)
     if tag_id:
         where.append(Contact.id.in_(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tag_id)))
+    if sync_state:
+        connector_id, state = sync_state
+        where.append(Contact.id.in_(select(ContactSync.contact_id).where(ContactSync.connector_id == connector_id,
+                                                                          ContactSync.state == state)))
     return where
 
 
 def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
-                    sort: str = "name", page: int = 1, per_page: int = 50) -> ContactPage:
+                    sync_state: tuple[int, str] | None = None, sort: str = "name", page: int = 1,
+                    per_page: int = 50) -> ContactPage:
     """Filter, sort and page the workspace's live contacts (search matches name, e-mail, company)."""
-    where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent), Contact.deleted_at.is_(None)]
+    where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent, sync_state=sync_state),
+             Contact.deleted_at.is_(None)]
     counted = select(Contact.id).where(*where)
     if db.engine.dialect.name == "sqlite":
         # SQLite's planner counts through the narrower updated_at index and then reads every

@@ -20,8 +20,8 @@ from portal import jobs, labels
 from portal.crm import contacts as crm
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError, decrypt_secret, encrypt_secret, mask_api_key
-from portal.models import Channel, Connector, RunKind, SyncRun
-from portal.sync import ConnectorError, audience, error_fixes, lifecycle, mailchimp_access
+from portal.models import Channel, Connector, ConnectorStatus, RunKind, SyncRun
+from portal.sync import ConnectorError, audience, error_fixes, health, lifecycle, mailchimp_access
 from portal.sync import runs as sync_runs
 from portal.sync.lifecycle import live_connector
 from portal.views.access import customer_required, workspace_id
@@ -76,11 +76,18 @@ def index() -> ResponseReturnValue:
     copy_run = sync_runs.latest_run(connector.id, RunKind.INITIAL_COPY)
     consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
     return render(
-        "connector/index.html", "main", connector=connector, runs=runs,
+        "connector/index.html", "main", connector=connector, runs=runs, health=health_context(connector),
         copy=progress_context(copy_run, url_for("connector.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("connector.progress", run_id=consent_run.id) if consent_run else ""),
     )
+
+
+def health_context(connector: Connector) -> health.Health | None:
+    """The health panel's figures once the connector sends contacts (R10, R19, R22)."""
+    if connector.status in (ConnectorStatus.COPYING, ConnectorStatus.ACTIVE, ConnectorStatus.PAUSED):
+        return health.connector_health(connector)
+    return None
 
 
 @bp.get("/runs/<int:run_id>/progress")

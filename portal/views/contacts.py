@@ -20,11 +20,11 @@ from portal import htmx, jobs
 from portal.crm import contacts as crm
 from portal.crm import csv_import
 from portal.crm.errors import ConsentLocked, ValidationFailed
-from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport, RunStatus
-from portal.sync import contact_state
+from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport, SyncState, RunStatus
+from portal.sync import ConnectorError, contact_state
 from portal.sync.lifecycle import live_connector
 from portal.views.access import customer_required, workspace_id
-from portal.views.forms import ColumnsForm, ContactForm, UploadForm, same_tags
+from portal.views.forms import ColumnsForm, ContactForm, EraseMemberForm, UploadForm, same_tags
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
@@ -43,10 +43,12 @@ def _filters() -> dict:
     args = request.args
     consent = args.get("consent", "")
     sort = args.get("sort", "name")
+    mailchimp = args.get("mailchimp", "")
     return {
         "q": args.get("q", "").strip()[:200],
         "tag": args.get("tag", type=int),
         "consent": consent if consent in CONSENT_VALUES else "",
+        "mailchimp": mailchimp if mailchimp in tuple(SyncState) else "",
         "sort": sort if sort in crm.SORTS else "name",
         "page": max(1, min(args.get("page", 1, type=int) or 1, 10**6)),
     }
@@ -117,12 +119,14 @@ def index() -> ResponseReturnValue:
     """The contacts table: search, filters, sort, pages; htmx gets only the results block."""
     ws = workspace_id()
     filters = _filters()
+    connector = live_connector(ws)
+    state = (connector.id, filters["mailchimp"]) if connector and filters["mailchimp"] else None
     page = crm.search_contacts(ws, q=filters["q"], tag_id=filters["tag"], consent=filters["consent"],
-                               sort=filters["sort"], page=filters["page"], per_page=PER_PAGE)
+                               sync_state=state, sort=filters["sort"], page=filters["page"], per_page=PER_PAGE)
     if not page.items and page.page > page.pages:
         filters["page"] = page.pages
         page = crm.search_contacts(ws, q=filters["q"], tag_id=filters["tag"], consent=filters["consent"],
-                                   sort=filters["sort"], page=page.pages, per_page=PER_PAGE)
+                                   sync_state=state, sort=filters["sort"], page=page.pages, per_page=PER_PAGE)
     return htmx.render(
         "contacts/index.html", "results", page=page, filters=filters, args=_query_args,
         **_rows_context(page.items), **_common(),
@@ -314,6 +318,56 @@ def activity(contact_id: int) -> ResponseReturnValue:
 def history(contact_id: int) -> ResponseReturnValue:
     """A contact's record, History tab: consent changes and sync events (R15)."""
     return _record_page(_contact(contact_id), "history")
+
+
+@bp.get("/<int:contact_id>/mailchimp-state")
+@customer_required
+def mailchimp_state(contact_id: int) -> ResponseReturnValue:
+    """The record's "Synced with Mailchimp" field; it polls itself while a push is pending (R17)."""
+    contact = _contact(contact_id)
+    connector = live_connector(workspace_id())
+    sync = contact_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None
+    return htmx.render("contacts/_mc_status.html", None, c=contact, connector=connector, sync=sync)
+
+
+@bp.route("/<int:contact_id>/erase", methods=["GET", "POST"])
+@customer_required
+def erase(contact_id: int) -> ResponseReturnValue:
+    """Erase the contact's member from Mailchimp for good (GDPR, R12), after a confirmation."""
+    contact = _contact(contact_id)
+    form = EraseMemberForm()
+    if request.method == "POST":
+        if not form.validate():
+            return htmx.render("contacts/erase.html", None, c=contact, form=form), 422
+        try:
+            jobs.erase_from_mailchimp(workspace_id(), contact.id)
+        except ConnectorError as exc:
+            form.add_errors([exc.message])
+            return htmx.render("contacts/erase.html", None, c=contact, form=form), 409
+        flash(_("The member of %(name)s is being erased from Mailchimp. The History tab will record it.",
+                name=contact.full_name), "success")
+        return _redirect(url_for("contacts.record", contact_id=contact.id))
+    return htmx.render("contacts/erase.html", None, c=contact, form=form)
+
+
+@bp.post("/<int:contact_id>/push-again")
+@customer_required
+def push_again(contact_id: int) -> ResponseReturnValue:
+    """Send a contact archived or deleted in Mailchimp again (R13: someone acts)."""
+    contact = _contact(contact_id)
+    try:
+        jobs.push_again(workspace_id(), contact.id)
+    except ConnectorError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(_("%(name)s will be sent to Mailchimp again in a few seconds.", name=contact.full_name), "success")
+    return _redirect(url_for("contacts.record", contact_id=contact.id))
+
+
+def _redirect(url: str) -> ResponseReturnValue:
+    if htmx.is_htmx():
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url)
 
 
 @bp.post("/<int:contact_id>/consent")

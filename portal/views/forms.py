@@ -270,6 +270,12 @@ class DeleteConnectorForm(PortalForm):
     next = HiddenField()
 
 
+class EraseMemberForm(PortalForm):
+    """The confirmation of a GDPR erasure of a contact's member in Mailchimp (R12): it cannot be undone."""
+
+    confirm = BooleanField(validators=[DataRequired(message=_l("Tick the box to confirm the erasure."))])
+
+
 class ValidateConnectorForm(PortalForm):
     """Support's confirmation that the first copy may start (R8)."""
 

@@ -23,7 +23,7 @@ from portal.models import Connector, ConnectorStatus, RunKind
 from portal.sync import ConnectorError, audience, error_fixes, lifecycle
 from portal.sync import runs as sync_runs
 from portal.views.access import support_required
-from portal.views.connector import error_text, progress_context, progress_response
+from portal.views.connector import error_text, health_context, progress_context, progress_response
 from portal.views.forms import SendBackForm, ValidateConnectorForm
 
 bp = Blueprint("support_connectors", __name__, url_prefix="/support/connectors")
@@ -75,12 +75,27 @@ def _page(connector: Connector, status: int = 200, **extra: Any) -> ResponseRetu
     body = render(
         "support/connectors/show.html", "decision", connector=connector, checks=checks,
         checks_error=checks_error, preview=_preview_context(connector), runs=sync_runs.history(connector.id),
+        health=health_context(connector),
         copy=progress_context(copy_run, url_for("support_connectors.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("support_connectors.progress", run_id=consent_run.id) if consent_run else ""),
         **extra,
     )
     return body, status
+
+
+@bp.post("/<int:connector_id>/reconcile")
+@support_required
+def reconcile(connector_id: int) -> ResponseReturnValue:
+    """Reconcile the connector with its audience now (R22); the run appears in the history."""
+    connector = _connector(connector_id)
+    try:
+        jobs.reconcile_now(connector.id)
+    except ConnectorError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(_("Reconciliation started: what changed in Mailchimp is compared with anaba and put back."), "success")
+    return redirect(url_for("support_connectors.show", connector_id=connector.id))
 
 
 @bp.get("/<int:connector_id>")
