@@ -707,3 +707,63 @@ def test_contact_without_sync_row_waits_for_validation(app):
         mark = render_template("contacts/_mc_mark.html", sync=None,
                                connector=Connector(status="pending_validation"))
     assert "waits for anaba&#39;s validation" in mark or "waits for anaba's validation" in mark
+
+
+# --- live replication on the pages (R12, R13, R17, R22) ------------------------------------------
+
+def test_erase_needs_the_box_ticked_then_queues_the_erasure(errors_setup, customer_client):
+    english(customer_client)
+    contact = errors_setup["shared_b"]
+    page = customer_client.get(f"/contacts/{contact.id}/erase")
+    assert page.status_code == 200 and "cannot be undone" in text(page)
+    refused = customer_client.post(f"/contacts/{contact.id}/erase", data={})
+    assert refused.status_code == 422 and "Tick the box to confirm the erasure" in text(refused)
+    row = db.session.scalar(db.select(ContactSync).where(ContactSync.contact_id == contact.id))
+    assert row.erase_requested is False
+    done = customer_client.post(f"/contacts/{contact.id}/erase", data={"confirm": "y"})
+    assert done.status_code == 302
+    db.session.expire_all()
+    row = db.session.scalar(db.select(ContactSync).where(ContactSync.contact_id == contact.id))
+    assert row.erase_requested is True and row.state == "pending"
+    assert [job.func_name for job in live_queue().jobs] == ["portal.jobs.replicate"]
+
+
+def test_erase_push_again_and_the_state_field_refuse_another_workspaces_contact(errors_setup, customer_client,
+                                                                                 other_workspace):
+    _ws, foreign = other_workspace
+    assert customer_client.get(f"/contacts/{foreign.id}/erase").status_code == 404
+    assert customer_client.post(f"/contacts/{foreign.id}/erase", data={"confirm": "y"}).status_code == 404
+    assert customer_client.post(f"/contacts/{foreign.id}/push-again").status_code == 404
+    assert customer_client.get(f"/contacts/{foreign.id}/mailchimp-state").status_code == 404
+    assert live_queue().count == 0
+
+
+def test_a_contact_archived_in_mailchimp_offers_to_send_it_again(errors_setup, customer_client):
+    english(customer_client)
+    contact = errors_setup["long"]
+    _error_row(errors_setup["connector"], contact, state="archived_in_mc", member_email="long@courriel.fr")
+    page = text(customer_client.get(f"/contacts/{contact.id}"))
+    assert "archived in Mailchimp" in page and "Send to Mailchimp again" in page
+    customer_client.post(f"/contacts/{contact.id}/push-again")
+    db.session.expire_all()
+    row = db.session.scalar(db.select(ContactSync).where(ContactSync.contact_id == contact.id))
+    assert row.state == "pending" and row.dirty_at is not None
+
+
+def test_the_table_filters_on_the_mailchimp_state(errors_setup, customer_client):
+    in_error = text(customer_client.get("/contacts/?mailchimp=error"))
+    assert "long@courriel.fr" in in_error and "gone@courriel.fr" in in_error
+    assert "famille@courriel.fr" not in in_error
+    synced = text(customer_client.get("/contacts/?mailchimp=synced"))
+    assert "famille@courriel.fr" in synced and "long@courriel.fr" not in synced
+
+
+def test_support_can_start_a_reconciliation_from_the_connector_page(errors_setup, support_client):
+    connector = errors_setup["connector"]
+    page = text(support_client.get(f"/support/connectors/{connector.id}"))
+    assert "Reconcile now" in page or "Vérifier maintenant" in page
+    response = support_client.post(f"/support/connectors/{connector.id}/reconcile")
+    assert response.status_code == 302
+    from portal import jobs
+
+    assert "portal.jobs.reconcile" in [job.func_name for job in jobs.queue("bulk").jobs]
