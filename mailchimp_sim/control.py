@@ -172,7 +172,7 @@ def member_action(ctx, list_id, subscriber_hash, action):
 
 def lookup_members(ctx, list_id):
     """``POST /_sim/lists/{list_id}/members/lookup`` ``{"emails": [...]}``: what the simulator holds
-    for these addresses right now (``{email: {status, merge_fields} | null}``), without the key's
+    for these addresses right now (``{email: {status, merge_fields, tags} | null}``), without the key's
     latency or connection limit — for benchmarks that watch changes arrive."""
     body = _body(ctx)
     emails = body.get("emails")
@@ -185,8 +185,9 @@ def lookup_members(ctx, list_id):
         found = {}
         for email in emails:
             member = lst.members.get(st.subscriber_hash(email))
-            found[email] = None if member is None else {"status": member.status,
-                                                        "merge_fields": dict(member.merge)}
+            found[email] = None if member is None else {
+                "status": member.status, "merge_fields": dict(member.merge),
+                "tags": sorted(lst.tags[t].name for t in member.tags if t in lst.tags)}
     return 200, {"members": found}
 
 
