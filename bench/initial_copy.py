@@ -1,14 +1,19 @@
 """Benchmark of the initial copy (R8) against the Mailchimp simulator; prints one JSON document.
 
     python -m bench initial_copy --contacts 100000
+    python -m bench initial_copy --contacts 100000 --latency-ms 300 --latency-per-member-ms 10 [--budget 8]
+    python -m bench initial_copy --contacts 1000000 [--database-url postgresql+psycopg://…]
     python -m bench initial_copy --contacts 2000 --latency-ms 100 --strategy naive
 
-Starts its own simulator (with ``--latency-ms`` added to every call) and redis-server, fills a
-fresh SQLite database with demo contacts (about 30 % carrying 1–3 of 10 tags) in a separate
-process, then runs the consent import and the copy in this process, as a worker would, and
-reports: wall time, contacts/s, API calls by endpoint, the fewest calls the API allows for
-this data and the ratio, this process's peak RSS, and the member writes of a second run
-(must be 0).
+Starts its own simulator (with its latency model: ``--latency-ms`` per call and
+``--latency-per-member-ms`` per member or e-mail of a bulk call) and redis-server, fills a fresh
+database (a SQLite file, or ``--database-url``) with demo contacts (about 30 % carrying 1–3 of 10
+tags) in a separate process, then runs the consent import and the copy in this process, as a
+worker would, with ``--budget`` batch calls in flight. It reports: wall time, contacts/s, API
+calls by endpoint, the fewest calls the API allows for this data and the ratio, the API-bound
+floor (the sum of every copy call's modelled latency ÷ the budget) and ``wall_to_floor``, this
+process's peak RSS, the simulator's peak connections for the key, and the member writes and
+time of a second run with nothing changed (writes must be 0).
 
 ``--strategy naive`` copies the same contacts the way most connectors do — one ``PUT`` per
 member and one tags ``POST`` per tagged member — and then the batch way on a fresh audience,
@@ -17,42 +22,13 @@ and prints the per-contact cost ratio between the two.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import multiprocessing
 import os
 import resource
-import shutil
-import sys
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _make_app(env: dict):
-    os.environ["ANABA_INSTANCE"] = env["ANABA_INSTANCE"]
-    from portal import create_app
-
-    return create_app({"env": env, "MAIL_SUPPRESS_SEND": True})
-
-
-def _setup(env: dict, contacts: int, workspace: str) -> None:
-    """In a separate process (so the worker's RSS is not the loader's): tables and contacts."""
-    import logging
-
-    logging.disable(logging.INFO)
-    app = _make_app(env)
-    with app.app_context():
-        from portal.crm.accounts import get_or_create_workspace
-        from portal.crm.demo import insert_contacts
-        from portal.extensions import db
-
-        db.create_all()
-        ws, _ = get_or_create_workspace(workspace)
-        insert_contacts(ws.id, contacts, seed=2026)
+from bench import _harness as h
 
 
 def _minimum_calls(connector_id: int) -> dict:
@@ -104,10 +80,6 @@ def _process_cpu(pid: int) -> float:
     return total
 
 
-def _peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
-
-
 def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool = False) -> dict:
     """Submit, import consent, validate and copy with the engine; then copy again."""
     from sqlalchemy import select
@@ -133,6 +105,8 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool 
             preview_job.run(sync_runs.latest_run(connector.id, "preview").id)
             preview_seconds = round(time.monotonic() - preview_started, 2)
         copy_run = jobs.validate_connector(connector.id, None)
+        before_copy = sim.control.requests_log()
+        copy_seq = before_copy[-1]["seq"] if before_copy else 0
         cpu_before = _cpu_seconds()
         sim_cpu_before = _process_cpu(sim.server_pid)
         copy_started = time.monotonic()
@@ -153,7 +127,16 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool 
         rerun_seconds = time.monotonic() - rerun_started
         second_log = sim.control.requests_log(seq)
         contacts = run.total
+        copy_only = [r for r in log if r["seq"] > copy_seq]
+        budget = int(app.config["MAILCHIMP_BULK_CONNECTIONS"])
+        modelled = sum(float(r.get("modelled_latency_ms") or 0) for r in copy_only) / 1000.0
+        floor = modelled / budget if modelled else None
         return {
+            "budget": budget,
+            "copy_calls": len(copy_only),
+            "modelled_latency_seconds": round(modelled, 2),
+            "api_bound_floor_seconds": round(floor, 2) if floor else None,
+            "wall_to_floor": round(copy_seconds / floor, 3) if floor else None,
             "status": run.status, "contacts": contacts, "counts": run.counts,
             "consent_import_seconds": round(consent_seconds, 2),
             "preview_seconds": preview_seconds,
@@ -223,68 +206,53 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--strategy", choices=("batch", "naive"), default="batch")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--latency-per-member-ms", type=float, default=0.0)
+    parser.add_argument("--budget", type=int, default=8, help="batch calls in flight (MAILCHIMP_BULK_CONNECTIONS)")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: a SQLite file)")
     parser.add_argument("--preview", action="store_true", help="also time the dry-run preview (R7)")
     args = parser.parse_args(argv)
 
     import logging
 
     logging.disable(logging.WARNING)
-    sys.path.insert(0, str(ROOT))
-    from cryptography.fernet import Fernet
-
-    from mailchimp_sim.testing import SimulatorProcess
-
-    from scripts.local_services import free_port, redis_server
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-copy-"))
     workspace = "Bench Copy"
     report: dict = {"benchmark": "initial_copy", "contacts": args.contacts, "strategy": args.strategy,
-                    "latency_ms": args.latency_ms, "cpus": os.cpu_count(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-    try:
-        with redis_server(workdir) as redis_url, SimulatorProcess(latency_ms=args.latency_ms) as sim:
-            env = {
-                "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite'}", "REDIS_URL": redis_url,
-                "SECRET_KEY": "bench", "FERNET_KEY": Fernet.generate_key().decode(),
-                "MAILCHIMP_API_BASE": sim.api_base, "MAILCHIMP_TIMEOUT": "60",
-                "ANABA_INSTANCE": str(workdir / "instance"), "ANABA_ENV": "test",
-                "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(free_port()),
-                "PUBLIC_BASE_URL": "http://portal.localhost:5000",
-            }
-            setup_started = time.monotonic()
-            loader = multiprocessing.get_context("spawn").Process(target=_setup, args=(env, args.contacts, workspace))
-            loader.start()
-            loader.join()
-            if loader.exitcode:
-                sys.exit("setup failed")
-            report["setup_seconds"] = round(time.monotonic() - setup_started, 2)
-            app = _make_app(env)
-            key = sim.control.new_account("Bench")
-            list_id = sim.control.create_list(key, "Bench audience")["id"]
-            if args.strategy == "naive":
-                naive = _naive_copy(app, sim, key, list_id, workspace)
-                report["naive"] = naive
-                key2 = sim.control.new_account("Bench batch")
-                list2 = sim.control.create_list(key2, "Bench audience (batch)")["id"]
-                batch = _batch_copy(app, sim, key2, list2, workspace)
-                report["batch"] = batch
-                per_naive = naive["seconds_per_synced_contact"]
-                per_batch = batch["seconds_per_synced_contact"]
-                report["per_contact_cost_ratio_naive_to_batch"] = round(per_naive / per_batch, 1) if per_batch else None
-                report["calls_ratio_naive_to_batch"] = round(naive["api_calls"] / batch["api_calls"], 1)
-            else:
-                report.update(_batch_copy(app, sim, key, list_id, workspace, preview=args.preview))
-            report["worker_peak_rss_mb"] = _peak_rss_mb()
-            report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-            with app.app_context():
-                from portal.extensions import db
+                    "latency_ms": args.latency_ms, "latency_per_member_ms": args.latency_per_member_ms,
+                    "database": "postgresql" if args.database_url else "sqlite", "cpus": os.cpu_count(),
+                    "load_average_at_start": h.load_average()}
+    with h.services(latency_ms=args.latency_ms, latency_per_member_ms=args.latency_per_member_ms,
+                    database_url=args.database_url) as world:
+        sim = world.sim
+        world.env["MAILCHIMP_BULK_CONNECTIONS"] = str(args.budget)
+        report["setup_seconds"] = h.load_contacts(world.env, workspace, args.contacts)
+        app = h.make_app(world.env)
+        key = sim.control.new_account("Bench")
+        list_id = sim.control.create_list(key, "Bench audience")["id"]
+        if args.strategy == "naive":
+            naive = _naive_copy(app, sim, key, list_id, workspace)
+            report["naive"] = naive
+            key2 = sim.control.new_account("Bench batch")
+            list2 = sim.control.create_list(key2, "Bench audience (batch)")["id"]
+            batch = _batch_copy(app, sim, key2, list2, workspace)
+            report["batch"] = batch
+            per_naive = naive["seconds_per_synced_contact"]
+            per_batch = batch["seconds_per_synced_contact"]
+            report["per_contact_cost_ratio_naive_to_batch"] = round(per_naive / per_batch, 1) if per_batch else None
+            report["calls_ratio_naive_to_batch"] = round(naive["api_calls"] / batch["api_calls"], 1)
+        else:
+            report.update(_batch_copy(app, sim, key, list_id, workspace, preview=args.preview))
+        report["worker_peak_rss_mb"] = h.peak_rss_mb()
+        report["simulator_peak_concurrency"] = sim.control.peak_concurrency()
+        report["load_average_at_end"] = h.load_average()
+        with app.app_context():
+            from portal.extensions import db
 
-                db.session.remove()
-                db.engine.dispose()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+            db.session.remove()
+            db.engine.dispose()
+    h.report(report)
 
 
 if __name__ == "__main__":
+    import sys
+
     main(sys.argv[1:])

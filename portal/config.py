@@ -56,6 +56,7 @@ class Settings:
     MAILCHIMP_API_BASE: str | None
     MAILCHIMP_TIMEOUT: float
     MAILCHIMP_MAX_CONNECTIONS: int
+    MAILCHIMP_BULK_CONNECTIONS: int
     MAIL_SERVER: str
     MAIL_PORT: int
     MAIL_DEFAULT_SENDER: str
@@ -119,6 +120,11 @@ def load_settings(env: dict | None = None, instance_path: str | Path = "instance
     except ValueError:
         raise ConfigError("MAILCHIMP_TIMEOUT must be a number of seconds") from None
 
+    max_connections = _int(env, "MAILCHIMP_MAX_CONNECTIONS", 10)
+    bulk_connections = _int(env, "MAILCHIMP_BULK_CONNECTIONS", max(1, max_connections - 2))
+    if not 1 <= bulk_connections <= max_connections:
+        raise ConfigError("MAILCHIMP_BULK_CONNECTIONS must be between 1 and MAILCHIMP_MAX_CONNECTIONS")
+
     return Settings(
         SECRET_KEY=secret,
         SQLALCHEMY_DATABASE_URI=db_url,
@@ -127,7 +133,8 @@ def load_settings(env: dict | None = None, instance_path: str | Path = "instance
         PUBLIC_BASE_URL=public,
         MAILCHIMP_API_BASE=api_base,
         MAILCHIMP_TIMEOUT=timeout,
-        MAILCHIMP_MAX_CONNECTIONS=_int(env, "MAILCHIMP_MAX_CONNECTIONS", 10),
+        MAILCHIMP_MAX_CONNECTIONS=max_connections,
+        MAILCHIMP_BULK_CONNECTIONS=bulk_connections,
         MAIL_SERVER=env.get("MAIL_SERVER", "127.0.0.1"),
         MAIL_PORT=_int(env, "MAIL_PORT", 8025),
         MAIL_DEFAULT_SENDER=env.get("MAIL_DEFAULT_SENDER", "anaba <no-reply@anaba.localhost>"),

@@ -108,6 +108,18 @@ def live_work_waiting() -> bool:
     return queue("live").count > 0
 
 
+def serve_live_work() -> None:
+    """Between two chunks of a long bulk job: push the changes waiting for other connectors (R10).
+
+    With one worker, the waiting replication jobs would otherwise wait for the whole job; when
+    they run later they find nothing left to do.
+    """
+    if not live_work_waiting():
+        return
+    for connector_id in replication.due_connectors():
+        replicate(connector_id)
+
+
 def queue_replication(connector_id: int, *, delay: float | None = None) -> Job:
     """Make sure a replication job for the connector comes (R10).
 
@@ -294,15 +306,13 @@ def compute_preview(run_id: int) -> None:
 
 
 def initial_copy(run_id: int) -> None:
-    """Run (or resume) the initial copy of a connector (R8): it steps aside between chunks when
-    live work waits, comes back later if Mailchimp is down, and once over lets the changes made
-    during the copy be pushed."""
-    result = copy.run(run_id, should_yield=live_work_waiting)
+    """Run (or resume) the initial copy of a connector (R8): between chunks it pushes the changes
+    waiting for other connectors, it comes back later if Mailchimp is down, and once over lets
+    the changes made during the copy be pushed."""
+    result = copy.run(run_id, serve_live=serve_live_work)
     run = sync_runs.get(run_id)
     if result.outcome == Outcome.RETRY_LATER:
         enqueue_later(run, sync_runs.retry_delay())
-    elif result.outcome == Outcome.YIELDED:
-        enqueue_run(run, resumed=True)
     elif result.outcome == Outcome.FINISHED and replication.next_due(run.connector_id) is not None:
         queue_replication(run.connector_id)
 

@@ -29,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -116,6 +117,7 @@ class CallStats:
     calls: int = 0
     retries: int = 0
     failures: int = 0
+    rate_limited: int = 0
     by_endpoint: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -132,12 +134,17 @@ class CallStats:
         with self._lock:
             self.failures += 1
 
+    def record_rate_limited(self) -> None:
+        """Count an answer "too many requests" (429): the caller may lower its concurrency."""
+        with self._lock:
+            self.rate_limited += 1
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready snapshot."""
         with self._lock:
             return {
                 "calls": self.calls, "retries": self.retries, "failures": self.failures,
-                "by_endpoint": dict(sorted(self.by_endpoint.items())),
+                "rate_limited": self.rate_limited, "by_endpoint": dict(sorted(self.by_endpoint.items())),
             }
 
 
@@ -187,6 +194,7 @@ class MailchimpClient:
         session: requests.Session | None = None,
         slot_timeout: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
+        bulk_limit: int | None = None,
     ) -> None:
         api_key = (api_key or "").strip()
         if not _KEY_RE.match(api_key):
@@ -208,11 +216,16 @@ class MailchimpClient:
         self.session = session
         self._mc = _PooledMailChimp(api_key, base_url=base_url, session=session, timeout=self.timeout)
         self._semaphore: ConnectionSemaphore | None = None
+        self._bulk: ConnectionSemaphore | None = None
         if redis is not None:
             connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
-            self._semaphore = ConnectionSemaphore(
-                redis, api_key, limit=max_connections, lease_seconds=float(connect) + float(read) + 15.0,
-            )
+            lease = float(connect) + float(read) + 15.0
+            self._semaphore = ConnectionSemaphore(redis, api_key, limit=max_connections, lease_seconds=lease)
+            if bulk_limit is not None and bulk_limit < max_connections:
+                # Bulk work takes a slot of its own budget first, so it never uses the key's
+                # last connections: live replication always finds one.
+                self._bulk = ConnectionSemaphore(redis, api_key, limit=max(1, bulk_limit), lease_seconds=lease,
+                                                 prefix="anaba:mc:bulk:")
 
     @property
     def base_url(self) -> str:
@@ -282,28 +295,16 @@ class MailchimpClient:
         def attempt_once() -> Any:
             retry = attempts.statistics.get("attempt_number", 1) > 1
             try:
-                if self._semaphore is None:
+                with self._slot(self._bulk), self._slot(self._semaphore):
                     self.stats.record(endpoint, retry=retry)
                     return fn()
-                try:
-                    token = self._semaphore.acquire(self.slot_timeout)
-                except SemaphoreTimeout:
-                    busy = MailchimpError(
-                        "rate_limited", title="Connection slots busy",
-                        detail=f"No Mailchimp connection slot for this key within {self.slot_timeout} s.",
-                    )
-                    busy.waited_for_slot = True  # it already waited slot_timeout: the caller decides what next
-                    raise busy from None
-                try:
-                    self.stats.record(endpoint, retry=retry)
-                    return fn()
-                finally:
-                    self._semaphore.release(token)
             except MailchimpError:
                 raise
             except (_SdkError, requests.RequestException, ValueError) as exc:
                 error = self._translate(exc, path, email)
                 error.safe_to_retry = error.kind == "rate_limited" or isinstance(exc, requests.ConnectTimeout)
+                if error.kind == "rate_limited":
+                    self.stats.record_rate_limited()
                 raise error from exc
 
         def retryable(exc: BaseException) -> bool:
@@ -329,6 +330,26 @@ class MailchimpClient:
             log.info("mailchimp %s failed after %d attempt(s): %s", endpoint,
                      attempts.statistics.get("attempt_number", 1), error.kind)
             raise
+
+    @contextmanager
+    def _slot(self, semaphore: ConnectionSemaphore | None) -> Iterator[None]:
+        """Hold one slot of `semaphore` (nothing when there is none) for the call."""
+        if semaphore is None:
+            yield
+            return
+        try:
+            token = semaphore.acquire(self.slot_timeout)
+        except SemaphoreTimeout:
+            busy = MailchimpError(
+                "rate_limited", title="Connection slots busy",
+                detail=f"No Mailchimp connection slot for this key within {self.slot_timeout} s.",
+            )
+            busy.waited_for_slot = True  # it already waited slot_timeout: the caller decides what next
+            raise busy from None
+        try:
+            yield
+        finally:
+            semaphore.release(token)
 
     def _get(self, path: str, **params: Any) -> Any:
         params = {k: v for k, v in params.items() if v is not None}

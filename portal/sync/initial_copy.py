@@ -8,10 +8,12 @@ contact whose result is committed, and ``result["phase"]`` says which phase it i
   three steps of :func:`portal.sync.push.push_contacts`: prepared, sent with one
   batch-subscribe call, and recorded (results, and tag changes as PendingTagOp rows); the
   cursor then advances and everything commits together, with the lease re-checked in that
-  transaction. The next chunk is prepared while the current one is being sent. A chunk
-  replayed after a crash rewrites the same values: harmless.
+  transaction. Up to the key's bulk budget of chunks are in Mailchimp at once while the next
+  ones are prepared; they are recorded oldest first, so the cursor only moves forward. A
+  chunk replayed after a crash rewrites the same values: harmless.
 - Phase 2 — tag changes, grouped by tag, 500 e-mails per static-segment call (a missing
-  tag is created with its first 500 e-mails); each call's rows are deleted once it succeeds.
+  tag is created with its first 500 e-mails), as many calls at once as phase 1; each call's
+  rows are deleted once it succeeds.
 
 API calls are therefore about members/500 + Σ over tags of ceil(changes/500): the fewest the
 API allows. A revoked key or a deleted audience pauses the run and the connector (nobody is
@@ -22,10 +24,13 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import TypeVar
 
+from flask import current_app
 from sqlalchemy import delete, select
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
@@ -34,47 +39,52 @@ from portal.background import Outcome
 from portal.extensions import db
 from portal.mailchimp import MailchimpError
 from portal.mailchimp.payload import FieldMapping
-from portal.models import Connector, ConnectorStatus, Contact, PendingTagOp, RunKind, RunStatus, SyncRun, utcnow
+from portal.models import (Connector, ConnectorStatus, Contact, ContactSync, PendingTagOp, RunKind, RunStatus,
+                           SyncRun, SyncState, utcnow)
 from portal.sync import consent_import
 from portal.sync import runs as run_rows
 from portal.sync.eligibility import in_workspace, own_reason
 from portal.sync.lifecycle import pause_connector
 from portal.sync.mailchimp_access import client_for
 from portal.sync.notifications import notify_copy_finished
-from portal.sync.push import (SegmentDirectory, managed_tag_names, prepare_push, record_push, send_prepared,
-                              send_tag_group)
+from portal.sync.push import (PreparedPush, SegmentDirectory, managed_tag_names, prepare_push, record_push,
+                              send_prepared, send_tag_group)
 
 log = logging.getLogger(__name__)
 
 CHUNK_ELIGIBLE = 500
-MAX_CHUNK_CONTACTS = 5000
+MAX_CHUNK_CONTACTS = 20_000
+SCAN_PAGE = 2000
+UP_TO_DATE = (SyncState.SYNCED, SyncState.UNSUBSCRIBED)
 TAG_BATCH = 500
 CHUNK_RETRIES = 5
 T = TypeVar("T")
 
 
 def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep,
-        should_yield: Callable[[], bool] = lambda: False) -> run_rows.RunResult:
+        serve_live: Callable[[], None] = lambda: None) -> run_rows.RunResult:
     """Run or resume the initial copy `run_id` (does nothing if another worker holds it).
 
     At the end the connector is active and its customers get the copy's counts by e-mail; a
     revoked key or a deleted audience pauses the run and the connector (nobody is marked failed).
-    Between chunks, when `should_yield` says live work waits, the copy steps aside
-    (:class:`~portal.background.YieldRun`) and comes back from its cursor (R10).
+    Up to ``MAILCHIMP_BULK_CONNECTIONS`` batch calls are in flight at once (the rest of the
+    key's connections stay free for live replication, R20); between chunks `serve_live` pushes
+    the changes waiting for other connectors, so a long copy never delays them (R10).
     """
+    budget = int(current_app.config["MAILCHIMP_BULK_CONNECTIONS"])
     activated: list[Connector] = []
 
     def work(run: SyncRun, connector: Connector, token: str) -> None:
-        with client_for(connector) as client:
+        with client_for(connector, bulk=True) as client:
             phase = int((run.result or {}).get("phase", 0))
             if phase == 0:
                 _ensure_consent_imported(client, connector, sleep)
                 _create_merge_fields(client, connector, sleep)
                 _set_phase(run, token, 1)
             if int(run.result.get("phase", 0)) == 1:
-                _copy_contacts(client, run, connector, token, sleep, should_yield)
+                _copy_contacts(client, run, connector, token, sleep, serve_live, budget)
                 _set_phase(run, token, 2)
-            _drain_tags(client, run, connector, token, sleep, should_yield)
+            _drain_tags(client, run, connector, token, sleep, serve_live, budget)
         if connector.status == ConnectorStatus.COPYING:
             connector.status = ConnectorStatus.ACTIVE
             connector.activated_at = connector.activated_at or utcnow()
@@ -172,72 +182,109 @@ def _create_merge_fields(client, connector: Connector, sleep) -> None:
         existing.add(mapping.tag)
 
 
-def next_chunk(connector: Connector, after_id: int) -> tuple[list[int], int]:
-    """The next contacts after `after_id` holding CHUNK_ELIGIBLE eligible ones, and the last id.
+@dataclass
+class Chunk:
+    """The next stretch of contacts in id order: those to push, those already up to date, the last id."""
 
-    Ineligible contacts ride along (they get their "not synced" result in the same commit),
-    so every batch-subscribe call carries close to 500 members.
+    ids: list[int]
+    unchanged: int
+    last_id: int
+    scanned: int
+
+
+def next_chunk(connector: Connector, after_id: int) -> Chunk:
+    """The next contacts after `after_id` holding CHUNK_ELIGIBLE eligible ones to push, and the last id.
+
+    Ineligible contacts ride along (they get their "not synced" result in the same commit), so
+    every batch-subscribe call carries close to 500 members. A contact whose member already
+    holds what anaba would send (synced, nothing changed since: ``dirty_at`` unset) is counted
+    up to date without being read again, so a re-run with nothing changed costs a scan.
     """
     c = Contact.__table__.c
+    s = ContactSync.__table__.c
     ids: list[int] = []
-    eligible = 0
+    eligible = unchanged = scanned = 0
     cursor = after_id
-    while eligible < CHUNK_ELIGIBLE and len(ids) < MAX_CHUNK_CONTACTS:
+    while eligible < CHUNK_ELIGIBLE and scanned < MAX_CHUNK_CONTACTS:
         rows = db.session.execute(
             select(c.id, c.email, c.email_normalized, c.consent, c.consent_locked, c.email_bounced,
-                   c.do_not_sync, c.deleted_at)
+                   c.do_not_sync, c.deleted_at, s.state, s.fingerprint, s.dirty_at)
+            .outerjoin(ContactSync.__table__, (s.contact_id == c.id) & (s.connector_id == connector.id))
             .where(in_workspace(connector.workspace_id), c.deleted_at.is_(None), c.id > cursor)
-            .order_by(c.id).limit(1000)
+            .order_by(c.id).limit(SCAN_PAGE)
         ).all()
         if not rows:
             break
         for row in rows:
-            ids.append(row.id)
             cursor = row.id
+            scanned += 1
+            if row.state in UP_TO_DATE and row.fingerprint and row.dirty_at is None:
+                unchanged += 1
+                continue
+            ids.append(row.id)
             # The owner rule is left to the push: contacts sharing an e-mail are rare, so a
             # chunk seldom carries fewer than 500 members, and never more.
             if not own_reason(row):
                 eligible += 1
                 if eligible >= CHUNK_ELIGIBLE:
                     break
-    return ids, cursor
+    return Chunk(ids=ids, unchanged=unchanged, last_id=cursor, scanned=scanned)
+
+
+class Window:
+    """How many batch calls the copy keeps in flight: the key's bulk budget, halved when Mailchimp
+    answers 429 (another client shares the key), then grown back one by one."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = max(1, budget)
+        self.size = self.budget
+
+    def after(self, rate_limited: bool) -> None:
+        """Adjust after one call: halve on a 429, else grow by one up to the budget."""
+        self.size = max(1, self.size // 2) if rate_limited else min(self.budget, self.size + 1)
 
 
 def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep,
-                   should_yield: Callable[[], bool]) -> None:
+                   serve_live: Callable[[], None], budget: int) -> None:
     """Phase 1: chunks of contacts, each committed with its results and the new cursor.
 
-    Pipelined: while Mailchimp processes one chunk's batch call (in a sending thread), this
-    thread prepares the next chunk and records the previous one. Commits stay in cursor order,
-    and each chunk's results and cursor still go in one transaction.
+    Up to `budget` chunks are in Mailchimp at once (their batch calls in sending threads) while
+    this thread prepares the next ones and records those that came back — always the oldest
+    first, so commits stay in cursor order and each chunk's results and cursor go in one
+    transaction: a crash replays at most the chunks that were in flight (harmless). Between
+    chunks, live work waiting for another connector is served (R10).
     """
     managed = managed_tag_names(connector.workspace_id)
     audience_id = connector.audience_id
-    ids, last_id = next_chunk(connector, run.cursor)
-    if not ids:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"copy-{run.id}-send") as pool:
-        prepared = prepare_push(connector, ids, managed)
-        in_flight = pool.submit(send_prepared, client, prepared, audience_id)
+    window = Window(budget)
+    in_flight: deque[tuple[Chunk, PreparedPush, Future]] = deque()
+    prepared_up_to = run.cursor
+    exhausted = False
+    with ThreadPoolExecutor(max_workers=window.budget, thread_name_prefix=f"copy-{run.id}-send") as pool:
         while True:
-            next_ids, next_last = next_chunk(connector, last_id)
-            upcoming = prepare_push(connector, next_ids, managed) if next_ids else None
-            answers = _answers(in_flight, client, prepared, audience_id, sleep)
-            stepping_aside = upcoming is not None and should_yield()
-            if upcoming is not None and not stepping_aside:
-                in_flight = pool.submit(send_prepared, client, upcoming, audience_id)
+            while not exhausted and len(in_flight) < window.size:
+                chunk = next_chunk(connector, prepared_up_to)
+                if not chunk.scanned:
+                    exhausted = True
+                    break
+                prepared_up_to = chunk.last_id
+                prepared = prepare_push(connector, chunk.ids, managed)
+                in_flight.append((chunk, prepared, pool.submit(send_prepared, client, prepared, audience_id)))
+            if not in_flight:
+                return
+            chunk, prepared, future = in_flight.popleft()
+            limited = client.stats.rate_limited
+            answers = _answers(future, client, prepared, audience_id, sleep)
+            window.after(client.stats.rate_limited > limited)
             result = record_push(prepared, answers, run, client=client)
-            run.cursor = last_id
-            run.done = (run.done or 0) + len(ids)
+            result.unchanged += chunk.unchanged
+            run.cursor = chunk.last_id
+            run.done = (run.done or 0) + chunk.scanned
             run.error_count = (run.error_count or 0) + result.errors
             run.counts = result.add_to(run.counts)
             background.checkpoint(run, token)
             db.session.commit()
-            if upcoming is None:
-                return
-            if stepping_aside:
-                raise background.YieldRun("live work waits")
-            prepared, ids, last_id = upcoming, next_ids, next_last
+            serve_live()
 
 
 def _answers(future, client, prepared, audience_id: str, sleep) -> list[dict]:
@@ -253,37 +300,72 @@ def _answers(future, client, prepared, audience_id: str, sleep) -> list[dict]:
     return _retrying(lambda: send_prepared(client, prepared, audience_id), sleep)
 
 
-def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep,
-                should_yield: Callable[[], bool] = lambda: False) -> None:
-    """Phase 2: send the run's pending tag changes, one tag at a time, 500 e-mails per call."""
-    directory = SegmentDirectory(client, connector.audience_id)
+def _tag_batches(run: SyncRun) -> Iterator[tuple[str, list, list]]:
+    """The run's pending tag changes as (tag, ≤500 additions, ≤500 removals), one tag after the other."""
     tags = list(db.session.scalars(
-        select(PendingTagOp.tag).where(PendingTagOp.run_id == run.id).distinct().order_by(PendingTagOp.tag)
-    ))
+        select(PendingTagOp.tag).where(PendingTagOp.run_id == run.id).distinct().order_by(PendingTagOp.tag)))
     for tag in tags:
-        while True:
-            adds = db.session.execute(
-                select(PendingTagOp.id, PendingTagOp.email).where(
-                    PendingTagOp.run_id == run.id, PendingTagOp.tag == tag, PendingTagOp.op == "add")
-                .order_by(PendingTagOp.id).limit(TAG_BATCH)
-            ).all()
-            removes = db.session.execute(
-                select(PendingTagOp.id, PendingTagOp.email).where(
-                    PendingTagOp.run_id == run.id, PendingTagOp.tag == tag, PendingTagOp.op == "remove")
-                .order_by(PendingTagOp.id).limit(TAG_BATCH)
-            ).all()
-            if not adds and not removes:
-                break
-            db.session.commit()  # end the read transaction before the (slow) HTTP call
+        ops = {op: db.session.execute(
+            select(PendingTagOp.id, PendingTagOp.email).where(
+                PendingTagOp.run_id == run.id, PendingTagOp.tag == tag, PendingTagOp.op == op)
+            .order_by(PendingTagOp.id)).all() for op in ("add", "remove")}
+        rounds = max(len(ops["add"]), len(ops["remove"]))
+        for start in range(0, rounds, TAG_BATCH):
+            yield tag, ops["add"][start:start + TAG_BATCH], ops["remove"][start:start + TAG_BATCH]
+
+
+def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep,
+                serve_live: Callable[[], None] = lambda: None, budget: int = 1) -> None:
+    """Phase 2: send the run's pending tag changes grouped by tag, 500 e-mails per call, up to
+    `budget` calls at once; each call's changes are deleted in the commit that follows it.
+
+    The first call of each tag the audience lacks creates it (with its first e-mails); the
+    other calls are sent once every tag exists, so a tag is never created twice.
+    """
+    directory = SegmentDirectory(client, connector.audience_id)
+    window = Window(budget)
+    in_flight: dict[Future, tuple[str, list, list]] = {}
+
+    def settle(future: Future) -> None:
+        tag, adds, removes = in_flight.pop(future)
+        limited = client.stats.rate_limited
+        try:
+            calls = future.result()
+        except MailchimpError as exc:
+            if not exc.transient:
+                raise
             calls = _retrying(lambda: send_tag_group(directory, tag, [r.email for r in adds],
                                                      [r.email for r in removes]), sleep)
-            done_ids = [r.id for r in adds] + [r.id for r in removes]
-            db.session.execute(delete(PendingTagOp).where(PendingTagOp.id.in_(done_ids)))
-            counts = dict(run.counts or {})
-            counts["tag_calls"] = int(counts.get("tag_calls", 0)) + calls
-            counts["tag_changes_sent"] = int(counts.get("tag_changes_sent", 0)) + len(done_ids)
-            run.counts = counts
-            background.checkpoint(run, token)
-            db.session.commit()
-            if should_yield():
-                raise background.YieldRun("live work waits")
+        window.after(client.stats.rate_limited > limited)
+        done_ids = [r.id for r in adds] + [r.id for r in removes]
+        db.session.execute(delete(PendingTagOp).where(PendingTagOp.id.in_(done_ids)))
+        counts = dict(run.counts or {})
+        counts["tag_calls"] = int(counts.get("tag_calls", 0)) + calls
+        counts["tag_changes_sent"] = int(counts.get("tag_changes_sent", 0)) + len(done_ids)
+        run.counts = counts
+        background.checkpoint(run, token)
+        db.session.commit()
+        serve_live()
+
+    batches = list(_tag_batches(run))
+    db.session.commit()  # end the read transaction before the (slow) HTTP calls
+    # The first batch of each tag the audience lacks creates it: those go first (in parallel, one
+    # per tag), the others once every tag exists.
+    creating: set[str] = set()
+    first, rest = [], []
+    for batch in batches:
+        if directory.find(batch[0]) is None and batch[0] not in creating:
+            creating.add(batch[0])
+            first.append(batch)
+        else:
+            rest.append(batch)
+    with ThreadPoolExecutor(max_workers=window.budget, thread_name_prefix=f"copy-{run.id}-tags") as pool:
+        for group in (first, rest):
+            for tag, adds, removes in group:
+                while len(in_flight) >= window.size:
+                    settle(next(as_completed(in_flight)))
+                future = pool.submit(send_tag_group, directory, tag, [r.email for r in adds],
+                                     [r.email for r in removes])
+                in_flight[future] = (tag, adds, removes)
+            while in_flight:
+                settle(next(as_completed(in_flight)))

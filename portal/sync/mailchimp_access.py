@@ -19,13 +19,15 @@ def api_key_of(connector: Connector) -> str:
 
 
 def client_for(connector_or_api_key: Connector | str, *, timeout: float | None = None,
-               retries: bool = True) -> MailchimpClient:
+               retries: bool = True, bulk: bool = False) -> MailchimpClient:
     """A Mailchimp client for a connector (or a bare API key), configured from the app.
 
     Base URL from ``MAILCHIMP_API_BASE`` (None: Mailchimp itself), read timeout
     ``MAILCHIMP_TIMEOUT`` (or `timeout`), and the cross-process limit of
     ``MAILCHIMP_MAX_CONNECTIONS`` connections per key through Redis (R20). ``retries=False``
     gives one attempt per call (for web requests, which must never wait long on Mailchimp).
+    ``bulk=True`` (the copy's batch calls) also keeps to ``MAILCHIMP_BULK_CONNECTIONS`` of them, so
+    that live replication always finds a connection.
     """
     from portal.mailchimp import MailchimpClient, RetryPolicy
 
@@ -37,6 +39,7 @@ def client_for(connector_or_api_key: Connector | str, *, timeout: float | None =
         redis=redis_store.redis, max_connections=config["MAILCHIMP_MAX_CONNECTIONS"],
         retry=RetryPolicy() if retries else RetryPolicy(max_attempts=1),
         slot_timeout=120.0 if retries else read,
+        bulk_limit=config["MAILCHIMP_BULK_CONNECTIONS"] if bulk else None,
     )
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -559,13 +560,14 @@ class SegmentDirectory:
     """The audience's tags (static segments) by lower-cased name; creates missing ones.
 
     A missing tag is created with its first e-mails to add in the same call, so creating a
-    tag costs no extra call.
+    tag costs no extra call. Safe to share between the copy's sending threads.
     """
 
     def __init__(self, client, list_id: str) -> None:
         self.client = client
         self.list_id = list_id
         self._by_name: dict[str, dict] | None = None
+        self._lock = threading.RLock()
 
     @property
     def loaded(self) -> bool:
@@ -573,9 +575,10 @@ class SegmentDirectory:
         return self._by_name is not None
 
     def _load(self) -> dict[str, dict]:
-        if self._by_name is None:
-            self._by_name = {s["name"].strip().casefold(): s for s in self.client.get_segments(self.list_id)}
-        return self._by_name
+        with self._lock:
+            if self._by_name is None:
+                self._by_name = {s["name"].strip().casefold(): s for s in self.client.get_segments(self.list_id)}
+            return self._by_name
 
     def find(self, name: str) -> dict | None:
         """The segment called `name` (case-insensitive), if the audience has it."""
@@ -589,13 +592,15 @@ class SegmentDirectory:
             if exc.transient or exc.pauses_connector:
                 raise
             # Created by an earlier attempt whose answer we never saw ("tag already exists").
-            self._by_name = None
-            segment = self.find(name)
+            with self._lock:
+                self._by_name = None
+                segment = self.find(name)
             if segment is None:
                 raise
             if first_emails:
                 self.client.update_segment_members(self.list_id, segment["id"], add=list(first_emails)[:BATCH_LIMIT])
-        self._load()[name.strip().casefold()] = segment
+        with self._lock:
+            self._load()[name.strip().casefold()] = segment
         return segment
 
 

@@ -74,9 +74,10 @@ def test_revoked_key_mid_copy_pauses_with_a_reconnect_message(submit, workspace,
 
 
 def test_a_rerun_with_nothing_changed_writes_nothing(copy, workspace, sim, audience, run_jobs):
+    from portal import jobs
+    from portal.crm import contacts as crm
     from portal.extensions import db
     from portal.models import Contact
-    from portal import jobs
 
     ids = add_contacts(workspace, 600)
     connector = copy()
@@ -86,13 +87,14 @@ def test_a_rerun_with_nothing_changed_writes_nothing(copy, workspace, sim, audie
     assert writes(sim, seq) == []
     assert _copy_run(connector.id).counts["unchanged"] == 600
 
-    db.session.get(Contact, ids[7]).first_name = "Changée"
-    db.session.commit()
     seq = sim.control.requests_log()[-1]["seq"]
     jobs.copy_again(connector.id)
+    # Changed through the contact base, as every change is: the copy sends it, once.
+    crm.update_contact(workspace.id, ids[7], {"first_name": "Changée"}, actor="test", channel="ui")
     run_jobs()
     assert len(member_writes(sim, seq)) == 1
     assert _copy_run(connector.id).counts["updated"] == 1
+    assert db.session.get(Contact, ids[7]).first_name == "Changée"
 
 
 def test_only_one_worker_holds_a_run(copy, workspace, short_lease):
