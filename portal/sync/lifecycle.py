@@ -130,24 +130,32 @@ def start_preview(connector_id: int) -> SyncRun:
     return run
 
 
+def _move(connector_id: int, from_status: ConnectorStatus, to_status: ConnectorStatus, refusal: str,
+          **values: Any) -> Connector:
+    """Move the connector from one status to another by a conditional UPDATE (two clicks at once
+    move it once); ConnectorError(`refusal`) when it is not in `from_status`. Not committed."""
+    result = db.session.execute(
+        update(Connector).where(Connector.id == connector_id, Connector.status == from_status)
+        .values(status=to_status, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise ConnectorError(refusal)
+    connector = get_connector(connector_id)
+    db.session.refresh(connector)
+    return connector
+
+
 def validate(connector_id: int, user: User | None) -> SyncRun:
     """Support validates: the connector starts copying; returns the initial copy's run, queued (R7, R8).
 
     Only from ``pending_validation``, decided by a conditional UPDATE (two agents clicking
     at once start one copy). Missing merge fields are created by the copy's first phase.
     """
-    result = db.session.execute(
-        update(Connector).where(Connector.id == connector_id,
-                                Connector.status == ConnectorStatus.PENDING_VALIDATION)
-        .values(status=ConnectorStatus.COPYING, validated_at=utcnow(),
-                validated_by_id=user.id if user is not None else None)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise ConnectorError(_("Only a connector waiting for validation can be validated."))
-    connector = get_connector(connector_id)
-    db.session.refresh(connector)
+    connector = _move(connector_id, ConnectorStatus.PENDING_VALIDATION, ConnectorStatus.COPYING,
+                      _("Only a connector waiting for validation can be validated."),
+                      validated_at=utcnow(), validated_by_id=user.id if user is not None else None)
     run = run_rows.create_run(connector, RunKind.INITIAL_COPY, total=live_contact_count(connector.workspace_id))
     db.session.commit()
     return run
@@ -173,34 +181,17 @@ def send_back(connector_id: int, user: User | None, reason: str) -> Connector:
     reason = (reason or "").strip()
     if not reason:
         raise ConnectorError(_("Give the reason the customer will read."))
-    result = db.session.execute(
-        update(Connector).where(Connector.id == connector_id,
-                                Connector.status == ConnectorStatus.PENDING_VALIDATION)
-        .values(status=ConnectorStatus.SENT_BACK, sent_back_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise ConnectorError(_("Only a connector waiting for validation can be sent back."))
+    connector = _move(connector_id, ConnectorStatus.PENDING_VALIDATION, ConnectorStatus.SENT_BACK,
+                      _("Only a connector waiting for validation can be sent back."), sent_back_reason=reason)
     db.session.commit()
-    connector = get_connector(connector_id)
-    db.session.refresh(connector)
     notifications.notify_sent_back(connector, reason)
     return connector
 
 
 def resubmit(connector_id: int, user: User | None) -> Connector:
     """The customer submits a sent-back connector again: a new preview is queued, support told."""
-    result = db.session.execute(
-        update(Connector).where(Connector.id == connector_id, Connector.status == ConnectorStatus.SENT_BACK)
-        .values(status=ConnectorStatus.PENDING_VALIDATION, submitted_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise ConnectorError(_("Only a connector sent back can be submitted again."))
-    connector = get_connector(connector_id)
-    db.session.refresh(connector)
+    connector = _move(connector_id, ConnectorStatus.SENT_BACK, ConnectorStatus.PENDING_VALIDATION,
+                      _("Only a connector sent back can be submitted again."), submitted_at=utcnow())
     run_rows.create_run(connector, RunKind.PREVIEW)
     db.session.commit()
     notifications.notify_support_submitted(connector)
