@@ -177,11 +177,15 @@ def submit_connector(workspace_id: int, user: User | None, api_key: str, audienc
     return connector
 
 
-def validate_connector(connector_id: int, user: User | None) -> SyncRun:
-    """Support validates (R7): the initial copy starts (R8)."""
-    run = lifecycle.validate(connector_id, user)
+def _started(run: SyncRun) -> SyncRun:
+    """Enqueue a run just created and hand it back to the caller."""
     enqueue_run(run)
     return run
+
+
+def validate_connector(connector_id: int, user: User | None) -> SyncRun:
+    """Support validates (R7): the initial copy starts (R8)."""
+    return _started(lifecycle.validate(connector_id, user))
 
 
 def resubmit_connector(connector_id: int, user: User | None) -> Connector:
@@ -193,16 +197,12 @@ def resubmit_connector(connector_id: int, user: User | None) -> Connector:
 
 def recompute_preview(connector_id: int) -> SyncRun:
     """Support asks for a fresh dry-run preview (R7)."""
-    run = lifecycle.start_preview(connector_id)
-    enqueue_run(run)
-    return run
+    return _started(lifecycle.start_preview(connector_id))
 
 
 def copy_again(connector_id: int) -> SyncRun:
     """Run the full copy again (only changed contacts are sent)."""
-    run = lifecycle.start_copy(connector_id)
-    enqueue_run(run)
-    return run
+    return _started(lifecycle.start_copy(connector_id))
 
 
 def reconnect_connector(connector_id: int, user: User | None, api_key: str | None = None) -> Connector:
@@ -217,9 +217,7 @@ def reconnect_connector(connector_id: int, user: User | None, api_key: str | Non
 
 def reconcile_now(connector_id: int) -> SyncRun:
     """Support asks for a reconciliation now (R22): what changed in Mailchimp is found and repaired."""
-    run = reconciliation.start(connector_id)
-    enqueue_run(run)
-    return run
+    return _started(reconciliation.start(connector_id))
 
 
 def erase_from_mailchimp(workspace_id: int, contact_id: int) -> None:
