@@ -1,4 +1,14 @@
-"""Campaign activity brought back from Mailchimp reports (R18); filled by the activity import."""
+"""Campaign activity brought back from Mailchimp reports (R18); filled by the activity import.
+
+Two tables:
+
+- :class:`ActivityCampaign` — one row per campaign of a workspace's audience: what the
+  timeline shows (title, subject, send time) and the import's durable bookmarks for that
+  campaign (recipients read, newest activity seen).
+- :class:`Activity` — one row per thing that happened to a contact in a campaign. Its natural
+  key (contact, campaign, action, time, link) is a unique constraint: importing twice, or with
+  overlapping windows, inserts each event once (``INSERT … ON CONFLICT DO NOTHING``).
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,11 +17,46 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
-from portal.models.base import UTCDateTime
+from portal.models.base import UTCDateTime, utcnow
+
+
+class ActivityCampaign(db.Model):
+    """A campaign sent to a workspace's audience, as the activity import last read it.
+
+    ``recipients_done`` says its sent-to report was read in full (recipients never change after
+    the send, so it is read once); ``activity_since`` is the newest open, click or bounce time
+    seen, from which the next import asks for newer events (minus an overlap).
+    """
+
+    __tablename__ = "activity_campaign"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "campaign_id", name="uq_activity_campaign_workspace_campaign"),
+        Index("ix_activity_campaign_connector_send", "connector_id", "send_time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"))
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id"))
+    campaign_id: Mapped[str] = mapped_column(String(40))
+    list_id: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    send_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    emails_sent: Mapped[int] = mapped_column(default=0)
+    recipients_done: Mapped[bool] = mapped_column(default=False)
+    activity_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    imported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Activity(db.Model):
-    """One thing that happened to a contact in a campaign (sent, open, click, bounce, unsub)."""
+    """One thing that happened to a contact in a campaign (an :class:`~portal.models.enums.ActivityAction`).
+
+    ``campaign_id`` is Mailchimp's campaign id (the :class:`ActivityCampaign` of the same
+    workspace describes it); ``url`` is the link of a click and ``url_key`` a short digest of it,
+    so that the natural key stays small; ``occurred_at`` is Mailchimp's timestamp (the send time
+    for ``sent``).
+    """
 
     __tablename__ = "activity"
     __table_args__ = (
@@ -19,12 +64,15 @@ class Activity(db.Model):
             "contact_id", "campaign_id", "action", "occurred_at", "url_key",
             name="uq_activity_natural",
         ),
-        Index("ix_activity_contact_time", "contact_id", "occurred_at"),
+        # "opened in the last N weeks" / "never opened" look up one contact's opens by time.
+        Index("ix_activity_contact_action_time", "contact_id", "action", "occurred_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"), index=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
     campaign_id: Mapped[str] = mapped_column(String(40))
+    # Unused since the campaigns got their own table; dropped one release later (the previous
+    # release still reads it while a deployment rolls, see docs/deployment.md "Migrations").
     campaign_title: Mapped[str] = mapped_column(String(300), default="")
     action: Mapped[str] = mapped_column(String(16))
     url: Mapped[str] = mapped_column(Text, default="")
