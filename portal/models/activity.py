@@ -6,14 +6,15 @@ Two tables:
   timeline shows (title, subject, send time) and the import's durable bookmarks for that
   campaign (recipients read, newest activity seen).
 - :class:`Activity` — one row per thing that happened to a contact in a campaign. Its natural
-  key (contact, campaign, action, time, link) is a unique constraint: importing twice, or with
-  overlapping windows, inserts each event once (``INSERT … ON CONFLICT DO NOTHING``).
+  key (contact, campaign, action, time, link, occurrence) is a unique constraint: importing
+  twice, or with overlapping windows, inserts each event once (``INSERT … ON CONFLICT DO
+  NOTHING``).
 """
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
@@ -55,13 +56,15 @@ class Activity(db.Model):
     ``campaign_id`` is Mailchimp's campaign id (the :class:`ActivityCampaign` of the same
     workspace describes it); ``url`` is the link of a click and ``url_key`` a short digest of it,
     so that the natural key stays small; ``occurred_at`` is Mailchimp's timestamp (the send time
-    for ``sent``).
+    for ``sent``). Mailchimp's timestamps have whole seconds, and a person may open a campaign
+    twice in one second (mail-privacy proxies do): ``occurrence`` numbers identical events of
+    the same second (0, 1…), as they come in the member's report, so each stays one activity.
     """
 
     __tablename__ = "activity"
     __table_args__ = (
         UniqueConstraint(
-            "contact_id", "campaign_id", "action", "occurred_at", "url_key",
+            "contact_id", "campaign_id", "action", "occurred_at", "url_key", "occurrence",
             name="uq_activity_natural",
         ),
         # "opened in the last N weeks" / "never opened" look up one contact's opens by time.
@@ -78,3 +81,4 @@ class Activity(db.Model):
     url: Mapped[str] = mapped_column(Text, default="")
     url_key: Mapped[str] = mapped_column(String(64), default="")
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurrence: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")

@@ -24,7 +24,7 @@ so a contact whose e-mail changed keeps its history and new activity lands on it
 that match no contact are counted as skipped, never an error.
 
 Idempotent by construction: each activity has a natural key (contact, campaign, action, time,
-link) under a unique constraint, written with ``INSERT … ON CONFLICT DO NOTHING``, so running
+link, occurrence within that second) under a unique constraint, written with ``INSERT … ON CONFLICT DO NOTHING``, so running
 twice or with overlapping windows adds nothing twice. Resumable: every page commits its rows
 together with the run's cursor (campaign, report, offset, ``since`` used, newest event seen) in
 ``run.result``, under the run's lease (:func:`portal.background.checkpoint`); a crash goes on
@@ -389,11 +389,16 @@ def _rows(report: str, items: list[dict], campaign_id: str, send_time: datetime,
         if contact_id is None:
             skipped += len(events)
             continue
+        seen: dict[tuple, int] = {}
         for action, at, url in events:
             if at is None:
                 continue
+            # The same event twice in one second: numbered in report order, which a re-read repeats
+            # (a `since` keeps or drops a whole second), so each stays one activity.
+            occurrence = seen.get((action, at, url), 0)
+            seen[(action, at, url)] = occurrence + 1
             rows.append({**base, "contact_id": contact_id, "action": action, "occurred_at": at, "url": url,
-                         "url_key": _url_key(url)})
+                         "url_key": _url_key(url), "occurrence": occurrence})
     return rows, skipped, _normal_time(newest)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from sync_helpers import add_contacts, last_seq
 
 DAY = timedelta(days=1)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ago(days: float) -> str:
@@ -105,10 +107,13 @@ def test_reports_are_read_a_thousand_at_a_time_with_fields(copy, workspace, sim,
         return real(self, path, **params)
 
     monkeypatch.setattr(MailchimpClient, "_get", spy)
+    sim.control.set_faults(audience[0], latency_ms=40)  # so that pages read ahead overlap visibly
+    sim.control.clear_requests()
     seq = last_seq(sim)
 
     run = _import(connector.id, run_jobs)
 
+    sim.control.clear_faults(audience[0])
     assert run.status == "finished"
     calls = [r for r in sim.control.requests_log(seq)]
     sent_to = [r for r in calls if r["path_template"].endswith("/sent-to")]
@@ -121,7 +126,7 @@ def test_reports_are_read_a_thousand_at_a_time_with_fields(copy, workspace, sim,
     # Pages are read a few ahead, within the key's connection budget (10, shared with replication).
     from portal.sync.activity_import import PREFETCH
 
-    assert 1 < sim.control.peak_concurrency()[audience[0][-8:]] <= PREFETCH + 1
+    assert 2 <= sim.control.peak_concurrency()[audience[0][-8:]] <= PREFETCH
     assert campaign["id"] in {p[0].split("/")[1] for p in reads}
 
 
@@ -178,6 +183,23 @@ def test_new_activity_of_a_known_campaign_is_added_on_the_next_import(copy, work
     assert run.counts["added"] == sum(_expected(mc, newer["id"]).values())
 
 
+def test_two_opens_in_the_same_second_stay_two_activities(copy, workspace, sim, mc, audience, run_jobs):
+    from portal.extensions import db
+    from portal.models import Activity
+
+    add_contacts(workspace, 200)
+    connector = copy()
+    # Sent ten minutes ago: later opens are capped at "now", so many fall in the same second.
+    campaign = sim.control.send_campaign(audience[1], seed=16, send_time=_ago(0.007), open_rate=0.9)
+    first = _import(connector.id, run_jobs)
+    assert _imported(workspace.id) == _expected(mc, campaign["id"])
+    opens = [(a.contact_id, a.occurred_at) for a in db.session.scalars(select(Activity).where(
+        Activity.action == "open"))]
+    assert len(opens) > len(set(opens))  # the case is there
+    again = _import(connector.id, run_jobs)
+    assert again.counts["added"] == 0 and len(_activities()) == first.counts["added"]
+
+
 @pytest.mark.parametrize("action", ["sent", "click"])
 def test_the_natural_key_refuses_a_duplicate_activity(app, workspace, action):
     from sqlalchemy.exc import IntegrityError
@@ -216,10 +238,12 @@ def test_insert_ignores_rows_already_there_and_counts_only_new_ones(app, workspa
     contact = factories.contact(workspace)
     at = utcnow().replace(microsecond=0)
     rows = [{"workspace_id": workspace.id, "contact_id": contact.id, "campaign_id": "c1", "campaign_title": "",
-             "action": "open", "occurred_at": at + timedelta(seconds=i), "url": "", "url_key": ""} for i in range(3)]
+             "action": "open", "occurred_at": at + timedelta(seconds=i), "url": "", "url_key": "", "occurrence": 0}
+            for i in range(3)]
     assert _insert(rows) == 3
     db.session.commit()
     assert _insert(rows + [dict(rows[0], occurred_at=at + timedelta(seconds=9))]) == 1
+    assert _insert([dict(rows[0], occurrence=1)]) == 1  # a second open in the same second
     db.session.commit()
 
 
@@ -304,3 +328,337 @@ def test_a_new_contact_reusing_an_old_address_does_not_take_anothers_activity(co
     _import(connector.id, run_jobs)
     owners = {a.contact_id for a in db.session.scalars(select(Activity))}
     assert ids[3] in owners and twin.id not in owners  # the synced contact owns its member
+
+
+# --------------------------------------------------------------------------- crashes and failures
+
+class WorkerDied(BaseException):
+    """Stands for the process dying: nothing below the job catches it, nothing marks the run failed."""
+
+
+def test_a_crash_mid_import_resumes_from_its_checkpoint(copy, workspace, sim, mc, audience, run_jobs, monkeypatch,
+                                                         short_lease):
+    import time
+
+    from portal import jobs
+    from portal.extensions import db
+    from portal.sync import activity_import
+    from portal.sync import runs as sync_runs
+
+    add_contacts(workspace, 2500)
+    connector = copy()
+    campaigns = [sim.control.send_campaign(audience[1], seed=20 + i, send_time=_ago(5 - i)) for i in range(2)]
+    expected = _expected(mc, campaigns[0]["id"]) + _expected(mc, campaigns[1]["id"])
+    run_id = activity_import.start_import(connector.id).id
+    real_insert = activity_import._insert
+    pages = []
+
+    def die_on_the_second_campaigns_second_page(rows):
+        pages.append(rows[0]["campaign_id"] if rows else None)
+        if pages.count(campaigns[1]["id"]) == 2:  # its sent-to, second page: mid-campaign
+            raise WorkerDied()
+        return real_insert(rows)
+
+    monkeypatch.setattr(activity_import, "_insert", die_on_the_second_campaigns_second_page)
+    with pytest.raises(WorkerDied):
+        activity_import.run(run_id)
+    db.session.rollback()
+    db.session.expire_all()
+    run = sync_runs.get(run_id)
+    assert run.status == "running" and run.done == 1  # the first campaign is done and committed
+    assert run.result["started"] == campaigns[1]["id"] and run.result["step"] == "sent-to"
+    assert run.result["offset"] == 1000
+    kept = len(_activities())
+    assert 0 < kept < sum(expected.values())
+
+    monkeypatch.setattr(activity_import, "_insert", real_insert)
+    time.sleep(short_lease + 0.3)
+    seq = last_seq(sim)
+    assert jobs.resume_stale_runs() == [run_id]
+    run_jobs()
+    db.session.expire_all()
+
+    run = sync_runs.get(run_id)
+    assert run.status == "finished" and run.done == 2
+    assert _imported(workspace.id) == expected  # nothing lost, nothing twice
+    assert run.counts["added"] == sum(expected.values())
+    again = [r for r in sim.control.requests_log(seq) if r["path_template"].endswith("/sent-to")]
+    assert len(again) == 2  # the second campaign's last two pages only: 1,000 of 2,500 were committed
+    assert {r["path"].split("/")[3] for r in again} == {campaigns[1]["id"]}
+
+
+def _worker(app_env, sim, lease, log_path):
+    """A real worker process on the `reports` queue (RQ forks a work horse per job)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.update(app_env)
+    env.update({"MAILCHIMP_API_BASE": sim.api_base, "RUN_LEASE_SECONDS": str(lease), "PYTHONPATH": str(ROOT)})
+    with open(log_path, "ab") as log:  # a file, not a pipe: a full pipe would block the worker
+        return subprocess.Popen([sys.executable, "worker.py", "reports"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _kill(worker) -> None:
+    """SIGKILL the worker and its work horse."""
+    import psutil
+
+    horses = psutil.Process(worker.pid).children(recursive=True)
+    for horse in horses:
+        horse.kill()
+    worker.kill()
+    worker.wait(10)
+    psutil.wait_procs(horses, timeout=10)
+
+
+def _until(predicate, timeout=90.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_import_is_taken_over_by_another(copy, workspace, sim, mc, audience, app_env,
+                                                             short_lease, tmp_path):
+    import time
+
+    from portal import jobs
+    from portal.extensions import db
+    from portal.models import SyncRun
+
+    add_contacts(workspace, 3000)
+    connector = copy()
+    campaign = sim.control.send_campaign(audience[1], seed=40, send_time=_ago(2))
+    expected = _expected(mc, campaign["id"])
+    sim.control.set_faults(audience[0], latency_ms=300)
+    run_id = jobs.import_activity_now(connector.id).id
+
+    def offset():
+        db.session.expire_all()
+        return (db.session.get(SyncRun, run_id).result or {}).get("offset", 0)
+
+    first = _worker(app_env, sim, short_lease, tmp_path / "worker.log")
+    try:
+        _until(lambda: offset() >= 1000)  # a sent-to page committed, the next ones under way
+    finally:
+        _kill(first)
+    assert db.session.get(SyncRun, run_id).status == "running"
+    kept = len(_activities())
+    assert 0 < kept < sum(expected.values())
+
+    time.sleep(short_lease + 0.5)
+    assert jobs.resume_stale_runs() == [run_id]
+    sim.control.clear_faults(audience[0])
+    second = _worker(app_env, sim, short_lease, tmp_path / "worker.log")
+    try:
+        _until(lambda: (db.session.expire_all(), db.session.get(SyncRun, run_id).status)[1] == "finished")
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert _imported(workspace.id) == expected
+
+
+def test_a_failed_import_is_retried_later_then_left_failed_for_support(copy, workspace, sim, audience, run_jobs,
+                                                                       monkeypatch):
+    from rq.registry import ScheduledJobRegistry
+
+    from portal import jobs
+    from portal.extensions import db, rq
+    from portal.sync import activity_import
+    from portal.sync import runs as sync_runs
+
+    add_contacts(workspace, 20)
+    connector = copy()
+    sim.control.send_campaign(audience[1], seed=30, send_time=_ago(1))
+
+    def broken(rows):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(activity_import, "_insert", broken)
+    run = jobs.import_activity_now(connector.id)
+    run_jobs()
+    db.session.expire_all()
+    run = sync_runs.get(run.id)
+    # Failed, traceback in RQ's failed registry, and queued again from its checkpoint in 5 minutes.
+    assert run.status == "queued" and run.result["failed_attempts"] == 1
+    assert rq.queue("reports").failed_job_registry.count == 1
+    scheduled = ScheduledJobRegistry(queue=rq.queue("reports"))
+    assert scheduled.get_job_ids() == [f"run-activity_import-{run.id}-later"]
+    for _ in range(3):  # the scheduled retries come, and fail again
+        with pytest.raises(RuntimeError):
+            jobs.import_activity(run.id)
+        db.session.expire_all()
+    run = sync_runs.get(run.id)
+    assert run.status == "failed" and "disk full" in run.message  # reported, not retried for ever
+    assert run.result["failed_attempts"] == 3
+
+    monkeypatch.undo()
+    again = jobs.import_activity_now(connector.id)  # support's "import now" starts a fresh one
+    run_jobs()
+    db.session.expire_all()
+    assert again.id != run.id and sync_runs.get(again.id).status == "finished"
+    assert len(_activities()) == sync_runs.get(again.id).counts["added"] > 0
+
+
+def test_a_refused_key_pauses_the_import_and_the_connector(copy, workspace, sim, audience, run_jobs):
+    from portal.extensions import db
+
+    add_contacts(workspace, 20)
+    connector = copy()
+    sim.control.send_campaign(audience[1], seed=31, send_time=_ago(1))
+    sim.control.revoke_key(audience[0])
+
+    run = _import(connector.id, run_jobs)
+
+    db.session.refresh(connector)
+    assert run.status == "paused" and run.message == "api_key_invalid"
+    assert connector.status == "paused"
+
+
+def test_a_deleted_campaign_is_counted_as_an_error_and_the_others_are_imported(copy, workspace, sim, audience,
+                                                                               run_jobs, monkeypatch):
+    from portal.mailchimp import MailchimpError
+    from portal.mailchimp.client import MailchimpClient
+
+    add_contacts(workspace, 40)
+    connector = copy()
+    gone = sim.control.send_campaign(audience[1], seed=32, send_time=_ago(3))
+    kept = sim.control.send_campaign(audience[1], seed=33, send_time=_ago(2))
+    real = MailchimpClient.report_page
+
+    def deleted_meanwhile(self, campaign_id, report, **kwargs):
+        if campaign_id == gone["id"]:
+            raise MailchimpError("not_found", status=404, title="Resource Not Found")
+        return real(self, campaign_id, report, **kwargs)
+
+    monkeypatch.setattr(MailchimpClient, "report_page", deleted_meanwhile)
+    run = _import(connector.id, run_jobs)
+
+    assert run.status == "finished" and run.error_count == 1
+    assert run.result["errors"] == [{"campaign_id": gone["id"], "kind": "not_found"}]
+    assert {a.campaign_id for a in _activities()} == {kept["id"]}
+
+
+def test_import_now_twice_starts_one_run(copy, workspace, run_jobs):
+    from portal import jobs
+    from portal.extensions import rq
+
+    add_contacts(workspace, 5)
+    connector = copy()
+    first = jobs.import_activity_now(connector.id)
+    second = jobs.import_activity_now(connector.id)
+    assert first.id == second.id and rq.queue("reports").count == 1
+
+
+def test_only_an_active_connector_imports_activity(submit, workspace):
+    from portal import jobs
+    from portal.sync import ConnectorError
+
+    add_contacts(workspace, 5)
+    connector = submit()  # waiting for validation
+    with pytest.raises(ConnectorError):
+        jobs.import_activity_now(connector.id)
+
+
+# --------------------------------------------------------------------------- the schedule
+
+def test_weekly_job_starts_one_import_per_active_connector(copy, workspace, sim, run_jobs):
+    import factories
+    from portal import jobs
+    from portal.extensions import db
+    from portal.models import SyncRun
+
+    add_contacts(workspace, 5)
+    connector = copy()
+    other_ws = factories.workspace("Fleuriste Bleu")
+    other_key = sim.control.new_account("Other")
+    other_list = sim.control.create_list(other_key, "Bleu")["id"]
+    jobs.submit_connector(other_ws.id, None, other_key, other_list)  # waiting for validation: not imported
+
+    ids = jobs.import_activity_weekly()
+
+    runs = db.session.scalars(select(SyncRun).where(SyncRun.kind == "activity_import")).all()
+    assert [r.id for r in runs] == ids and [r.connector_id for r in runs] == [connector.id]
+    run_jobs()
+    db.session.expire_all()
+    assert db.session.get(SyncRun, ids[0]).status == "finished"
+
+
+@pytest.fixture
+def paris_clock(monkeypatch):
+    """The cron process's local time zone is Europe/Paris (as `make run` and production start it)."""
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize(("friday_noon_utc", "saturday_2am_utc"), [
+    (datetime(2026, 12, 4, 12, tzinfo=timezone.utc), datetime(2026, 12, 5, 1, tzinfo=timezone.utc)),  # winter, UTC+1
+    (datetime(2026, 7, 3, 12, tzinfo=timezone.utc), datetime(2026, 7, 4, 0, tzinfo=timezone.utc)),  # summer, UTC+2
+])
+def test_the_weekly_import_is_registered_for_saturday_2am_paris(app, redis_conn, paris_clock, friday_noon_utc,
+                                                                saturday_2am_utc):
+    from unittest import mock
+
+    from rq import Queue
+    from rq.cron import CronScheduler
+
+    from portal import jobs
+    from portal.schedule import SCHEDULE
+    from portal.sync.activity_import import next_import_at
+
+    weekly = [p for p in SCHEDULE if p.func is jobs.import_activity_weekly]
+    assert len(weekly) == 1 and weekly[0].queue == "reports" and weekly[0].cron == "0 2 * * 6"
+    with mock.patch("rq.cron.now", return_value=friday_noon_utc):
+        scheduler = CronScheduler(connection=redis_conn, name="test-cron")
+        job = scheduler.register(weekly[0].func, weekly[0].queue, cron=weekly[0].cron)
+        assert scheduler.enqueue_jobs() == []
+    assert job.next_enqueue_time == saturday_2am_utc
+    assert next_import_at(friday_noon_utc) == saturday_2am_utc  # what the empty tab announces
+    with mock.patch("rq.cron.now", return_value=saturday_2am_utc - timedelta(seconds=1)):
+        assert scheduler.enqueue_jobs() == []
+    with mock.patch("rq.cron.now", return_value=saturday_2am_utc + timedelta(seconds=1)):
+        assert scheduler.enqueue_jobs() == [job]
+    queued = Queue("reports", connection=redis_conn).jobs
+    assert [j.func_name for j in queued] == ["portal.jobs.import_activity_weekly"]
+    assert job.next_enqueue_time == saturday_2am_utc + timedelta(days=7)
+
+
+def test_next_import_is_the_coming_saturday_even_late_on_a_saturday(app):
+    from portal.sync.activity_import import next_import_at
+
+    saturday_3am_paris = datetime(2026, 12, 5, 2, tzinfo=timezone.utc)
+    assert next_import_at(saturday_3am_paris) == datetime(2026, 12, 12, 1, tzinfo=timezone.utc)
+    assert next_import_at(saturday_3am_paris).tzname() == "CET"
+
+
+# --------------------------------------------------------------------------- the command line
+
+def test_flask_activity_import_runs_it_for_a_connector(copy, workspace, sim, audience, app):
+    from portal.extensions import rq
+
+    add_contacts(workspace, 30)
+    connector_id = copy().id
+    sim.control.send_campaign(audience[1], seed=34, send_time=_ago(1))
+    cli = app.test_cli_runner()
+
+    done = cli.invoke(args=["activity", "import", "--connector", str(connector_id), "--foreground"])
+    assert done.exit_code == 0, done.output
+    assert "finished" in done.output and "activities added" in done.output and rq.queue("reports").count == 0
+    assert len(_activities()) > 0
+    queued = cli.invoke(args=["activity", "import", "--connector", str(connector_id)])
+    assert queued.exit_code == 0 and "queued" in queued.output and rq.queue("reports").count == 1
+    missing = cli.invoke(args=["activity", "import", "--connector", "999999"])
+    assert missing.exit_code != 0 and "not found" in missing.output.lower()
