@@ -107,7 +107,7 @@ def register_cli(app: Flask) -> None:
         run = sync_runs.get(run.id)
         counts = run.counts or {}
         click.echo(f"activity import run {run.id}: {run.status}; campaigns {counts.get('campaigns', 0)}, "
-                   f"activities added {counts.get('added', 0)}, skipped {counts.get('skipped', 0)}, "
+                   f"activities added {counts.get('added', 0)}, skipped (no contact) {counts.get('no_contact', 0)}, "
                    f"errors {run.error_count}")
         if run.status != RunStatus.FINISHED:
             raise click.ClickException(run.message or f"run {run.status}")

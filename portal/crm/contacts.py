@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field as dataclass_field
+from datetime import datetime, timedelta
 from functools import wraps
 
 from email_validator import EmailNotValidError, validate_email
@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
 from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import (CONSENT_VALUES, Activity, Channel, Consent, ConsentEvent, Contact, ContactChange, SyncEvent, Tag,
-                           contact_tags, utcnow)
+from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCampaign, Channel, Consent, ConsentEvent,
+                           Contact, ContactChange, SyncEvent, Tag, contact_tags, utcnow)
+from portal.models.activity import ENGAGED_SQL
 from portal.models.contact import fold
 
 MAX_TAGS = 50
@@ -318,12 +319,158 @@ def contact_history(workspace_id: int, contact_id: int) -> list[dict]:
     return items
 
 
-def contact_activities(workspace_id: int, contact_id: int, *, limit: int = 200) -> list[Activity]:
-    """The contact's campaign activity (R18), newest first (workspace checked as in contact_history)."""
-    return [a for a in db.session.scalars(
-        select(Activity).where(Activity.contact_id == contact_id)
-        .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(limit)
-    ) if a.workspace_id == workspace_id]
+NEVER_OPENED = "never"
+
+
+@dataclass
+class CampaignActivity:
+    """What one campaign did with one contact (R18): a line of the "Marketing communication" tab."""
+
+    campaign_id: str
+    title: str
+    subject: str
+    send_time: datetime | None
+    received_at: datetime | None = None
+    opens: list[datetime] = dataclass_field(default_factory=list)
+    clicks: list[tuple[str, datetime]] = dataclass_field(default_factory=list)
+    bounce: str = ""  # ActivityAction.HARD_BOUNCE / SOFT_BOUNCE
+    bounced_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+
+    @property
+    def when(self) -> datetime | None:
+        """When the campaign reached (or tried to reach) the contact: its send time, else the first event."""
+        firsts = [t for t in (self.received_at, self.bounced_at, *self.opens, *(at for _u, at in self.clicks),
+                              self.unsubscribed_at) if t is not None]
+        return self.send_time or (min(firsts) if firsts else None)
+
+    @property
+    def links(self) -> list[tuple[str, int, datetime]]:
+        """Each clicked link once: ``(url, clicks, last click)``, most clicked first."""
+        by_url: dict[str, list[datetime]] = {}
+        for url, at in self.clicks:
+            by_url.setdefault(url, []).append(at)
+        return sorted(((url, len(times), max(times)) for url, times in by_url.items()), key=lambda x: (-x[1], x[0]))
+
+    @property
+    def last_open(self) -> datetime | None:
+        """The most recent open."""
+        return max(self.opens) if self.opens else None
+
+
+@dataclass
+class ActivityTimeline:
+    """One page of a contact's campaigns, newest first."""
+
+    items: list[CampaignActivity]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """Number of pages (at least 1)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def contact_campaign_timeline(workspace_id: int, contact_id: int, *, page: int = 1,
+                              per_page: int = 10) -> ActivityTimeline:
+    """The contact's campaigns with what the person did in each (R18), newest send first, a page at a time.
+
+    A contact has an activity row per event; at most a few hundred campaigns, so the page is
+    cut in Python after one grouped query on the contact's rows.
+    """
+    rows = db.session.execute(
+        select(Activity.campaign_id, func.min(Activity.occurred_at))
+        .where(Activity.contact_id == contact_id, Activity.workspace_id == workspace_id)
+        .group_by(Activity.campaign_id)
+    ).all()
+    campaigns = _campaigns(workspace_id, [cid for cid, _first in rows])
+    first_seen = dict(rows)
+
+    def sent(cid: str) -> datetime:
+        known = campaigns.get(cid)
+        return known.send_time if known is not None else first_seen[cid]
+
+    ordered = sorted(first_seen, key=lambda cid: (sent(cid), cid), reverse=True)
+    total = len(ordered)
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    shown = ordered[(page - 1) * per_page:page * per_page]
+    items = {cid: CampaignActivity(
+        campaign_id=cid, title=campaigns[cid].title if cid in campaigns else "",
+        subject=campaigns[cid].subject if cid in campaigns else "",
+        send_time=campaigns[cid].send_time if cid in campaigns else None) for cid in shown}
+    if shown:
+        for a in db.session.scalars(select(Activity).where(
+                Activity.contact_id == contact_id, Activity.workspace_id == workspace_id,
+                Activity.campaign_id.in_(shown)).order_by(Activity.occurred_at, Activity.id)):
+            item = items[a.campaign_id]
+            if a.action == ActivityAction.SENT:
+                item.received_at = a.occurred_at
+            elif a.action == ActivityAction.OPEN:
+                item.opens.append(a.occurred_at)
+            elif a.action == ActivityAction.CLICK:
+                item.clicks.append((a.url, a.occurred_at))
+            elif a.action in (ActivityAction.HARD_BOUNCE, ActivityAction.SOFT_BOUNCE):
+                item.bounce, item.bounced_at = a.action, a.occurred_at
+            elif a.action == ActivityAction.UNSUBSCRIBE:
+                item.unsubscribed_at = a.occurred_at
+    return ActivityTimeline(items=[items[cid] for cid in shown], total=total, page=page, per_page=per_page)
+
+
+def _campaigns(workspace_id: int, campaign_ids: Iterable[str]) -> dict[str, ActivityCampaign]:
+    ids = list(campaign_ids)
+    if not ids:
+        return {}
+    return {c.campaign_id: c for c in db.session.scalars(select(ActivityCampaign).where(
+        ActivityCampaign.workspace_id == workspace_id, ActivityCampaign.campaign_id.in_(ids)))}
+
+
+def contact_activity_list(workspace_id: int, contact_id: int, *, after_id: int = 0, limit: int = 100,
+                          since: datetime | None = None, action: str = ""
+                          ) -> list[tuple[Activity, ActivityCampaign | None]]:
+    """The contact's activities in import order (id) after `after_id`, `limit` at a time (the API).
+
+    ContactNotFound for another workspace's contact, or a deleted one. `since` keeps those that
+    occurred at or after it; `action` one :class:`~portal.models.ActivityAction`.
+    """
+    get_contact(workspace_id, contact_id)
+    where = [Activity.contact_id == contact_id, Activity.workspace_id == workspace_id, Activity.id > after_id]
+    if since is not None:
+        where.append(Activity.occurred_at >= since)
+    if action:
+        where.append(Activity.action == action)
+    activities = list(db.session.scalars(select(Activity).where(*where).order_by(Activity.id).limit(limit)))
+    campaigns = _campaigns(workspace_id, {a.campaign_id for a in activities})
+    return [(a, campaigns.get(a.campaign_id)) for a in activities]
+
+
+def _opened_condition(opened: str):
+    """The WHERE clause of the table's activity filter: opened in the last N weeks, or never opened.
+
+    One index seek per contact on the partial (contact, time) index of opens and clicks (a click
+    counts as an open: its image may not have loaded); the condition is written in the index's
+    own words, which SQLite needs to use it. "Never opened" means received at least one campaign
+    and never opened nor clicked one.
+    """
+    engaged = select(Activity.id).where(Activity.contact_id == Contact.id, db.text(f"activity.{ENGAGED_SQL}"))
+    if opened == NEVER_OPENED:
+        received = select(Activity.id).where(Activity.contact_id == Contact.id,
+                                             Activity.action == ActivityAction.SENT)
+        return received.exists() & ~engaged.exists()
+    weeks = int(opened)
+    return engaged.where(Activity.occurred_at >= utcnow() - timedelta(weeks=weeks)).exists()
+
+
+def valid_opened_filter(value: str | None) -> str:
+    """The activity filter as given if it is one ("never", or a number of weeks from 1 to 520), else ""."""
+    value = (value or "").strip()
+    if value == NEVER_OPENED:
+        return value
+    if value.isdigit() and 1 <= int(value) <= 520:
+        return str(int(value))
+    return ""
 
 
 @dataclass
@@ -349,8 +496,10 @@ SORTS = {
 }
 
 
-def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "") -> list:
-    """WHERE clauses of a contact search: words in name, e-mail or company; a tag; a consent value."""
+def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
+                       opened: str = "") -> list:
+    """WHERE clauses of a contact search: words in name, e-mail or company; a tag; a consent value;
+    campaign activity (opened in the last N weeks, or never opened)."""
     where = [Contact.workspace_id == workspace_id]
     for word in fold(q).split()[:5]:
         escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -359,13 +508,20 @@ def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = N
         where.append(Contact.consent == consent)
     if tag_id:
         where.append(Contact.id.in_(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tag_id)))
+    if valid_opened_filter(opened):
+        where.append(_opened_condition(valid_opened_filter(opened)))
     return where
 
 
 def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
-                    sort: str = "name", page: int = 1, per_page: int = 50) -> ContactPage:
-    """Filter, sort and page the workspace's live contacts (search matches name, e-mail, company)."""
-    where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent), Contact.deleted_at.is_(None)]
+                    sort: str = "name", page: int = 1, per_page: int = 50, opened: str = "") -> ContactPage:
+    """Filter, sort and page the workspace's live contacts (search matches name, e-mail, company).
+
+    `opened` filters on campaign activity (R18): a number of weeks ("4": opened or clicked a
+    campaign in the last 4 weeks) or "never" (received campaigns, never opened one).
+    """
+    where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent, opened=opened),
+             Contact.deleted_at.is_(None)]
     counted = select(Contact.id).where(*where)
     if db.engine.dialect.name == "sqlite":
         # SQLite's planner counts through the narrower updated_at index and then reads every

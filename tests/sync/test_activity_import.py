@@ -84,7 +84,7 @@ def test_import_brings_every_campaign_event_onto_its_contact(copy, workspace, si
     assert _imported(workspace.id) == expected
     assert {k[1] for k in expected} == {"sent", "open", "click", "hard_bounce", "soft_bounce", "unsubscribe"}
     assert run.counts["campaigns"] == 2 and run.counts["added"] == sum(expected.values())
-    assert run.counts["skipped"] == 0 and run.error_count == 0
+    assert run.counts["no_contact"] == 0 and run.error_count == 0
     assert run.started_at and run.finished_at
     campaigns = {c.campaign_id: c for c in db.session.scalars(select(ActivityCampaign))}
     assert campaigns[first["id"]].title == "Soldes 2026" and campaigns[first["id"]].subject == "Soldes d'hiver"
@@ -237,14 +237,29 @@ def test_insert_ignores_rows_already_there_and_counts_only_new_ones(app, workspa
 
     contact = factories.contact(workspace)
     at = utcnow().replace(microsecond=0)
-    rows = [{"workspace_id": workspace.id, "contact_id": contact.id, "campaign_id": "c1", "campaign_title": "",
-             "action": "open", "occurred_at": at + timedelta(seconds=i), "url": "", "url_key": "", "occurrence": 0}
-            for i in range(3)]
+
+    def row(seconds=0, occurrence=0):
+        # ACTIVITY_COLUMNS: workspace, contact, campaign, title, action, url, url key, time, occurrence
+        return (workspace.id, contact.id, "c1", "", "open", "", "", at + timedelta(seconds=seconds), occurrence)
+
+    rows = [row(i) for i in range(3)]
     assert _insert(rows) == 3
     db.session.commit()
-    assert _insert(rows + [dict(rows[0], occurred_at=at + timedelta(seconds=9))]) == 1
-    assert _insert([dict(rows[0], occurrence=1)]) == 1  # a second open in the same second
+    assert _insert(rows + [row(9)]) == 1
+    assert _insert([row(0, occurrence=1)]) == 1  # a second open in the same second
     db.session.commit()
+    # Rows written by the import and by the ORM share one natural key: an ORM duplicate is refused.
+    from sqlalchemy.exc import IntegrityError
+
+    from portal.models import Activity
+
+    db.session.add(Activity(workspace_id=workspace.id, contact_id=contact.id, campaign_id="c1", action="open",
+                            occurred_at=at, url="", url_key="", occurrence=0))
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+    stored = db.session.scalars(select(Activity).order_by(Activity.occurred_at, Activity.occurrence)).all()
+    assert [(a.occurred_at, a.occurrence) for a in stored][:2] == [(at, 0), (at, 1)]
 
 
 # --------------------------------------------------------------------------- who it lands on
@@ -261,7 +276,7 @@ def test_members_without_a_contact_are_counted_and_skipped(copy, workspace, sim,
     run = _import(connector.id, run_jobs)
 
     assert run.status == "finished" and run.error_count == 0
-    assert of_strangers and run.counts["skipped"] == of_strangers
+    assert of_strangers and run.counts["no_contact"] == of_strangers
     assert run.counts["added"] == sum(expected.values()) - of_strangers
     assert not {e for e, _a in _imported(workspace.id)} & set(strangers)
 
@@ -354,12 +369,13 @@ def test_a_crash_mid_import_resumes_from_its_checkpoint(copy, workspace, sim, mc
     pages = []
 
     def die_on_the_second_campaigns_second_page(rows):
-        pages.append(rows[0]["campaign_id"] if rows else None)
+        pages.append(rows[0][2] if rows else None)  # the campaign id
         if pages.count(campaigns[1]["id"]) == 2:  # its sent-to, second page: mid-campaign
             raise WorkerDied()
         return real_insert(rows)
 
     monkeypatch.setattr(activity_import, "_insert", die_on_the_second_campaigns_second_page)
+    monkeypatch.setattr(activity_import, "BUFFER_ROWS", 1)  # a checkpoint after every page
     with pytest.raises(WorkerDied):
         activity_import.run(run_id)
     db.session.rollback()
@@ -436,18 +452,18 @@ def test_a_worker_killed_mid_import_is_taken_over_by_another(copy, workspace, si
 
     add_contacts(workspace, 3000)
     connector = copy()
-    campaign = sim.control.send_campaign(audience[1], seed=40, send_time=_ago(2))
-    expected = _expected(mc, campaign["id"])
-    sim.control.set_faults(audience[0], latency_ms=300)
+    campaigns = [sim.control.send_campaign(audience[1], seed=40 + i, send_time=_ago(3 - i)) for i in range(3)]
+    expected = sum((_expected(mc, c["id"]) for c in campaigns), Counter())
+    sim.control.set_faults(audience[0], latency_ms=400)
     run_id = jobs.import_activity_now(connector.id).id
 
-    def offset():
+    def done():
         db.session.expire_all()
-        return (db.session.get(SyncRun, run_id).result or {}).get("offset", 0)
+        return db.session.get(SyncRun, run_id).done
 
     first = _worker(app_env, sim, short_lease, tmp_path / "worker.log")
     try:
-        _until(lambda: offset() >= 1000)  # a sent-to page committed, the next ones under way
+        _until(lambda: done() >= 1)  # a campaign committed, the next one under way
     finally:
         _kill(first)
     assert db.session.get(SyncRun, run_id).status == "running"
@@ -464,6 +480,7 @@ def test_a_worker_killed_mid_import_is_taken_over_by_another(copy, workspace, si
         second.terminate()
         second.wait(30)
     assert _imported(workspace.id) == expected
+    assert db.session.get(SyncRun, run_id).counts["added"] == sum(expected.values())
 
 
 def test_a_failed_import_is_retried_later_then_left_failed_for_support(copy, workspace, sim, audience, run_jobs,
@@ -661,4 +678,4 @@ def test_flask_activity_import_runs_it_for_a_connector(copy, workspace, sim, aud
     queued = cli.invoke(args=["activity", "import", "--connector", str(connector_id)])
     assert queued.exit_code == 0 and "queued" in queued.output and rq.queue("reports").count == 1
     missing = cli.invoke(args=["activity", "import", "--connector", "999999"])
-    assert missing.exit_code != 0 and "not found" in missing.output.lower()
+    assert missing.exit_code == 1 and "Connecteur introuvable" in missing.output  # French, as support reads it

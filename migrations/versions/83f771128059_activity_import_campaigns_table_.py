@@ -1,15 +1,15 @@
-"""activity import: campaigns table, activity occurrence and lookup index
+"""activity import: campaigns table, activity occurrence and engagement index
 
 Issue 11 (R18). Adds ``activity_campaign`` (title, subject, send time and the import's bookmarks
 per campaign); adds ``activity.occurrence`` to the natural key (two identical events in one
 second stay two activities); replaces the (contact, time) and workspace indexes of ``activity``
-by (contact, action, time), which the contacts table's "opened in the last N weeks" and "never
-opened" filters use. ``activity.campaign_title`` stays for one release (the previous release
-reads it while a deployment rolls).
+by a partial (contact, time) index on opens and clicks, which the contacts table's "opened in
+the last N weeks" and "never opened" filters use. ``activity.campaign_title`` stays for one
+release (the previous release reads it while a deployment rolls).
 
-Revision ID: 6e139eadeea4
+Revision ID: 83f771128059
 Revises: 71148e37be73
-Create Date: 2026-11-30 07:15:08.060705
+Create Date: 2026-11-30 07:31:45.652257
 
 """
 from alembic import op
@@ -19,7 +19,7 @@ import portal.models.base
 
 
 # revision identifiers, used by Alembic.
-revision = '6e139eadeea4'
+revision = '83f771128059'
 down_revision = '71148e37be73'
 branch_labels = None
 depends_on = None
@@ -54,7 +54,7 @@ def upgrade():
         batch_op.drop_index(batch_op.f('ix_activity_workspace_id'))
         batch_op.drop_constraint(batch_op.f('uq_activity_natural'), type_='unique')
         batch_op.create_unique_constraint('uq_activity_natural', ['contact_id', 'campaign_id', 'action', 'occurred_at', 'url_key', 'occurrence'])
-        batch_op.create_index('ix_activity_contact_action_time', ['contact_id', 'action', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_activity_contact_engaged', ['contact_id', 'occurred_at'], unique=False, sqlite_where=sa.text("action IN ('open', 'click')"), postgresql_where=sa.text("action IN ('open', 'click')"))
 
 
 
@@ -62,7 +62,7 @@ def downgrade():
     # The old natural key cannot hold two identical events of one second: keep the first.
     op.execute("DELETE FROM activity WHERE occurrence > 0")
     with op.batch_alter_table('activity', schema=None) as batch_op:
-        batch_op.drop_index('ix_activity_contact_action_time')
+        batch_op.drop_index('ix_activity_contact_engaged', sqlite_where=sa.text("action IN ('open', 'click')"), postgresql_where=sa.text("action IN ('open', 'click')"))
         batch_op.drop_constraint('uq_activity_natural', type_='unique')
         batch_op.create_unique_constraint(batch_op.f('uq_activity_natural'), ['contact_id', 'campaign_id', 'action', 'occurred_at', 'url_key'])
         batch_op.create_index(batch_op.f('ix_activity_workspace_id'), ['workspace_id'], unique=False)
