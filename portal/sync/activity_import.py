@@ -47,6 +47,8 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal import background
+from portal.background import Outcome
+from portal.db_setup import refresh_statistics
 from portal.extensions import db
 from portal.mailchimp import MailchimpError, subscriber_hash
 from portal.models import (Activity, ActivityAction, ActivityCampaign, Connector, ConnectorStatus, Contact,
@@ -75,6 +77,8 @@ BUFFER_ROWS = 50_000
 most this many rows' pages are read again after a crash; about 10 MB of memory."""
 PREFETCH = 4
 """Report pages read ahead, in threads: at most this many of the key's connections (10) for this run."""
+STATS_AFTER = 100_000
+"""An import that added this many activities refreshes the database's planner statistics."""
 FAILED_RETRY_DELAYS = (300.0, 1800.0, 7200.0)
 """Seconds before a failed import is tried again, attempt after attempt; then it stays failed (reported)."""
 
@@ -191,6 +195,10 @@ def run(run_id: int) -> run_rows.RunResult:
     result = run_rows.execute(run_id, _import)
     if result.pauses_connector:
         pause_connector(run_rows.get(run_id).connector_id, result.error)
+    elif result.outcome == Outcome.FINISHED and int((run_rows.get(run_id).counts or {}).get("added", 0)) >= STATS_AFTER:
+        # SQLite never refreshes its planner statistics itself; the contacts table's activity
+        # filters need them once the activity table has grown this much.
+        refresh_statistics(db.engine)
     return result
 
 
