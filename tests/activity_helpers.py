@@ -45,3 +45,11 @@ def activity(contact, campaign_id: str, action: str, at: datetime, url: str = ""
     db.session.add(row)
     db.session.commit()
     return row
+
+
+def summarize(workspace) -> None:
+    """What the end of an import does: the per-contact summary the contacts table's filters read."""
+    from portal.sync.activity_import import refresh_summary
+
+    refresh_summary(workspace.id)
+    db.session.commit()

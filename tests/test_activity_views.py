@@ -9,7 +9,7 @@ import pytest
 from flask_babel import force_locale
 
 import factories
-from activity_helpers import active_connector, activity, ago, campaign
+from activity_helpers import active_connector, activity, ago, campaign, summarize
 from portal.extensions import db
 
 HX = {"HX-Request": "true"}
@@ -135,6 +135,7 @@ def engagement(workspace):
     activity(people["Never"], "c1", "sent", ago(70))
     activity(people["Never"], "c2", "sent", ago(20))
     activity(people["Never"], "c2", "unsubscribe", ago(19))
+    summarize(workspace)
     return people
 
 
@@ -178,6 +179,7 @@ def test_the_filter_combines_with_search_and_ignores_other_workspaces(ui, worksp
     other = factories.workspace("Fleuriste Bleu")
     outsider = factories.contact(other, email="recent@bleu.example.org", first_name="Recent", last_name="Ailleurs")
     activity(outsider, "c3", "open", ago(1))
+    summarize(other)
     html = text(ui.get("/contacts/", query_string={"opened": "4", "q": "recent"}, headers=HX))
     assert names(html) == ["Recent"]
 

@@ -13,9 +13,8 @@ from sqlalchemy import func, select
 from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
 from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCampaign, Channel, Consent, ConsentEvent,
-                           Contact, ContactChange, SyncEvent, Tag, contact_tags, utcnow)
-from portal.models.activity import ENGAGED_SQL
+from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCampaign, ActivitySummary, Channel, Consent,
+                           ConsentEvent, Contact, ContactChange, SyncEvent, Tag, contact_tags, utcnow)
 from portal.models.contact import fold
 
 MAX_TAGS = 50
@@ -446,21 +445,17 @@ def contact_activity_list(workspace_id: int, contact_id: int, *, after_id: int =
     return [(a, campaigns.get(a.campaign_id)) for a in activities]
 
 
-def _opened_condition(opened: str):
-    """The WHERE clause of the table's activity filter: opened in the last N weeks, or never opened.
-
-    One index seek per contact on the partial (contact, time) index of opens and clicks (a click
-    counts as an open: its image may not have loaded); the condition is written in the index's
-    own words, which SQLite needs to use it. "Never opened" means received at least one campaign
-    and never opened nor clicked one.
-    """
-    engaged = select(Activity.id).where(Activity.contact_id == Contact.id, db.text(f"activity.{ENGAGED_SQL}"))
+def _opened_condition(workspace_id: int, opened: str):
+    """The WHERE clause of the table's activity filter: opened (or clicked) a campaign in the last N
+    weeks, or received campaigns and never opened one; read from the per-contact summary each
+    import leaves (:class:`~portal.models.ActivitySummary`), not from the activity itself."""
+    summary = select(ActivitySummary.contact_id).where(ActivitySummary.workspace_id == workspace_id)
     if opened == NEVER_OPENED:
-        received = select(Activity.id).where(Activity.contact_id == Contact.id,
-                                             Activity.action == ActivityAction.SENT)
-        return received.exists() & ~engaged.exists()
-    weeks = int(opened)
-    return engaged.where(Activity.occurred_at >= utcnow() - timedelta(weeks=weeks)).exists()
+        summary = summary.where(ActivitySummary.last_engaged_at.is_(None),
+                                ActivitySummary.last_received_at.is_not(None))
+    else:
+        summary = summary.where(ActivitySummary.last_engaged_at >= utcnow() - timedelta(weeks=int(opened)))
+    return Contact.id.in_(summary)
 
 
 def valid_opened_filter(value: str | None) -> str:
@@ -509,7 +504,7 @@ def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = N
     if tag_id:
         where.append(Contact.id.in_(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tag_id)))
     if valid_opened_filter(opened):
-        where.append(_opened_condition(valid_opened_filter(opened)))
+        where.append(_opened_condition(workspace_id, valid_opened_filter(opened)))
     return where
 
 

@@ -9,7 +9,7 @@ from portal.models.enums import (ActivityAction, Channel, ConnectorStatus, Conse
 from portal.models.workspace import Workspace, User
 from portal.models.contact import Contact, Tag, contact_tags, ConsentEvent, CONSENT_VALUES
 from portal.models.connector import Connector, SyncRun, ContactSync, SyncEvent, PendingTagOp
-from portal.models.activity import Activity, ActivityCampaign
+from portal.models.activity import Activity, ActivityCampaign, ActivitySummary
 from portal.models.email_log import EmailLog
 from portal.models.csv_import import CsvImport
 
@@ -20,5 +20,5 @@ __all__ = [
     "RunStatus", "SyncEventKind", "SyncState",
     "utcnow", "Workspace", "User", "Contact", "Tag", "contact_tags", "ConsentEvent",
     "CONSENT_VALUES", "Connector", "SyncRun", "ContactSync", "SyncEvent", "PendingTagOp", "Activity",
-    "ActivityCampaign", "EmailLog", "CsvImport",
+    "ActivityCampaign", "ActivitySummary", "EmailLog", "CsvImport",
 ]

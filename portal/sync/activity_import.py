@@ -44,15 +44,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import case, delete, func, insert, literal, select
 
 from portal import background
 from portal.background import Outcome
 from portal.db_setup import refresh_statistics
 from portal.extensions import db
 from portal.mailchimp import MailchimpError, subscriber_hash
-from portal.models import (Activity, ActivityAction, ActivityCampaign, Connector, ConnectorStatus, Contact,
-                           ContactSync, RunKind, RunStatus, SyncRun, utcnow)
+from portal.models import (Activity, ActivityAction, ActivityCampaign, ActivitySummary, Connector, ConnectorStatus,
+                           Contact, ContactSync, RunKind, RunStatus, SyncRun, utcnow)
 from portal.sync import ConnectorError
 from portal.sync import runs as run_rows
 from portal.sync.lifecycle import get_connector, pause_connector
@@ -176,7 +176,7 @@ def overview(connector_id: int, limit: int = 10) -> dict[str, Any]:
     number of ``campaigns`` known."""
     connector = get_connector(connector_id)
     runs = recent_runs(connector_id, limit)
-    campaigns = db.session.scalar(select(db.func.count()).select_from(ActivityCampaign).where(
+    campaigns = db.session.scalar(select(func.count()).select_from(ActivityCampaign).where(
         ActivityCampaign.connector_id == connector_id)) or 0
     latest = runs[0] if runs else None
     return {"connector": connector, "runs": runs, "latest": latest, "campaigns": campaigns,
@@ -200,6 +200,24 @@ def run(run_id: int) -> run_rows.RunResult:
         # filters need them once the activity table has grown this much.
         refresh_statistics(db.engine)
     return result
+
+
+def refresh_summary(workspace_id: int) -> None:
+    """Recompute the workspace's per-contact summary (last received, last opened or clicked) from
+    its activity (not committed). A GROUP BY on the activity's natural-key index, which leads with
+    the contact: about a second for 100,000 contacts and 3 million activities on SQLite."""
+    engaged = (ActivityAction.OPEN, ActivityAction.CLICK)
+    contacts = select(Contact.id).where(Contact.workspace_id == workspace_id)
+    rows = (
+        select(Activity.contact_id, literal(workspace_id),
+               func.max(case((Activity.action == ActivityAction.SENT, Activity.occurred_at))),
+               func.max(case((Activity.action.in_(engaged), Activity.occurred_at))),
+               func.count(case((Activity.action == ActivityAction.SENT, 1))))
+        .where(Activity.contact_id.in_(contacts)).group_by(Activity.contact_id)
+    )
+    db.session.execute(delete(ActivitySummary).where(ActivitySummary.workspace_id == workspace_id))
+    db.session.execute(insert(ActivitySummary).from_select(
+        ["contact_id", "workspace_id", "last_received_at", "last_engaged_at", "campaigns_received"], rows))
 
 
 def _import(run: SyncRun, connector: Connector, token: str) -> None:
@@ -226,6 +244,8 @@ def _import(run: SyncRun, connector: Connector, token: str) -> None:
                 if exc.transient or exc.pauses_connector:
                     raise
                 _campaign_failed(run, campaign, exc, token)
+    # In the run's last commit: the contacts table's filters then see the new activity at once.
+    refresh_summary(connector.workspace_id)
     run.done = run.total
     run.result = {**run.result, "finished": utcnow().isoformat()}
 
@@ -234,7 +254,7 @@ def _plan(run: SyncRun, connector: Connector, client, token: str) -> None:
     """List the campaigns to read, record them, and commit the plan as the run's first checkpoint."""
     known = select(ActivityCampaign).where(ActivityCampaign.connector_id == connector.id,
                                            ActivityCampaign.list_id == connector.audience_id)
-    newest = db.session.scalar(select(db.func.max(ActivityCampaign.send_time)).where(
+    newest = db.session.scalar(select(func.max(ActivityCampaign.send_time)).where(
         ActivityCampaign.connector_id == connector.id, ActivityCampaign.list_id == connector.audience_id))
     # The history bound is a choice about how far back to go, not a window boundary: "now" is fine.
     since = newest - CAMPAIGN_OVERLAP if newest is not None else utcnow() - HISTORY

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 import factories
-from activity_helpers import active_connector, activity, ago, campaign
+from activity_helpers import active_connector, activity, ago, campaign, summarize
 from portal.extensions import db
 
 pytestmark = pytest.mark.browser
@@ -41,6 +41,7 @@ def test_customer_filters_on_opens_and_reads_a_contacts_campaigns(page, live_ser
     activity(ines, "lettre-11", "open", ago(6))
     activity(ines, "lettre-11", "click", ago(6), url="https://atelier.example.fr/atelier-de-noel")
     activity(hugo, "lettre-11", "sent", ago(7))  # Hugo received it and never opened anything
+    summarize(workspace)
 
     login(page, live_server, customer)
     expect(page.locator("tr.contact-row")).to_have_count(3)

@@ -93,6 +93,26 @@ def test_import_brings_every_campaign_event_onto_its_contact(copy, workspace, si
     assert clicks and all(a.url.startswith("https://anaba.example/") for a in clicks)
 
 
+def test_after_an_import_the_contacts_table_filters_on_it(copy, workspace, sim, mc, audience, run_jobs):
+    from portal.crm import contacts as crm
+
+    add_contacts(workspace, 250)
+    connector = copy()
+    campaign = sim.control.send_campaign(audience[1], seed=17, send_time=_ago(3), open_rate=0.3, click_rate=0.1)
+    expected = _expected(mc, campaign["id"])
+    engaged = {e for (e, a) in expected if a in ("open", "click")}
+    received = {e for (e, a) in expected if a == "sent"}
+
+    _import(connector.id, run_jobs)
+
+    def emails(opened):
+        page = crm.search_contacts(workspace.id, opened=opened, per_page=1000)
+        return {c.email for c in page.items}
+
+    assert engaged and emails("1") == engaged == emails("4")
+    assert emails("never") == received - engaged and emails("never")
+
+
 def test_reports_are_read_a_thousand_at_a_time_with_fields(copy, workspace, sim, audience, run_jobs, monkeypatch):
     from portal.mailchimp.client import MailchimpClient
 

@@ -1,15 +1,17 @@
-"""activity import: campaigns table, activity occurrence and engagement index
+"""activity import: campaigns, activity occurrence, per-contact summary
 
 Issue 11 (R18). Adds ``activity_campaign`` (title, subject, send time and the import's bookmarks
-per campaign); adds ``activity.occurrence`` to the natural key (two identical events in one
-second stay two activities); replaces the (contact, time) and workspace indexes of ``activity``
-by a partial (contact, time) index on opens and clicks, which the contacts table's "opened in
-the last N weeks" and "never opened" filters use. ``activity.campaign_title`` stays for one
-release (the previous release reads it while a deployment rolls).
+per campaign) and ``activity_summary`` (per contact: last campaign received, last open or click,
+which the contacts table's "opened in the last N weeks" and "never opened" filters read); adds
+``activity.occurrence`` to the natural key (two identical events in one second stay two
+activities); drops the (contact, time) and workspace indexes of ``activity``, whose natural key
+index (led by the contact) serves every read, so that the weekly import writes one index only.
+``activity.campaign_title`` stays for one release (the previous release reads it while a
+deployment rolls).
 
-Revision ID: 83f771128059
+Revision ID: 8a992a90fb2f
 Revises: 71148e37be73
-Create Date: 2026-11-30 07:31:45.652257
+Create Date: 2026-11-30 07:45:09.706232
 
 """
 from alembic import op
@@ -19,13 +21,26 @@ import portal.models.base
 
 
 # revision identifiers, used by Alembic.
-revision = '83f771128059'
+revision = '8a992a90fb2f'
 down_revision = '71148e37be73'
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
+    op.create_table('activity_summary',
+    sa.Column('contact_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('workspace_id', sa.Integer(), nullable=False),
+    sa.Column('last_received_at', portal.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_engaged_at', portal.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('campaigns_received', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_activity_summary_contact_id_contact')),
+    sa.ForeignKeyConstraint(['workspace_id'], ['workspace.id'], name=op.f('fk_activity_summary_workspace_id_workspace')),
+    sa.PrimaryKeyConstraint('contact_id', name=op.f('pk_activity_summary'))
+    )
+    with op.batch_alter_table('activity_summary', schema=None) as batch_op:
+        batch_op.create_index('ix_activity_summary_workspace_engaged', ['workspace_id', 'last_engaged_at'], unique=False)
+
     op.create_table('activity_campaign',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('workspace_id', sa.Integer(), nullable=False),
@@ -54,7 +69,6 @@ def upgrade():
         batch_op.drop_index(batch_op.f('ix_activity_workspace_id'))
         batch_op.drop_constraint(batch_op.f('uq_activity_natural'), type_='unique')
         batch_op.create_unique_constraint('uq_activity_natural', ['contact_id', 'campaign_id', 'action', 'occurred_at', 'url_key', 'occurrence'])
-        batch_op.create_index('ix_activity_contact_engaged', ['contact_id', 'occurred_at'], unique=False, sqlite_where=sa.text("action IN ('open', 'click')"), postgresql_where=sa.text("action IN ('open', 'click')"))
 
 
 
@@ -62,7 +76,6 @@ def downgrade():
     # The old natural key cannot hold two identical events of one second: keep the first.
     op.execute("DELETE FROM activity WHERE occurrence > 0")
     with op.batch_alter_table('activity', schema=None) as batch_op:
-        batch_op.drop_index('ix_activity_contact_engaged', sqlite_where=sa.text("action IN ('open', 'click')"), postgresql_where=sa.text("action IN ('open', 'click')"))
         batch_op.drop_constraint('uq_activity_natural', type_='unique')
         batch_op.create_unique_constraint(batch_op.f('uq_activity_natural'), ['contact_id', 'campaign_id', 'action', 'occurred_at', 'url_key'])
         batch_op.create_index(batch_op.f('ix_activity_workspace_id'), ['workspace_id'], unique=False)
@@ -73,3 +86,7 @@ def downgrade():
         batch_op.drop_index('ix_activity_campaign_connector_send')
 
     op.drop_table('activity_campaign')
+    with op.batch_alter_table('activity_summary', schema=None) as batch_op:
+        batch_op.drop_index('ix_activity_summary_workspace_engaged')
+
+    op.drop_table('activity_summary')
