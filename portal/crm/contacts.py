@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
 from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCampaign, ActivitySummary, Channel, Consent,
-                           ConsentEvent, Contact, ContactChange, SyncEvent, Tag, contact_tags, utcnow)
+from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCampaign, ActivitySummary, Channel,
+                           Consent, ConsentEvent, Contact, ContactChange, SyncEvent, Tag, contact_tags, utcnow)
 from portal.models.contact import fold
 
 MAX_TAGS = 50
@@ -445,17 +445,14 @@ def contact_activity_list(workspace_id: int, contact_id: int, *, after_id: int =
     return [(a, campaigns.get(a.campaign_id)) for a in activities]
 
 
-def _opened_condition(workspace_id: int, opened: str):
-    """The WHERE clause of the table's activity filter: opened (or clicked) a campaign in the last N
-    weeks, or received campaigns and never opened one; read from the per-contact summary each
-    import leaves (:class:`~portal.models.ActivitySummary`), not from the activity itself."""
+def _engaged(workspace_id: int, opened: str):
+    """The contacts of the table's activity filter, from the per-contact summary each import
+    leaves (:class:`~portal.models.ActivitySummary`), not from the activity itself: opened (or
+    clicked) a campaign in the last N weeks, or received campaigns and never opened one."""
     summary = select(ActivitySummary.contact_id).where(ActivitySummary.workspace_id == workspace_id)
     if opened == NEVER_OPENED:
-        summary = summary.where(ActivitySummary.last_engaged_at.is_(None),
-                                ActivitySummary.last_received_at.is_not(None))
-    else:
-        summary = summary.where(ActivitySummary.last_engaged_at >= utcnow() - timedelta(weeks=int(opened)))
-    return Contact.id.in_(summary)
+        return summary.where(ActivitySummary.last_engaged_at.is_(None), ActivitySummary.last_received_at.is_not(None))
+    return summary.where(ActivitySummary.last_engaged_at >= utcnow() - timedelta(weeks=int(opened)))
 
 
 def valid_opened_filter(value: str | None) -> str:
@@ -491,10 +488,8 @@ SORTS = {
 }
 
 
-def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
-                       opened: str = "") -> list:
-    """WHERE clauses of a contact search: words in name, e-mail or company; a tag; a consent value;
-    campaign activity (opened in the last N weeks, or never opened)."""
+def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "") -> list:
+    """WHERE clauses of a contact search: words in name, e-mail or company; a tag; a consent value."""
     where = [Contact.workspace_id == workspace_id]
     for word in fold(q).split()[:5]:
         escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -503,8 +498,6 @@ def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = N
         where.append(Contact.consent == consent)
     if tag_id:
         where.append(Contact.id.in_(select(contact_tags.c.contact_id).where(contact_tags.c.tag_id == tag_id)))
-    if valid_opened_filter(opened):
-        where.append(_opened_condition(workspace_id, valid_opened_filter(opened)))
     return where
 
 
@@ -515,10 +508,17 @@ def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None
     `opened` filters on campaign activity (R18): a number of weeks ("4": opened or clicked a
     campaign in the last 4 weeks) or "never" (received campaigns, never opened one).
     """
-    where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent, opened=opened),
-             Contact.deleted_at.is_(None)]
-    counted = select(Contact.id).where(*where)
-    if db.engine.dialect.name == "sqlite":
+    where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent), Contact.deleted_at.is_(None)]
+    count_where = page_where = where
+    opened = valid_opened_filter(opened)
+    if opened:
+        # Counted as a membership (the summary's index gives the ids at once) but paged with a
+        # per-row check (walking the list index stops after a page): 174 → 66 ms and 0.1 ms at
+        # 100,000 contacts with 95 % of them matching (python -m bench activity).
+        count_where = [*where, Contact.id.in_(_engaged(workspace_id, opened))]
+        page_where = [*where, _engaged(workspace_id, opened).where(ActivitySummary.contact_id == Contact.id).exists()]
+    counted = select(Contact.id).where(*count_where)
+    if db.engine.dialect.name == "sqlite" and (q or not opened):
         # SQLite's planner counts through the narrower updated_at index and then reads every
         # row for the search; ordering like the list makes it walk the list index, which holds
         # search_text: 240 ms → 25 ms on 100,000 contacts.
@@ -529,7 +529,8 @@ def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None
     order = SORTS.get(sort, SORTS["name"])
     # Ids first, rows second: the database pages through the narrow index alone, then reads
     # only the 50 rows shown (a deep page on PostgreSQL: 137-216 ms → 18 ms).
-    page_ids = select(Contact.id).where(*where).order_by(*order).offset((page - 1) * per_page).limit(per_page)
+    page_ids = (select(Contact.id).where(*page_where).order_by(*order)
+                .offset((page - 1) * per_page).limit(per_page))
     items = list(db.session.scalars(select(Contact).where(Contact.id.in_(page_ids)).order_by(*order)))
     return ContactPage(items=items, total=total, page=page, per_page=per_page)
 

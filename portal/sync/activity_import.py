@@ -25,13 +25,17 @@ that match no contact are counted as skipped, never an error.
 
 Idempotent by construction: each activity has a natural key (contact, campaign, action, time,
 link, occurrence within that second) under a unique constraint, written with ``INSERT … ON
-CONFLICT DO NOTHING``, so running twice or with overlapping windows adds nothing twice. Resumable: rows are written, sorted by
-contact, every :data:`BUFFER_ROWS` rows together with the run's cursor (campaign, report,
-offset, ``since`` used, newest event seen) in ``run.result``, under the run's lease
-(:func:`portal.background.checkpoint`); a crash goes on from the last checkpoint. A campaign's
-bookmarks (:class:`ActivityCampaign`) advance only once all three reports are read. Pages are
-read a few ahead in threads (:data:`PREFETCH`), through the connector's client: the per-key
-connection budget of ``portal.mailchimp`` is shared with live replication.
+CONFLICT DO NOTHING``, so running twice or with overlapping windows adds nothing twice.
+
+Resumable: rows are written, sorted by contact, every :data:`BUFFER_ROWS` rows together with the
+run's cursor (campaign, report, offset, ``since`` used, newest event seen) in ``run.result``,
+under the run's lease (:func:`portal.background.checkpoint`); a crash goes on from the last
+checkpoint. A campaign's bookmarks (:class:`ActivityCampaign`) advance only once all three
+reports are read. The run's last commit also recomputes the per-contact summary
+(:func:`refresh_summary`) that the contacts table's filters read.
+
+Pages are read a few ahead in threads (:data:`PREFETCH`), through the connector's client: the
+per-key connection budget of ``portal.mailchimp`` (10) is shared with live replication.
 """
 from __future__ import annotations
 
@@ -195,10 +199,11 @@ def run(run_id: int) -> run_rows.RunResult:
     result = run_rows.execute(run_id, _import)
     if result.pauses_connector:
         pause_connector(run_rows.get(run_id).connector_id, result.error)
-    elif result.outcome == Outcome.FINISHED and int((run_rows.get(run_id).counts or {}).get("added", 0)) >= STATS_AFTER:
-        # SQLite never refreshes its planner statistics itself; the contacts table's activity
-        # filters need them once the activity table has grown this much.
-        refresh_statistics(db.engine)
+    elif result.outcome == Outcome.FINISHED:
+        added = int((run_rows.get(run_id).counts or {}).get("added", 0))
+        if added >= STATS_AFTER:
+            # SQLite never refreshes its planner statistics itself (the CSV import does the same).
+            refresh_statistics(db.engine)
     return result
 
 

@@ -60,7 +60,8 @@ def _imported(workspace_id) -> Counter:
     from portal.extensions import db
     from portal.models import Contact
 
-    emails = dict(db.session.execute(select(Contact.id, Contact.email).where(Contact.workspace_id == workspace_id)).all())
+    emails = dict(db.session.execute(
+        select(Contact.id, Contact.email).where(Contact.workspace_id == workspace_id)).all())
     return Counter((emails[a.contact_id], a.action) for a in _activities(workspace_id))
 
 
