@@ -284,9 +284,13 @@ def main(argv: list[str]) -> None:
                 sim.control.set_faults(key, latency_ms=args.latency_ms,
                                        latency_per_member_ms=args.latency_per_member_ms)
             seq = _calls(sim, 0)["last_seq"]
+            from bench.initial_copy import _process_cpu
+
             for name in ("first", "second"):
                 sim.control.clear_requests()
+                sim_cpu = _process_cpu(sim.server_pid)
                 figures = _run_import(ctx, env, args.prefetch)
+                figures["simulator_cpu_seconds"] = round(_process_cpu(sim.server_pid) - sim_cpu, 2)
                 calls = _calls(sim, seq)
                 seq = calls.pop("last_seq")
                 figures.update(calls)

@@ -48,7 +48,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
-from sqlalchemy import case, delete, func, insert, literal, select
+from sqlalchemy import case, delete, func, insert, select
 
 from portal import background
 from portal.background import Outcome
@@ -214,7 +214,7 @@ def refresh_summary(workspace_id: int) -> None:
     engaged = (ActivityAction.OPEN, ActivityAction.CLICK)
     contacts = select(Contact.id).where(Contact.workspace_id == workspace_id)
     rows = (
-        select(Activity.contact_id, literal(workspace_id),
+        select(Activity.contact_id, func.min(Activity.workspace_id),
                func.max(case((Activity.action == ActivityAction.SENT, Activity.occurred_at))),
                func.max(case((Activity.action.in_(engaged), Activity.occurred_at))),
                func.count(case((Activity.action == ActivityAction.SENT, 1))))
