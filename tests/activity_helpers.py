@@ -51,5 +51,5 @@ def summarize(workspace) -> None:
     """What the end of an import does: the per-contact summary the contacts table's filters read."""
     from portal.sync.activity_import import refresh_summary
 
-    refresh_summary(workspace.id)
+    refresh_summary(workspace.id)  # every contact of the workspace
     db.session.commit()

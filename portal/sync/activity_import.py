@@ -31,8 +31,8 @@ Resumable: rows are written, sorted by contact, every :data:`BUFFER_ROWS` rows t
 run's cursor (campaign, report, offset, ``since`` used, newest event seen) in ``run.result``,
 under the run's lease (:func:`portal.background.checkpoint`); a crash goes on from the last
 checkpoint. A campaign's bookmarks (:class:`ActivityCampaign`) advance only once all three
-reports are read. The run's last commit also recomputes the per-contact summary
-(:func:`refresh_summary`) that the contacts table's filters read.
+reports are read. The run ends by recomputing the per-contact summary (:func:`refresh_summary`)
+that the contacts table's filters read.
 
 Pages are read a few ahead in threads (:data:`PREFETCH`), through the connector's client: the
 per-key connection budget of ``portal.mailchimp`` (10) is shared with live replication.
@@ -80,7 +80,12 @@ BUFFER_ROWS = 50_000
 """Rows read before they are written, sorted, and committed with the cursor (a checkpoint): at
 most this many rows' pages are read again after a crash; about 10 MB of memory."""
 PREFETCH = 4
-"""Report pages read ahead, in threads: at most this many of the key's connections (10) for this run."""
+"""Report pages read at the same time, in threads: at most this many of the key's 10 connections
+for this run, the others stay free for live replication."""
+READ_AHEAD = 16
+"""Report pages asked for ahead of the rows being written (about 1 MB each with ``fields=``)."""
+SUMMARY_CHUNK = 5_000
+"""Contacts whose summary is recomputed per transaction (short write transactions on SQLite)."""
 STATS_AFTER = 100_000
 """An import that added this many activities refreshes the database's planner statistics."""
 FAILED_RETRY_DELAYS = (300.0, 1800.0, 7200.0)
@@ -207,22 +212,41 @@ def run(run_id: int) -> run_rows.RunResult:
     return result
 
 
-def refresh_summary(workspace_id: int) -> None:
-    """Recompute the workspace's per-contact summary (last received, last opened or clicked) from
-    its activity (not committed). A GROUP BY on the activity's natural-key index, which leads with
-    the contact: about a second for 100,000 contacts and 3 million activities on SQLite."""
+def refresh_summary(workspace_id: int, *, after_id: int = 0, up_to_id: int | None = None) -> None:
+    """Recompute the per-contact summary (last received, last opened or clicked) of the workspace's
+    contacts with ids in (`after_id`, `up_to_id`] from their activity (not committed): a GROUP BY
+    on the activity's natural-key index, which leads with the contact."""
     engaged = (ActivityAction.OPEN, ActivityAction.CLICK)
-    contacts = select(Contact.id).where(Contact.workspace_id == workspace_id)
+    ids = [Contact.workspace_id == workspace_id, Contact.id > after_id]
+    kept = [ActivitySummary.workspace_id == workspace_id, ActivitySummary.contact_id > after_id]
+    if up_to_id is not None:
+        ids.append(Contact.id <= up_to_id)
+        kept.append(ActivitySummary.contact_id <= up_to_id)
     rows = (
         select(Activity.contact_id, func.min(Activity.workspace_id),
                func.max(case((Activity.action == ActivityAction.SENT, Activity.occurred_at))),
                func.max(case((Activity.action.in_(engaged), Activity.occurred_at))),
                func.count(case((Activity.action == ActivityAction.SENT, 1))))
-        .where(Activity.contact_id.in_(contacts)).group_by(Activity.contact_id)
+        .where(Activity.contact_id.in_(select(Contact.id).where(*ids))).group_by(Activity.contact_id)
     )
-    db.session.execute(delete(ActivitySummary).where(ActivitySummary.workspace_id == workspace_id))
+    db.session.execute(delete(ActivitySummary).where(*kept))
     db.session.execute(insert(ActivitySummary).from_select(
         ["contact_id", "workspace_id", "last_received_at", "last_engaged_at", "campaigns_received"], rows))
+
+
+def _refresh_summaries(run: SyncRun, workspace_id: int, token: str) -> None:
+    """:func:`refresh_summary` for every contact of the workspace, :data:`SUMMARY_CHUNK` contacts
+    per transaction: at once, 100,000 contacts held SQLite's write lock for over 15 s on a busy
+    machine, longer than other writers wait. A crash here redoes it all (the plan is done)."""
+    contact_ids = db.session.scalars(select(Contact.id).where(Contact.workspace_id == workspace_id)
+                                     .order_by(Contact.id)).all()
+    after = 0
+    for start in range(0, len(contact_ids), SUMMARY_CHUNK):
+        last = contact_ids[min(start + SUMMARY_CHUNK, len(contact_ids)) - 1]
+        refresh_summary(workspace_id, after_id=after, up_to_id=last)
+        background.checkpoint(run, token)
+        db.session.commit()
+        after = last
 
 
 def _import(run: SyncRun, connector: Connector, token: str) -> None:
@@ -249,8 +273,8 @@ def _import(run: SyncRun, connector: Connector, token: str) -> None:
                 if exc.transient or exc.pauses_connector:
                     raise
                 _campaign_failed(run, campaign, exc, token)
-    # In the run's last commit: the contacts table's filters then see the new activity at once.
-    refresh_summary(connector.workspace_id)
+    # The contacts table's filters read the summary: they see the new activity as the run ends.
+    _refresh_summaries(run, connector.workspace_id, token)
     run.done = run.total
     run.result = {**run.result, "finished": utcnow().isoformat()}
 
@@ -303,7 +327,7 @@ def _import_campaign(run: SyncRun, connector: Connector, campaign: ActivityCampa
     """Read the campaign's three reports from the run's cursor, a checkpoint every :data:`BUFFER_ROWS`
     rows; then move its bookmarks (in the campaign's last checkpoint)."""
     # Plain values: the page threads must not touch ORM objects, and commits expire them.
-    campaign_id, send_time = campaign.campaign_id, campaign.send_time
+    campaign_id, send_time, emails_sent = campaign.campaign_id, campaign.send_time, campaign.emails_sent
     state = dict(run.result)
     if state.get("started") != campaign_id:
         # Fixed for the whole campaign (offsets are only valid for one `since`); kept across a crash.
@@ -318,7 +342,9 @@ def _import_campaign(run: SyncRun, connector: Connector, campaign: ActivityCampa
         state = dict(run.result)
         start = int(state.get("offset", 0)) if state.get("step") == report else 0
         fetch = _page_reader(client, campaign_id, report, state.get("since") if report == "email-activity" else None)
-        for offset, page in _pages(fetch, start, pool):
+        # Recipients are known from the campaign list: sent-to pages are all asked for at once.
+        expected = emails_sent if report == "sent-to" else None
+        for offset, page in _pages(fetch, start, pool, expected):
             rows, skipped, newest = _rows(report, page["items"], campaign_id, send_time, connector.workspace_id,
                                           directory)
             buffer.extend(rows)
@@ -399,32 +425,36 @@ def _next_campaign(run: SyncRun, token: str) -> None:
     db.session.commit()
 
 
-def _pages(fetch: Callable[[int], dict], start: int, pool: ThreadPoolExecutor) -> Iterator[tuple[int, dict]]:
-    """Yield ``(offset, page)`` from `start`, in order, reading up to :data:`PREFETCH` pages ahead.
+def _pages(fetch: Callable[[int], dict], start: int, pool: ThreadPoolExecutor,
+           expected: int | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield ``(offset, page)`` from `start`, in order, while the pool reads ahead.
 
-    The first page gives the total; a report that grows while it is read (new activity) is
-    read to its new end.
+    Up to :data:`READ_AHEAD` pages are asked for ahead of the one being written (the pool runs
+    :data:`PREFETCH` at a time), so that the connections keep working while rows are written.
+    Without an `expected` total the first page is read alone and gives it; a report that grows
+    while it is read (new activity) is read to its new end.
     """
-    first = fetch(start)
-    if not first["items"]:
-        return
-    total = first["total_items"]
     pending: dict[int, Future] = {}
-    next_offset = start + len(first["items"])
+    next_offset = start
+    total = expected
+
+    def ask() -> None:
+        nonlocal next_offset
+        end = total if total is not None else start + 1
+        while len(pending) < READ_AHEAD and next_offset < end:
+            pending[next_offset] = pool.submit(fetch, next_offset)
+            next_offset += PAGE
+
     try:
-        offset, page = start, first
-        while True:
-            total = max(total, page["total_items"])
-            while len(pending) < PREFETCH and next_offset < total:
-                pending[next_offset] = pool.submit(fetch, next_offset)
-                next_offset += PAGE
-            yield offset, page
-            if not pending:
-                return
+        ask()
+        while pending:
             offset = min(pending)
             page = pending.pop(offset).result()
             if not page["items"]:
                 return
+            total = max(total or 0, page["total_items"])
+            ask()
+            yield offset, page
     finally:
         for future in pending.values():
             future.cancel()
