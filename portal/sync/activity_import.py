@@ -234,6 +234,18 @@ def refresh_summary(workspace_id: int, *, after_id: int = 0, up_to_id: int | Non
         ["contact_id", "workspace_id", "last_received_at", "last_engaged_at", "campaigns_received"], rows))
 
 
+def _summary_may_be_stale(run: SyncRun) -> bool:
+    """True unless this run added nothing and the connector's previous import finished (and so
+    summarised everything before it): a weekly run that finds nothing new skips the recompute."""
+    if int((run.counts or {}).get("added", 0)):
+        return True
+    previous = db.session.scalar(
+        select(SyncRun.status)
+        .where(SyncRun.connector_id == run.connector_id, SyncRun.kind == RunKind.ACTIVITY_IMPORT, SyncRun.id < run.id)
+        .order_by(SyncRun.id.desc()).limit(1))
+    return previous != RunStatus.FINISHED
+
+
 def _refresh_summaries(run: SyncRun, workspace_id: int, token: str) -> None:
     """:func:`refresh_summary` for every contact of the workspace, :data:`SUMMARY_CHUNK` contacts
     per transaction: at once, 100,000 contacts held SQLite's write lock for over 15 s on a busy
@@ -274,7 +286,8 @@ def _import(run: SyncRun, connector: Connector, token: str) -> None:
                     raise
                 _campaign_failed(run, campaign, exc, token)
     # The contacts table's filters read the summary: they see the new activity as the run ends.
-    _refresh_summaries(run, connector.workspace_id, token)
+    if _summary_may_be_stale(run):
+        _refresh_summaries(run, connector.workspace_id, token)
     run.done = run.total
     run.result = {**run.result, "finished": utcnow().isoformat()}
 

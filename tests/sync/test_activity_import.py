@@ -700,3 +700,20 @@ def test_flask_activity_import_runs_it_for_a_connector(copy, workspace, sim, aud
     assert queued.exit_code == 0 and "queued" in queued.output and rq.queue("reports").count == 1
     missing = cli.invoke(args=["activity", "import", "--connector", "999999"])
     assert missing.exit_code == 1 and "Connecteur introuvable" in missing.output  # French, as support reads it
+
+
+def test_a_run_that_finds_nothing_new_keeps_the_summary_without_recomputing_it(copy, workspace, sim, audience,
+                                                                                run_jobs, monkeypatch):
+    from portal.sync import activity_import
+
+    add_contacts(workspace, 60)
+    connector = copy()
+    sim.control.send_campaign(audience[1], seed=18, send_time=_ago(2), open_rate=0.5)
+    _import(connector.id, run_jobs)
+    calls = []
+    monkeypatch.setattr(activity_import, "refresh_summary", lambda *a, **k: calls.append(a))
+    _import(connector.id, run_jobs)
+    assert calls == []  # nothing added, previous run finished
+    sim.control.send_campaign(audience[1], seed=19, send_time=_ago(1), open_rate=0.5)
+    _import(connector.id, run_jobs)
+    assert calls  # new activity: recomputed
