@@ -201,7 +201,9 @@ def _run_import(ctx, env: dict, prefetch: int | None) -> dict:
 def _calls(sim, seq: int) -> dict:
     log = sim.control.requests_log(seq)
     modelled = sum(r.get("modelled_latency_ms") or 0 for r in log)
+    busy = sum(r.get("duration_ms") or 0 for r in log)
     return {
+        "api_busy_seconds": round(busy / 1000, 2),
         "api_calls": len(log),
         "api_calls_by_endpoint": dict(sorted(Counter(f'{r["method"]} {r["path_template"]}' for r in log).items())),
         "api_items": sum(r.get("items") or 0 for r in log),
@@ -299,6 +301,9 @@ def main(argv: list[str]) -> None:
                     figures["api_floor_seconds_10_connections"] = round(modelled / 10, 2)
                     figures["api_floor_seconds_own_concurrency"] = round(modelled / figures["prefetch"], 2)
                     figures["ratio_to_floor_10_connections"] = round(figures["seconds"] / (modelled / 10), 2)
+                    figures["ratio_to_floor_own_concurrency"] = round(
+                        figures["seconds"] / (modelled / figures["prefetch"]), 2)
+                figures["mean_api_concurrency"] = round(figures["api_busy_seconds"] / figures["seconds"], 2)
                 figures["peak_concurrency"] = sim.control.peak_concurrency().get(key[-8:])
                 report[name] = figures
             first, second = report["first"], report["second"]

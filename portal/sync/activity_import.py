@@ -82,8 +82,9 @@ most this many rows' pages are read again after a crash; about 10 MB of memory."
 PREFETCH = 4
 """Report pages read at the same time, in threads: at most this many of the key's 10 connections
 for this run, the others stay free for live replication."""
-READ_AHEAD = 16
-"""Report pages asked for ahead of the rows being written (about 1 MB each with ``fields=``)."""
+READ_AHEAD = 32
+"""Report pages asked for ahead of the rows being written (a few hundred KB each with ``fields=``):
+enough for the readers to keep working through the write of a 50,000-row buffer."""
 SUMMARY_CHUNK = 5_000
 """Contacts whose summary is recomputed per transaction (short write transactions on SQLite)."""
 STATS_AFTER = 100_000
