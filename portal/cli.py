@@ -1,4 +1,5 @@
-"""`flask` sub-commands: users, workspaces, demo data (connector commands live in cli_connector).
+"""`flask` sub-commands: users, workspaces, demo data, campaign activity (connector commands live in
+cli_connector).
 
 Commands read their arguments and call one function of ``portal.crm`` (or ``portal.jobs``).
 """
@@ -80,3 +81,33 @@ def register_cli(app: Flask) -> None:
             click.echo(f"demo API token: {token}")
         click.echo(f"support login : {DEMO_SUPPORT[0]} / {DEMO_SUPPORT[1]}")
         click.echo(f"customer login: {DEMO_CUSTOMER[0]} / {DEMO_CUSTOMER[1]}")
+
+    @app.cli.group("activity")
+    def activity_group():
+        """Campaign activity imported from Mailchimp (R18)."""
+
+    @activity_group.command("import")
+    @click.option("--connector", "connector_id", type=int, required=True, help="Connector id (flask connector list).")
+    @click.option("--foreground", is_flag=True, help="Run it in this process and wait, instead of queueing it.")
+    def activity_import_cmd(connector_id, foreground):
+        """Import the connector's campaign activity now (queued on `reports`, or here with --foreground)."""
+        from portal import jobs
+        from portal.models import RunStatus
+        from portal.sync import ConnectorError
+        from portal.sync import runs as sync_runs
+
+        try:
+            run = jobs.import_activity_now(connector_id, in_background=not foreground)
+        except ConnectorError as exc:
+            raise click.ClickException(exc.message) from None
+        if not foreground:
+            click.echo(f"activity import run {run.id} queued for connector {connector_id}")
+            return
+        jobs.import_activity(run.id)
+        run = sync_runs.get(run.id)
+        counts = run.counts or {}
+        click.echo(f"activity import run {run.id}: {run.status}; campaigns {counts.get('campaigns', 0)}, "
+                   f"activities added {counts.get('added', 0)}, skipped (no contact) {counts.get('no_contact', 0)}, "
+                   f"errors {run.error_count}")
+        if run.status != RunStatus.FINISHED:
+            raise click.ClickException(run.message or f"run {run.status}")

@@ -37,7 +37,7 @@ from portal.crm import csv_import
 from portal.extensions import redis_store
 from portal.models import Connector, ContactChange, CsvImport, RunKind, RunStatus, SyncRun, User, utcnow
 from portal.sync import ConnectorError
-from portal.sync import consent_import, error_fixes, lifecycle, preview, reconciliation, replication
+from portal.sync import activity_import, consent_import, error_fixes, lifecycle, preview, reconciliation, replication
 from portal.sync import initial_copy as copy
 from portal.sync import runs as sync_runs
 
@@ -82,6 +82,7 @@ def _verb_of(run: SyncRun | CsvImport) -> tuple[Any, str, str]:
         RunKind.PREVIEW: (compute_preview, "bulk"),
         RunKind.INITIAL_COPY: (initial_copy, "bulk"),
         RunKind.RECONCILE: (reconcile, "bulk"),
+        RunKind.ACTIVITY_IMPORT: (import_activity, "reports"),
     }
     verb, queue = verbs[RunKind(run.kind)]
     return verb, queue, f"run-{run.kind}-{run.id}"
@@ -272,6 +273,18 @@ def resume_csv_import(imp: CsvImport) -> bool:
     return True
 
 
+def import_activity_now(connector_id: int, *, in_background: bool = True) -> SyncRun:
+    """Support's "import now": the connector's campaign activity import starts (R18).
+
+    ``in_background=False`` only creates the queued run, for a caller that runs the verb itself
+    (``flask activity import --foreground``).
+    """
+    run = activity_import.start_import(connector_id)
+    if in_background:
+        enqueue_run(run)
+    return run
+
+
 # --- listening ---------------------------------------------------------------------------------
 
 def on_contacts_changed(workspace_id: int, *, contact_ids: list[int], change: ContactChange) -> None:
@@ -367,6 +380,35 @@ def retry_contacts(connector_id: int, contact_ids: list[int] | None = None) -> N
     """Push these contacts again (None: every contact in error) (R19); kept for jobs queued before
     retries went through replication."""
     queue_retry(connector_id, contact_ids)
+
+
+def import_activity(run_id: int) -> None:
+    """Run (or resume) a campaign activity import (R18); come back later if Mailchimp is down, and
+    try a failed one again a few times (its traceback stays in RQ's failed registry each time)."""
+    try:
+        result = activity_import.run(run_id)
+    except Exception:
+        _retry_failed_activity_import(run_id)
+        raise
+    if result.outcome == Outcome.RETRY_LATER:
+        enqueue_later(sync_runs.get(run_id), sync_runs.retry_delay())
+    elif result.outcome == Outcome.FAILED:
+        _retry_failed_activity_import(run_id)
+
+
+def _retry_failed_activity_import(run_id: int) -> None:
+    delay = activity_import.retry_delay_after_failure(run_id)
+    if delay is not None:
+        enqueue_later(sync_runs.get(run_id), delay)
+
+
+def import_activity_weekly() -> list[int]:
+    """The weekly schedule (R18): an activity import for every active connector, each its own job."""
+    ids = []
+    for run in activity_import.start_weekly_imports():
+        enqueue_run(run)
+        ids.append(run.id)
+    return ids
 
 
 def resume_stale_runs() -> list[int]:

@@ -6,13 +6,14 @@ msgids translated by Flask-Babel in the reader's language at the moment they are
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from flask_babel import gettext, lazy_gettext as _l
+from flask_babel import format_date, format_time, gettext, lazy_gettext as _l
 
 from portal.mailchimp.errors import KINDS, MESSAGES_EN, field_fallback
-from portal.models import (Channel, ConnectorStatus, Consent, NotSyncedReason, RunKind, RunStatus, SyncEventKind,
-                           SyncState)
+from portal.models import (ActivityAction, Channel, ConnectorStatus, Consent, NotSyncedReason, RunKind, RunStatus,
+                           SyncEventKind, SyncState)
 
 CONNECTOR_STATUS = {
     ConnectorStatus.PENDING_VALIDATION: _l("Waiting for anaba's validation"),
@@ -91,6 +92,15 @@ SYNC_EVENT = {
     SyncEventKind.MAILCHIMP_STATE: _l("State seen in Mailchimp"),
 }
 
+ACTIVITY_ACTION = {
+    ActivityAction.SENT: _l("Received"),
+    ActivityAction.OPEN: _l("Opened"),
+    ActivityAction.CLICK: _l("Clicked"),
+    ActivityAction.HARD_BOUNCE: _l("Bounced (address rejected)"),
+    ActivityAction.SOFT_BOUNCE: _l("Bounced (temporarily undeliverable)"),
+    ActivityAction.UNSUBSCRIBE: _l("Unsubscribed"),
+}
+
 # The contact fields, as forms, the CSV import, the mapping and the API messages name them.
 CONTACT_FIELD = {
     "email": _l("E-mail"), "first_name": _l("First name"), "last_name": _l("Last name"),
@@ -124,6 +134,8 @@ COUNT = {
     "opt_in": _l("now opt-in"), "opt_out": _l("now opt-out"), "locked": _l("opt-out, locked by Mailchimp"),
     "bounced": _l("marked as bounced"), "matched": _l("found in the audience"), "members": _l("members read"),
     "archived": _l("archived"), "eligible": _l("eligible contacts"),
+    "campaigns": _l("campaigns read"), "new_campaigns": _l("new campaigns"), "added": _l("activities added"),
+    "no_contact": _l("activities skipped: the member is not an anaba contact"),
 }
 
 
@@ -178,6 +190,18 @@ def channel(value: str) -> str:
 def sync_event(kind: str) -> str:
     """A line of a contact's sync history."""
     return _lookup(SYNC_EVENT, kind)
+
+
+def activity_action(action: str) -> str:
+    """What a campaign did with a contact (R18)."""
+    return _lookup(ACTIVITY_ACTION, action)
+
+
+def paris_moment(moment: datetime) -> str:
+    """A time the schedule sets (an aware datetime in Paris time), in the reader's language, with
+    its zone said: "samedi 5 décembre 2026 à 02:00 (heure de Paris)"."""
+    return gettext("%(date)s at %(time)s (Paris time)", date=format_date(moment, "full", rebase=False),
+                   time=format_time(moment, "short", rebase=False))
 
 
 def field(name: str) -> str:

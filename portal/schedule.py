@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from portal import jobs
+from portal.sync.activity_import import WEEKLY_CRON
 
 
 class Periodic(NamedTuple):
@@ -25,4 +26,6 @@ SCHEDULE: list[Periodic] = [
     Periodic(jobs.resume_stale_runs, "bulk", "* * * * *"),
     # What webhooks and live pushes missed, repaired every night (R22).
     Periodic(jobs.reconcile_all, "bulk", "0 3 * * *"),
+    # Campaign activity of every active connector, weekly: Saturday 02:00 with TZ=Europe/Paris (R18).
+    Periodic(jobs.import_activity_weekly, "reports", WEEKLY_CRON),
 ]

@@ -53,8 +53,8 @@ def main() -> None:
 
     procs: list[tuple[str, subprocess.Popen]] = []
 
-    def start(name: str, cmd: list[str]) -> None:
-        procs.append((name, subprocess.Popen(cmd, cwd=ROOT, env=env)))
+    def start(name: str, cmd: list[str], **extra_env: str) -> None:
+        procs.append((name, subprocess.Popen(cmd, cwd=ROOT, env={**env, **extra_env})))
 
     def stop_all(*_args) -> None:
         # One at a time, newest first: the web and workers stop while Redis is still there.
@@ -86,7 +86,8 @@ def main() -> None:
         subprocess.run([PY, "scripts/seed_demo_audience.py", DEMO_MC_KEY, DEMO_AUDIENCE], cwd=ROOT, env=env,
                        check=True)
         start("worker", [PY, "worker.py"])
-        start("cron", [PY, "worker.py", "cron"])
+        # rq reads cron expressions in the process's local time: "Saturday 02:00" is Paris time (R18).
+        start("cron", [PY, "worker.py", "cron"], TZ="Europe/Paris")
         start("web", [PY, "-m", "gunicorn", "--no-control-socket", "-b", f"127.0.0.1:{PORTS['web']}",
                       "-w", "2", "--threads", "4", "--access-logfile", "-", "app:app"])
         wait_port(PORTS["web"])

@@ -397,19 +397,22 @@ def test_marketing_tab_is_empty_until_activity_is_imported(ui, workspace):
     assert "No campaign activity yet." in text(ui.get(f"/contacts/{contact.id}/activity"))
 
 
-def test_marketing_tab_lists_activity_newest_first(ui, workspace):
+def test_marketing_tab_lists_campaigns_newest_first(ui, workspace):
+    # R18: grouped by campaign, newest first; the tab itself is tested in tests/test_activity_views.py.
     contact = factories.contact(workspace)
     now = utcnow()
     db.session.add_all([
-        Activity(workspace_id=workspace.id, contact_id=contact.id, campaign_id="c1", campaign_title="Soldes d'hiver",
-                 action="sent", occurred_at=now - timedelta(days=3)),
-        Activity(workspace_id=workspace.id, contact_id=contact.id, campaign_id="c1", campaign_title="Soldes d'hiver",
-                 action="click", url="https://example.org/soldes", url_key="k", occurred_at=now - timedelta(days=2)),
+        Activity(workspace_id=workspace.id, contact_id=contact.id, campaign_id="c1", action="sent",
+                 occurred_at=now - timedelta(days=9)),
+        Activity(workspace_id=workspace.id, contact_id=contact.id, campaign_id="c2", action="sent",
+                 occurred_at=now - timedelta(days=3)),
+        Activity(workspace_id=workspace.id, contact_id=contact.id, campaign_id="c2", action="click",
+                 url="https://example.org/soldes", url_key="k", occurred_at=now - timedelta(days=2)),
     ])
     db.session.commit()
     html = text(ui.get(f"/contacts/{contact.id}/activity"))
-    assert html.index("Clicked") < html.index("Received")
-    assert "https://example.org/soldes" in html
+    assert html.index('data-campaign-id="c2"') < html.index('data-campaign-id="c1"')
+    assert "Clicked" in html and "https://example.org/soldes" in html
 
 
 def test_history_merges_consent_and_sync_events_by_time(ui, workspace):

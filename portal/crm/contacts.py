@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field as dataclass_field
+from datetime import datetime, timedelta
 from functools import wraps
 
 from email_validator import EmailNotValidError, validate_email
@@ -13,8 +13,9 @@ from sqlalchemy import func, insert, select
 from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
 from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import (CONSENT_VALUES, Activity, Channel, Consent, ConsentEvent, Contact, ContactChange,
-                           ContactSync, SyncEvent, Tag, contact_tags, utcnow)
+from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCampaign, ActivitySummary, Channel,
+                           Consent, ConsentEvent, Contact, ContactChange, ContactSync, SyncEvent, Tag, contact_tags,
+                           utcnow)
 from portal.models.contact import fold
 
 MAX_TAGS = 50
@@ -421,12 +422,151 @@ def _push_changes(before: dict | None, sent: dict | None) -> dict | None:
             "old_email": sent.get("old_email"), "email": sent.get("email")}
 
 
-def contact_activities(workspace_id: int, contact_id: int, *, limit: int = 200) -> list[Activity]:
-    """The contact's campaign activity (R18), newest first (workspace checked as in contact_history)."""
-    return [a for a in db.session.scalars(
-        select(Activity).where(Activity.contact_id == contact_id)
-        .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(limit)
-    ) if a.workspace_id == workspace_id]
+NEVER_OPENED = "never"
+
+
+@dataclass
+class CampaignActivity:
+    """What one campaign did with one contact (R18): a line of the "Marketing communication" tab."""
+
+    campaign_id: str
+    title: str
+    subject: str
+    send_time: datetime | None
+    received_at: datetime | None = None
+    opens: list[datetime] = dataclass_field(default_factory=list)
+    clicks: list[tuple[str, datetime]] = dataclass_field(default_factory=list)
+    bounce: str = ""  # ActivityAction.HARD_BOUNCE / SOFT_BOUNCE
+    bounced_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+
+    @property
+    def when(self) -> datetime | None:
+        """When the campaign reached (or tried to reach) the contact: its send time, else the first event."""
+        firsts = [t for t in (self.received_at, self.bounced_at, *self.opens, *(at for _u, at in self.clicks),
+                              self.unsubscribed_at) if t is not None]
+        return self.send_time or (min(firsts) if firsts else None)
+
+    @property
+    def links(self) -> list[tuple[str, int, datetime]]:
+        """Each clicked link once: ``(url, clicks, last click)``, most clicked first."""
+        by_url: dict[str, list[datetime]] = {}
+        for url, at in self.clicks:
+            by_url.setdefault(url, []).append(at)
+        return sorted(((url, len(times), max(times)) for url, times in by_url.items()), key=lambda x: (-x[1], x[0]))
+
+    @property
+    def last_open(self) -> datetime | None:
+        """The most recent open."""
+        return max(self.opens) if self.opens else None
+
+
+@dataclass
+class ActivityTimeline:
+    """One page of a contact's campaigns, newest first."""
+
+    items: list[CampaignActivity]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """Number of pages (at least 1)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def contact_campaign_timeline(workspace_id: int, contact_id: int, *, page: int = 1,
+                              per_page: int = 10) -> ActivityTimeline:
+    """The contact's campaigns with what the person did in each (R18), newest send first, a page at a time.
+
+    A contact has an activity row per event; at most a few hundred campaigns, so the page is
+    cut in Python after one grouped query on the contact's rows.
+    """
+    rows = db.session.execute(
+        select(Activity.campaign_id, func.min(Activity.occurred_at))
+        .where(Activity.contact_id == contact_id, Activity.workspace_id == workspace_id)
+        .group_by(Activity.campaign_id)
+    ).all()
+    campaigns = _campaigns(workspace_id, [cid for cid, _first in rows])
+    first_seen = dict(rows)
+
+    def sent(cid: str) -> datetime:
+        known = campaigns.get(cid)
+        return known.send_time if known is not None else first_seen[cid]
+
+    ordered = sorted(first_seen, key=lambda cid: (sent(cid), cid), reverse=True)
+    total = len(ordered)
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    shown = ordered[(page - 1) * per_page:page * per_page]
+    items = {cid: CampaignActivity(
+        campaign_id=cid, title=campaigns[cid].title if cid in campaigns else "",
+        subject=campaigns[cid].subject if cid in campaigns else "",
+        send_time=campaigns[cid].send_time if cid in campaigns else None) for cid in shown}
+    if shown:
+        for a in db.session.scalars(select(Activity).where(
+                Activity.contact_id == contact_id, Activity.workspace_id == workspace_id,
+                Activity.campaign_id.in_(shown)).order_by(Activity.occurred_at, Activity.id)):
+            item = items[a.campaign_id]
+            if a.action == ActivityAction.SENT:
+                item.received_at = a.occurred_at
+            elif a.action == ActivityAction.OPEN:
+                item.opens.append(a.occurred_at)
+            elif a.action == ActivityAction.CLICK:
+                item.clicks.append((a.url, a.occurred_at))
+            elif a.action in (ActivityAction.HARD_BOUNCE, ActivityAction.SOFT_BOUNCE):
+                item.bounce, item.bounced_at = a.action, a.occurred_at
+            elif a.action == ActivityAction.UNSUBSCRIBE:
+                item.unsubscribed_at = a.occurred_at
+    return ActivityTimeline(items=[items[cid] for cid in shown], total=total, page=page, per_page=per_page)
+
+
+def _campaigns(workspace_id: int, campaign_ids: Iterable[str]) -> dict[str, ActivityCampaign]:
+    ids = list(campaign_ids)
+    if not ids:
+        return {}
+    return {c.campaign_id: c for c in db.session.scalars(select(ActivityCampaign).where(
+        ActivityCampaign.workspace_id == workspace_id, ActivityCampaign.campaign_id.in_(ids)))}
+
+
+def contact_activity_list(workspace_id: int, contact_id: int, *, after_id: int = 0, limit: int = 100,
+                          since: datetime | None = None, action: str = ""
+                          ) -> list[tuple[Activity, ActivityCampaign | None]]:
+    """The contact's activities in import order (id) after `after_id`, `limit` at a time (the API).
+
+    ContactNotFound for another workspace's contact, or a deleted one. `since` keeps those that
+    occurred at or after it; `action` one :class:`~portal.models.ActivityAction`.
+    """
+    get_contact(workspace_id, contact_id)
+    where = [Activity.contact_id == contact_id, Activity.workspace_id == workspace_id, Activity.id > after_id]
+    if since is not None:
+        where.append(Activity.occurred_at >= since)
+    if action:
+        where.append(Activity.action == action)
+    activities = list(db.session.scalars(select(Activity).where(*where).order_by(Activity.id).limit(limit)))
+    campaigns = _campaigns(workspace_id, {a.campaign_id for a in activities})
+    return [(a, campaigns.get(a.campaign_id)) for a in activities]
+
+
+def _engaged(workspace_id: int, opened: str):
+    """The contacts of the table's activity filter, from the per-contact summary each import
+    leaves (:class:`~portal.models.ActivitySummary`), not from the activity itself: opened (or
+    clicked) a campaign in the last N weeks, or received campaigns and never opened one."""
+    summary = select(ActivitySummary.contact_id).where(ActivitySummary.workspace_id == workspace_id)
+    if opened == NEVER_OPENED:
+        return summary.where(ActivitySummary.last_engaged_at.is_(None), ActivitySummary.last_received_at.is_not(None))
+    return summary.where(ActivitySummary.last_engaged_at >= utcnow() - timedelta(weeks=int(opened)))
+
+
+def valid_opened_filter(value: str | None) -> str:
+    """The activity filter as given if it is one ("never", or a number of weeks from 1 to 520), else ""."""
+    value = (value or "").strip()
+    if value == NEVER_OPENED:
+        return value
+    if value.isdigit() and 1 <= int(value) <= 520:
+        return str(int(value))
+    return ""
 
 
 @dataclass
@@ -473,12 +613,25 @@ def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = N
 
 def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None, consent: str = "",
                     sync_state: tuple[int, str] | None = None, sort: str = "name", page: int = 1,
-                    per_page: int = 50) -> ContactPage:
-    """Filter, sort and page the workspace's live contacts (search matches name, e-mail, company)."""
+                    per_page: int = 50, opened: str = "") -> ContactPage:
+    """Filter, sort and page the workspace's live contacts (search matches name, e-mail, company).
+
+    `sync_state` is ``(connector_id, state)`` (R17). `opened` filters on campaign activity (R18):
+    a number of weeks ("4": opened or clicked a campaign in the last 4 weeks) or "never"
+    (received campaigns, never opened one).
+    """
     where = [*_search_conditions(workspace_id, q=q, tag_id=tag_id, consent=consent, sync_state=sync_state),
              Contact.deleted_at.is_(None)]
-    counted = select(Contact.id).where(*where)
-    if db.engine.dialect.name == "sqlite":
+    count_where = page_where = where
+    opened = valid_opened_filter(opened)
+    if opened:
+        # Counted as a membership (the summary's index gives the ids at once) but paged with a
+        # per-row check (walking the list index stops after a page): 174 → 66 ms and 0.1 ms at
+        # 100,000 contacts with 95 % of them matching (python -m bench activity).
+        count_where = [*where, Contact.id.in_(_engaged(workspace_id, opened))]
+        page_where = [*where, _engaged(workspace_id, opened).where(ActivitySummary.contact_id == Contact.id).exists()]
+    counted = select(Contact.id).where(*count_where)
+    if db.engine.dialect.name == "sqlite" and (q or not opened):
         # SQLite's planner counts through the narrower updated_at index and then reads every
         # row for the search; ordering like the list makes it walk the list index, which holds
         # search_text: 240 ms → 25 ms on 100,000 contacts.
@@ -489,7 +642,8 @@ def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None
     order = SORTS.get(sort, SORTS["name"])
     # Ids first, rows second: the database pages through the narrow index alone, then reads
     # only the 50 rows shown (a deep page on PostgreSQL: 137-216 ms → 18 ms).
-    page_ids = select(Contact.id).where(*where).order_by(*order).offset((page - 1) * per_page).limit(per_page)
+    page_ids = (select(Contact.id).where(*page_where).order_by(*order)
+                .offset((page - 1) * per_page).limit(per_page))
     items = list(db.session.scalars(select(Contact).where(Contact.id.in_(page_ids)).order_by(*order)))
     return ContactPage(items=items, total=total, page=page, per_page=per_page)
 

@@ -44,7 +44,7 @@ from portal.mailchimp.errors import MailchimpError, classify
 from portal.mailchimp.payload import subscriber_hash
 from portal.mailchimp.ratelimit import ConnectionSemaphore, SemaphoreTimeout
 
-__all__ = ["BATCH_LIMIT", "CallStats", "MailchimpClient", "RetryPolicy", "member_hash"]
+__all__ = ["BATCH_LIMIT", "CallStats", "MailchimpClient", "PAGE_MAX", "REPORT_KEYS", "RetryPolicy", "member_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ BATCH_LIMIT = 500
 
 PAGE_MAX = 1000
 """Largest ``count`` Mailchimp accepts on collection GETs (API-NOTES §9)."""
+
+REPORT_KEYS = {"sent-to": "sent_to", "email-activity": "emails", "unsubscribed": "unsubscribes"}
+"""A campaign's per-recipient reports (``reports/{id}/<name>``) and the key holding their items."""
 
 _KEY_RE = re.compile(r"^[0-9a-f]{32}-[A-Za-z0-9]+$")
 _HASH_RE = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -615,20 +618,54 @@ class MailchimpClient:
 
     def get_campaigns(
         self, list_id: str, since_send_time: datetime | str | None = None, *, status: str | None = "sent",
+        fields: Sequence[str] | None = None, sort_field: str | None = "send_time", sort_dir: str | None = "ASC",
+        page_size: int = PAGE_MAX,
     ) -> Iterator[dict]:
-        """Yield the audience's campaigns (sent ones by default), optionally since a time."""
+        """Yield the audience's campaigns (sent ones by default), oldest send first.
+
+        ``since_send_time`` keeps campaigns sent strictly after it (Mailchimp compares whole
+        seconds); ``fields`` limits each campaign to those properties in dot notation
+        (``["id", "send_time", "settings.title"]``).
+        """
         return self._paged(
-            "campaigns", "campaigns", list_id=list_id, status=status, since_send_time=_iso(since_send_time),
+            "campaigns", "campaigns", page_size=page_size, fields=fields, list_id=list_id, status=status,
+            since_send_time=_iso(since_send_time), sort_field=sort_field, sort_dir=sort_dir,
         )
 
-    def iter_email_activity(self, campaign_id: str, since: datetime | str | None = None) -> Iterator[dict]:
+    def report_page(
+        self, campaign_id: str, report: str, *, offset: int = 0, count: int = PAGE_MAX,
+        fields: Sequence[str] | None = None, since: datetime | str | None = None,
+    ) -> dict:
+        """One page of a campaign's per-recipient report: ``{"items": [...], "total_items": n}``.
+
+        ``report`` is ``sent-to`` (every recipient, ``status`` sent/hard/soft),
+        ``email-activity`` (recipients with an open, click or bounce; ``since`` keeps events
+        strictly after that time, whole seconds) or ``unsubscribed``. ``fields`` names the
+        item properties to return (dot notation inside an item, e.g. ``activity.timestamp``):
+        a full sent-to item carries every merge field of the member. ``since`` is only sent
+        where the API has it (email-activity). Pages are read by ``offset`` so that a run
+        can checkpoint and resume between them.
+        """
+        key = REPORT_KEYS[report]
+        params: dict[str, Any] = {"count": max(1, min(int(count), PAGE_MAX)), "offset": max(0, int(offset))}
+        if fields:
+            params["fields"] = ",".join(f"{key}.{f}" for f in fields) + ",total_items"
+        if since is not None and report == "email-activity":
+            params["since"] = _iso(since)
+        page = self._get(f"reports/{campaign_id}/{report}", **params) or {}
+        items = page.get(key) or []
+        return {"items": items, "total_items": int(page.get("total_items") or 0)}
+
+    def iter_email_activity(
+        self, campaign_id: str, since: datetime | str | None = None, *, fields: Sequence[str] | None = None,
+    ) -> Iterator[dict]:
         """Yield one item per recipient: ``email_address`` and its ``activity`` (open, click, bounce)."""
-        return self._paged(f"reports/{campaign_id}/email-activity", "emails", since=_iso(since))
+        return self._paged(f"reports/{campaign_id}/email-activity", "emails", since=_iso(since), fields=fields)
 
-    def iter_sent_to(self, campaign_id: str) -> Iterator[dict]:
+    def iter_sent_to(self, campaign_id: str, *, fields: Sequence[str] | None = None) -> Iterator[dict]:
         """Yield the campaign's recipients (``email_address``, ``status``…)."""
-        return self._paged(f"reports/{campaign_id}/sent-to", "sent_to")
+        return self._paged(f"reports/{campaign_id}/sent-to", "sent_to", fields=fields)
 
-    def iter_unsubscribed(self, campaign_id: str) -> Iterator[dict]:
+    def iter_unsubscribed(self, campaign_id: str, *, fields: Sequence[str] | None = None) -> Iterator[dict]:
         """Yield the members who unsubscribed from the campaign (``email_address``, ``timestamp``…)."""
-        return self._paged(f"reports/{campaign_id}/unsubscribed", "unsubscribes")
+        return self._paged(f"reports/{campaign_id}/unsubscribed", "unsubscribes", fields=fields)

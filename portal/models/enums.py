@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Channel", "ConnectorStatus", "Consent", "ContactChange", "NotSyncedReason", "Role", "RunKind", "RunStatus",
-           "SyncEventKind", "SyncState"]
+__all__ = ["ActivityAction", "Channel", "ConnectorStatus", "Consent", "ContactChange", "NotSyncedReason", "Role",
+           "RunKind", "RunStatus", "SyncEventKind", "SyncState"]
 
 
 class ConnectorStatus(StrEnum):
@@ -135,3 +135,14 @@ class Role(StrEnum):
 
     SUPPORT = "support"
     CUSTOMER = "customer"
+
+
+class ActivityAction(StrEnum):
+    """What a campaign did with a contact, as imported from Mailchimp's reports (R18)."""
+
+    SENT = "sent"  # delivered: in the campaign's sent-to report with status "sent"
+    OPEN = "open"
+    CLICK = "click"
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"
+    UNSUBSCRIBE = "unsubscribe"

@@ -12,6 +12,7 @@ Modules by responsibility (SPEC rules in brackets):
 - :mod:`.eligibility` — who is sent and why the others are not (R2, R14, R17);
 - :mod:`.contact_state` — each contact's sync state, read and written (R17);
 - :mod:`.error_fixes` — the error list and its fix actions (R19);
+- :mod:`.activity_import` — the weekly import of campaign activity onto each contact (R18);
 - :mod:`.notifications` — the e-mails to customers and support;
 - :mod:`.runs` — a connector's background runs (rows, progress, outcomes).
 

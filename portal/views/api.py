@@ -1,4 +1,4 @@
-"""JSON API v1: a workspace's contacts and tags behind its bearer token.
+"""JSON API v1: a workspace's contacts, their campaign activity and tags behind its bearer token.
 
 Documented in docs/api.md (curl examples, error codes) and docs/openapi.yaml. Every write goes
 through `portal.crm.contacts`, so the API records consent with the "api" channel and announces
@@ -20,7 +20,7 @@ from portal.crm import accounts
 from portal.crm import contacts as crm
 from portal.crm.errors import CrmError, ValidationFailed
 from portal.extensions import csrf, db
-from portal.models import CONSENT_VALUES, Channel, Connector, Contact, ContactSync
+from portal.models import CONSENT_VALUES, ActivityAction, Channel, Connector, Contact, ContactSync
 from portal import labels
 from portal.sync import contact_state
 from portal.sync.lifecycle import live_connector
@@ -387,3 +387,56 @@ def delete_contact(contact_id: int) -> tuple[str, int]:
 def list_tags() -> Response:
     """Every tag of the workspace, by name, with how many live contacts carry it."""
     return jsonify(data=[{"id": t.id, "name": t.name, "contact_count": n} for t, n in crm.tag_counts(_workspace_id())])
+
+
+def activity_json(activity, campaign) -> dict:
+    """The API representation of a campaign activity (docs/openapi.yaml, schema Activity)."""
+    return {
+        "id": activity.id,
+        "action": activity.action,
+        "occurred_at": _iso(activity.occurred_at),
+        "url": activity.url or None,
+        "campaign": {
+            "id": activity.campaign_id,
+            "title": campaign.title if campaign is not None else None,
+            "subject": campaign.subject if campaign is not None else None,
+            "send_time": _iso(campaign.send_time) if campaign is not None else None,
+        },
+    }
+
+
+@bp.get("/contacts/<int:contact_id>/activities")
+def list_contact_activities(contact_id: int) -> Response:
+    """A contact's campaign activity (R18) in import order, `limit` at a time; `after` is the last id
+    of the previous page, so that a client can also read only what later imports add."""
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    after = _int_arg("after", 0, 0, MAX_ID)
+    raw_since = request.args.get("since")
+    since = None
+    if raw_since:
+        since = parse_timestamp(raw_since) if len(raw_since) <= 64 else None
+        if since is None:
+            raise ApiError(400, "bad_request", _("since must be an ISO 8601 timestamp, e.g. 2026-11-27T08:00:00Z."),
+                           {"since": _("Expected an ISO 8601 timestamp.")})
+    action = _text_arg("action")
+    if action and action not in set(ActivityAction):
+        choices = ", ".join(ActivityAction)
+        raise ApiError(400, "bad_request", _("action must be one of: %(choices)s.", choices=choices),
+                       {"action": _("Expected one of: %(choices)s.", choices=choices)})
+    if contact_id > MAX_ID:
+        raise ApiError(404, "not_found", _("Contact not found."))
+    rows = crm.contact_activity_list(_workspace_id(), contact_id, after_id=after, limit=limit + 1, since=since,
+                                     action=action)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_after = rows[-1][0].id if has_more else None
+    next_url = None
+    if next_after is not None:
+        params = {k: v for k, v in request.args.items() if k not in ("after", "limit")}
+        next_url = url_for("api.list_contact_activities", contact_id=contact_id, _external=True, **params,
+                           limit=limit, after=next_after)
+    response = jsonify(data=[activity_json(a, c) for a, c in rows], has_more=has_more, next_after=next_after,
+                       next_url=next_url)
+    if next_url:
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response

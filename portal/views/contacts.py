@@ -22,6 +22,7 @@ from portal.crm import csv_import
 from portal.crm.errors import ConsentLocked, ValidationFailed
 from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport, SyncState, RunStatus
 from portal.sync import ConnectorError, contact_state
+from portal.sync.activity_import import next_import_at
 from portal.sync.lifecycle import live_connector
 from portal.views.access import customer_required, workspace_id
 from portal.views.forms import ColumnsForm, ContactForm, EraseMemberForm, UploadForm, same_tags
@@ -29,7 +30,7 @@ from portal.views.forms import ColumnsForm, ContactForm, EraseMemberForm, Upload
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
 PER_PAGE = 50
-ACTIVITY_LIMIT = 200
+ACTIVITY_PER_PAGE = 10
 
 
 # --------------------------------------------------------------------------- helpers
@@ -51,6 +52,7 @@ def _filters() -> dict:
         "mailchimp": mailchimp if mailchimp in tuple(SyncState) else "",
         "sort": sort if sort in crm.SORTS else "name",
         "page": max(1, min(args.get("page", 1, type=int) or 1, 10**6)),
+        "opened": crm.valid_opened_filter(args.get("opened")),
     }
 
 
@@ -122,11 +124,13 @@ def index() -> ResponseReturnValue:
     connector = live_connector(ws)
     state = (connector.id, filters["mailchimp"]) if connector and filters["mailchimp"] else None
     page = crm.search_contacts(ws, q=filters["q"], tag_id=filters["tag"], consent=filters["consent"],
-                               sync_state=state, sort=filters["sort"], page=filters["page"], per_page=PER_PAGE)
+                               sync_state=state, sort=filters["sort"], page=filters["page"], per_page=PER_PAGE,
+                               opened=filters["opened"])
     if not page.items and page.page > page.pages:
         filters["page"] = page.pages
         page = crm.search_contacts(ws, q=filters["q"], tag_id=filters["tag"], consent=filters["consent"],
-                                   sync_state=state, sort=filters["sort"], page=page.pages, per_page=PER_PAGE)
+                                   sync_state=state, sort=filters["sort"], page=page.pages, per_page=PER_PAGE,
+                                   opened=filters["opened"])
     return htmx.render(
         "contacts/index.html", "results", page=page, filters=filters, args=_query_args,
         **_rows_context(page.items), **_common(),
@@ -293,7 +297,9 @@ def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra: Any)
         **_common(), **extra,
     }
     if tab == "activity":
-        context["activities"] = crm.contact_activities(ws, contact.id, limit=ACTIVITY_LIMIT)
+        context["timeline"] = crm.contact_campaign_timeline(ws, contact.id, page=extra.get("activity_page", 1),
+                                                            per_page=ACTIVITY_PER_PAGE)
+        context["next_import_at"] = next_import_at() if connector is not None and connector.is_live else None
     elif tab == "history":
         context["history"] = crm.contact_history(ws, contact.id)
     return htmx.render("contacts/record.html", "record_tabs", **context), status
@@ -309,8 +315,9 @@ def record(contact_id: int) -> ResponseReturnValue:
 @bp.get("/<int:contact_id>/activity")
 @customer_required
 def activity(contact_id: int) -> ResponseReturnValue:
-    """A contact's record, Marketing communication tab (R18)."""
-    return _record_page(_contact(contact_id), "activity")
+    """A contact's record, Marketing communication tab (R18): its campaigns, newest first, paged."""
+    page = max(1, min(request.args.get("page", 1, type=int) or 1, 10**6))
+    return _record_page(_contact(contact_id), "activity", activity_page=page)
 
 
 @bp.get("/<int:contact_id>/history")

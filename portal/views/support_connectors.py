@@ -1,6 +1,6 @@
 """Support's connector area: the validation queue, the validation page with its audience checks
-and dry-run preview (R7), validate / send back, the copy's live progress (R8), and the sync
-errors of every workspace (R19).
+and dry-run preview (R7), validate / send back, the copy's live progress (R8), the campaign
+activity imports with "import now" (R18), and the sync errors of every workspace (R19).
 
 Views stay thin: they read the request, call one function of ``portal.sync`` (or ``portal.jobs``
 when the action starts background work) and render. The validate and send-back decisions read
@@ -20,7 +20,7 @@ from portal import jobs
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError
 from portal.models import Connector, ConnectorStatus, RunKind
-from portal.sync import ConnectorError, audience, error_fixes, lifecycle
+from portal.sync import ConnectorError, activity_import, audience, error_fixes, lifecycle
 from portal.sync import runs as sync_runs
 from portal.views.access import support_required
 from portal.views.connector import error_text, health_context, progress_context, progress_response
@@ -167,6 +167,26 @@ def send_back(connector_id: int) -> ResponseReturnValue:
         form.add_errors([error_text(exc)])
         return _page(connector, 409, send_back_form=form)
     return _decided(connector, _("Connector sent back; the customer has been told by e-mail."))
+
+
+@bp.route("/<int:connector_id>/activity", methods=["GET", "POST"])
+@support_required
+def activity(connector_id: int) -> ResponseReturnValue:
+    """The campaign activity card (R18): next weekly import and the latest imports; POST is support's
+    "import now" (the run starts on the `reports` queue, or the one already queued is shown)."""
+    connector = _connector(connector_id)
+    notice, error, status = None, None, 200
+    if request.method == "POST":
+        try:
+            jobs.import_activity_now(connector.id)
+            notice = _("Campaign activity import started.")
+        except ConnectorError as exc:
+            error, status = error_text(exc), 409
+        if not is_htmx():
+            flash(error or notice, "error" if error else "success")
+            return redirect(url_for("support_connectors.show", connector_id=connector.id))
+    return render("support/connectors/_activity.html", notice=notice, error=error,
+                  **activity_import.overview(connector.id)), status
 
 
 @bp.get("/runs/<int:run_id>/progress")

@@ -336,7 +336,7 @@ def test_bulk_changes_go_through_the_batch_endpoints(copy, workspace, run_jobs, 
     """R10: a tag put on 1,200 contacts costs one static-segment call per 500 e-mails; an opt-out of
     600 contacts one batch-subscribe call per 500 members — never a call per contact."""
     ids = add_contacts(workspace, 1200, tags_every=0)
-    connector = copy()
+    copy()
     run_jobs()
     crm = _crm()
     seq = last_seq(sim)
