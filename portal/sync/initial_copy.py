@@ -218,31 +218,51 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"copy-{run.id}-send") as pool:
         prepared = prepare_push(connector, ids, managed)
+        first = run.cursor
+        _note_send(run, token, first, last_id)
         in_flight = pool.submit(send_prepared, client, prepared, audience_id)
         while True:
             next_ids, next_last = next_chunk(connector, last_id)
             upcoming = prepare_push(connector, next_ids, managed) if next_ids else None
-            answers = _answers(in_flight, client, prepared, audience_id, sleep)
+            answers = _answers(in_flight, client, prepared, audience_id, sleep,
+                               lambda a=first, u=last_id: _note_send(run, token, a, u))
             stepping_aside = upcoming is not None and should_yield()
             if upcoming is not None and not stepping_aside:
+                _note_send(run, token, last_id, next_last)
                 in_flight = pool.submit(send_prepared, client, upcoming, audience_id)
             result = record_push(prepared, answers, run, client=client)
             run.cursor = last_id
             run.done = (run.done or 0) + len(ids)
             run.error_count = (run.error_count or 0) + result.errors
             run.counts = result.add_to(run.counts)
+            run.result = dict(run.result or {}, in_flight=[entry for entry in (run.result or {}).get("in_flight") or []
+                                                           if entry[1] > last_id])
             background.checkpoint(run, token)
             db.session.commit()
             if upcoming is None:
                 return
             if stepping_aside:
                 raise background.YieldRun("live work waits")
-            prepared, ids, last_id = upcoming, next_ids, next_last
+            prepared, ids, first, last_id = upcoming, next_ids, last_id, next_last
 
 
-def _answers(future, client, prepared, audience_id: str, sleep) -> list[dict]:
+def _note_send(run: SyncRun, token: str, after_id: int, upto_id: int) -> None:
+    """Record, before the call, that the contacts after `after_id` up to `upto_id` are being sent; commits.
+
+    Kept in ``run.result["in_flight"]`` until their chunk commits: a chunk sent again after a
+    crash then knows which of its "updated" members its first send created
+    (:meth:`portal.sync.push._Recorder.created_earlier_in_run`).
+    """
+    sent = [entry for entry in (run.result or {}).get("in_flight") or [] if entry[1] > run.cursor]
+    run.result = dict(run.result or {}, in_flight=[*sent, [after_id, upto_id, utcnow().isoformat()]])
+    background.checkpoint(run, token)
+    db.session.commit()
+
+
+def _answers(future, client, prepared, audience_id: str, sleep, note_resend: Callable[[], None]) -> list[dict]:
     """The answers of a chunk sent in the background; a transient failure (after the client's
-    own retries) sends the chunk again, more slowly. Sending a chunk twice is harmless."""
+    own retries) sends the chunk again, more slowly (each send noted first). Sending a chunk twice
+    is harmless."""
     try:
         return future.result()
     except MailchimpError as exc:
@@ -250,7 +270,12 @@ def _answers(future, client, prepared, audience_id: str, sleep) -> list[dict]:
             raise
         log.warning("copy: %s, sending the chunk again", exc.kind)
         sleep(2.0)
-    return _retrying(lambda: send_prepared(client, prepared, audience_id), sleep)
+
+    def resend() -> list[dict]:
+        note_resend()
+        return send_prepared(client, prepared, audience_id)
+
+    return _retrying(resend, sleep)
 
 
 def _drain_tags(client, run: SyncRun, connector: Connector, token: str, sleep,
