@@ -23,7 +23,7 @@ from portal.crm.errors import ConsentLocked, ValidationFailed
 from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport, SyncState, RunStatus
 from portal.sync import ConnectorError, contact_state
 from portal.sync.lifecycle import live_connector
-from portal.security import id_arg, int_arg
+from portal.security import id_arg, int_arg, without_control_characters
 from portal.views.access import customer_required, workspace_id
 from portal.views.forms import ColumnsForm, ContactForm, EraseMemberForm, UploadForm, same_tags
 
@@ -46,7 +46,7 @@ def _filters() -> dict:
     sort = args.get("sort", "name")
     mailchimp = args.get("mailchimp", "")
     return {
-        "q": args.get("q", "").strip()[:200],
+        "q": without_control_characters(args.get("q", "")).strip()[:200],
         "tag": id_arg("tag"),
         "consent": consent if consent in CONSENT_VALUES else "",
         "mailchimp": mailchimp if mailchimp in tuple(SyncState) else "",
