@@ -12,7 +12,6 @@ from urllib.parse import quote
 import pytest
 
 import factories
-from conftest import Browser
 
 IDS = ("0", "-1", "2147483647", "2147483648", "99999999999999999999999", "abc", "1%00", "%D9%A3", "1.5")
 QUERIES = (
@@ -60,18 +59,18 @@ def _url(rule, world, value: str | None = None) -> str:
     return ARG.sub(lambda m: value if value is not None else str(world.get(m.group(1), 1)), rule.rule)
 
 
-def _clients(app, customer, support_user):
-    customer_client, support_client, anonymous = Browser(app), Browser(app), Browser(app)
+def _clients(app, browser_class, customer, support_user):
+    customer_client, support_client, anonymous = browser_class(app), browser_class(app), browser_class(app)
     customer_client.login(customer.email)
     support_client.login(support_user.email)
     anonymous.refresh_csrf("/login")
     return {"customer": customer_client, "support": support_client, "anonymous": anonymous}
 
 
-def test_no_portal_route_answers_5xx_to_malformed_input(app, world, customer, support_user, monkeypatch):
+def test_no_portal_route_answers_5xx_to_malformed_input(app, world, client, customer, support_user, monkeypatch):
     monkeypatch.setitem(app.config, "MAILCHIMP_WEB_TIMEOUT", 2.0)
     monkeypatch.setitem(app.config, "LOGIN_MAX_FAILURES_PER_ADDRESS", 10**6)
-    clients = _clients(app, customer, support_user)
+    clients = _clients(app, type(client), customer, support_user)  # conftest's Browser
     rules = sorted(_rules(app), key=lambda r: any(r.rule == last for last in LAST))
     failures, count, statuses = [], 0, {}
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import factories
-from conftest import Browser
 from scripts.local_services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +91,7 @@ def _stop(proc: subprocess.Popen) -> int | None:
 
 
 def test_pages_work_through_a_redis_outage_and_nothing_started_meanwhile_is_lost(
-        app, app_env, outage_redis, customer, support_user, workspace, tmp_path, monkeypatch):
+        app, app_env, client, outage_redis, customer, support_user, workspace, tmp_path, monkeypatch):
     from redis import Redis
     from rq.cron import CronScheduler
     from rq.worker import Worker
@@ -111,9 +110,9 @@ def test_pages_work_through_a_redis_outage_and_nothing_started_meanwhile_is_lost
         _wait_for(lambda: Worker.count(connection=probe) >= 1, 60, "the worker")
         _wait_for(lambda: [s for s in CronScheduler.all(probe) if s.name == "anaba-cron"], 60, "the cron")
 
-        ui = Browser(app)
+        ui = client
         ui.login(customer.email)
-        support = Browser(app)
+        support = type(client)(app)  # conftest's Browser
         support.login(support_user.email)
         contact = factories.contact(workspace, email="avant@example.org", first_name="Avant")
         upload = ui.post("/contacts/import", data={"file": (_csv(), "clients.csv")},
