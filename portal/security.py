@@ -84,11 +84,13 @@ def safe_next(target: object) -> str | None:
 def current_page() -> str:
     """The path (and query) of the page the user is on: htmx's ``HX-Current-URL``, else the request's own."""
     page = request.headers.get("HX-Current-URL")
+    path = request.full_path.rstrip("?")
     if page:
-        parts = urlsplit(_URL_DROPPED.sub("", page))
+        try:
+            parts = urlsplit(_URL_DROPPED.sub("", page))
+        except ValueError:  # not a URL at all (a client may send anything)
+            return "/"
         path = urlunsplit(("", "", parts.path, parts.query, ""))
-    else:
-        path = request.full_path.rstrip("?")
     return safe_next(path) or "/"
 
 

@@ -117,6 +117,7 @@ def test_a_session_cookie_copied_before_logout_no_longer_works_after_it(http, fr
     assert fresh_http(copied).get("/contacts/").status_code == 200  # the copy works while the session lives
 
     assert http.post("/logout").status_code == 302
+    assert "remember_token" not in http.cookies()  # the browser is told to drop it
     assert fresh_http(copied).get("/contacts/").status_code == 302  # to the login page
     only_remember = {"remember_token": copied["remember_token"]}
     assert fresh_http(only_remember).get("/contacts/").status_code == 302

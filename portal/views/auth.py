@@ -58,8 +58,8 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """End every session of the user (this one, other devices, the remember-me cookie)."""
     accounts.end_sessions(current_user._get_current_object())
-    logout_user()
     session.clear()
+    logout_user()  # after the clear: it asks the browser to drop the remember-me cookie
     return redirect(url_for("auth.login"))
 
 
