@@ -150,8 +150,10 @@ def test_pages_work_through_a_redis_outage_and_nothing_started_meanwhile_is_lost
         assert worker.poll() is None and cron.poll() is None, log.read_text()[-3000:]
 
         outage_redis.start()  # --- Redis is back, empty (a restart without persistence)
+        back = time.monotonic()
         _wait_for(lambda: (db.session.expire_all(), db.session.get(CsvImport, imp.id).status)[1] == "finished", 90,
                   "the import to run once Redis is back")
+        print(f"outage: import finished {time.monotonic() - back:.1f} s after Redis came back")
         emails = set(db.session.scalars(db.select(Contact.email).where(Contact.workspace_id == workspace.id)))
         assert {"un@example.org", "deux@example.org"} <= emails
         _wait_for(lambda: Worker.count(connection=probe) >= 1, 60, "the worker to register again")
