@@ -137,6 +137,13 @@ def test_pages_work_through_a_redis_outage_and_nothing_started_meanwhile_is_lost
         }
         for name, response in answers.items():
             assert response.status_code < 500, (name, response.status_code)
+        # The wizard's key check needs Redis (the Mailchimp connection slots, R20): a message on
+        # top of the page for htmx, never an error page inside the form (and no call goes out).
+        monkeypatch.setitem(app.config, "MAILCHIMP_API_BASE", "http://127.0.0.1:9/3.0/")
+        wizard = ui.post("/mailchimp/setup/key", data={"api_key": "0" * 32 + "-us1"}, headers={"HX-Request": "true"})
+        assert wizard.status_code == 503 and wizard.headers["HX-Retarget"] == "main"
+        assert wizard.headers["Retry-After"] == "60" and "<html" not in wizard.get_data(as_text=True)
+        assert "traitement en arrière-plan est indisponible" in wizard.get_data(as_text=True)
         assert time.monotonic() - started < 30  # each page answers at once, none hangs on Redis
         for name in ("contacts", "support home", "import page"):
             assert "traitement en arrière-plan est indisponible" in answers[name].get_data(as_text=True), name

@@ -105,6 +105,11 @@ def register(app: Flask) -> None:
         headers = {"Retry-After": "60"}
         if _wants_json():
             return jsonify(code="unavailable", message=message), 503, headers
+        if is_htmx():
+            # A fragment on top of the page (static/js/app.js swaps a 503 that names its target),
+            # not an error page inside a form.
+            body = render_template("errors/_unavailable.html", message=message)
+            return body, 503, {**headers, "HX-Retarget": "main", "HX-Reswap": "afterbegin"}
         return render_template("errors/error.html", code=503, message=message), 503, headers
 
     @app.errorhandler(Exception)
