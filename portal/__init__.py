@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, request
@@ -42,15 +43,31 @@ def create_app(overrides: dict | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # A session cookie is refused once it is older than a working day; a remember-me
+        # cookie lasts longer. Both carry the user's session token (models.User.session_token).
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.SESSION_HOURS),
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.SESSION_COOKIE_SECURE,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_DURATION=timedelta(days=settings.REMEMBER_DAYS),
         BABEL_DEFAULT_LOCALE="fr",
         BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
-        WTF_CSRF_TIME_LIMIT=None,
+        # CSRF tokens live in the session and expire with it.
+        WTF_CSRF_TIME_LIMIT=settings.SESSION_HOURS * 3600,
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
         MAIL_SUPPRESS_SEND=False,
     )
     app.config.update(overrides)
+    if app.config["PROXY_HOPS"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind PROXY_HOPS trusted reverse proxies: the client's address (login throttling)
+        # and scheme come from their X-Forwarded-* headers, never from anyone else's.
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    from portal.security import IdConverter
+
+    app.url_map.converters["id"] = IdConverter
 
     _init_extensions(app)
     _register_blueprints(app)
@@ -83,10 +100,16 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_message = lazy_gettext("Please log in to see this page.")
 
     @login_manager.user_loader
-    def load_user(user_id: str):
+    def load_user(session_id: str):
+        # "<id>:<session token>" (User.get_id): a cookie from before a log-out or a password
+        # change carries an old token and loads nobody.
         from portal.models import User
+        from portal.security import parse_id
 
-        return db.session.get(User, int(user_id))
+        user_id, _sep, token = str(session_id).partition(":")
+        number = parse_id(user_id)
+        user = db.session.get(User, number) if number and token else None
+        return user if user is not None and user.has_session_token(token) else None
 
     with app.app_context():
         configure_engine_events(db.engine)
@@ -101,6 +124,9 @@ def _init_extensions(app: Flask) -> None:
         **{name: getattr(enums, name) for name in enums.__all__},
     )
     htmx.init_app(app)
+    from portal.security import add_security_headers
+
+    app.after_request(add_security_headers)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -111,6 +137,8 @@ def _register_blueprints(app: Flask) -> None:
 
 def _register_listeners(app: Flask) -> None:
     from portal.crm.events import contacts_changed
-    from portal.jobs import on_contacts_changed
+    from portal.jobs import background_problem, on_contacts_changed
 
     contacts_changed.connect(on_contacts_changed)
+    # Pages say so when queued work cannot start (Redis down, no worker), instead of "in the background".
+    app.jinja_env.globals["background_problem"] = background_problem

@@ -49,7 +49,10 @@ def register_cli(app: Flask) -> None:
     @click.argument("name")
     def workspace_create(name):
         """Create a workspace and print its API token (shown only once)."""
-        ws, token = get_or_create_workspace(name)
+        try:
+            ws, token = get_or_create_workspace(name)
+        except AccountError as exc:
+            raise click.BadParameter(str(exc), param_hint="NAME") from None
         if token is None:
             raise click.ClickException(f"workspace {name!r} already exists (id {ws.id})")
         click.echo(f"workspace {ws.id} {name!r} created; API token: {token}")

@@ -32,6 +32,19 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _seconds(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0 seconds, got {raw!r}")
+    return value
+
+
 def _persistent_secret(instance: Path, name: str, make) -> str:
     """Read a dev secret from instance/, creating it on first use (never used when the env sets it)."""
     path = instance / name
@@ -70,6 +83,14 @@ class Settings:
     SUPPORT_EMAIL: str
     SESSION_COOKIE_SECURE: bool
     ENV_NAME: str
+    MAILCHIMP_WEB_TIMEOUT: float
+    LOGIN_MAX_FAILURES_PER_ACCOUNT: int
+    LOGIN_MAX_FAILURES_PER_ADDRESS: int
+    LOGIN_THROTTLE_SECONDS: int
+    SESSION_HOURS: int
+    REMEMBER_DAYS: int
+    PROXY_HOPS: int
+    REDIS_SOCKET_TIMEOUT: float
     extra: dict = field(default_factory=dict)
 
     def as_flask(self) -> dict:
@@ -115,10 +136,8 @@ def load_settings(env: dict | None = None, instance_path: str | Path = "instance
     if api_base:
         api_base = api_base.rstrip("/") + "/"
 
-    try:
-        timeout = float(env.get("MAILCHIMP_TIMEOUT", "30"))
-    except ValueError:
-        raise ConfigError("MAILCHIMP_TIMEOUT must be a number of seconds") from None
+    timeout = _seconds(env, "MAILCHIMP_TIMEOUT", 30.0)
+    web_timeout = _seconds(env, "MAILCHIMP_WEB_TIMEOUT", 4.0)
 
     max_connections = _int(env, "MAILCHIMP_MAX_CONNECTIONS", 10)
     bulk_connections = _int(env, "MAILCHIMP_BULK_CONNECTIONS", max(1, max_connections - 2))
@@ -148,4 +167,12 @@ def load_settings(env: dict | None = None, instance_path: str | Path = "instance
         SUPPORT_EMAIL=env.get("SUPPORT_EMAIL", "support@anaba.localhost"),
         SESSION_COOKIE_SECURE=_bool(env.get("SESSION_COOKIE_SECURE"), public.startswith("https://")),
         ENV_NAME=env_name,
+        MAILCHIMP_WEB_TIMEOUT=min(web_timeout, timeout),
+        LOGIN_MAX_FAILURES_PER_ACCOUNT=_int(env, "LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
+        LOGIN_MAX_FAILURES_PER_ADDRESS=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+        LOGIN_THROTTLE_SECONDS=_int(env, "LOGIN_THROTTLE_SECONDS", 15 * 60),
+        SESSION_HOURS=_int(env, "SESSION_HOURS", 12),
+        REMEMBER_DAYS=_int(env, "REMEMBER_DAYS", 30),
+        PROXY_HOPS=_int(env, "PROXY_HOPS", 0),
+        REDIS_SOCKET_TIMEOUT=_seconds(env, "REDIS_SOCKET_TIMEOUT", 5.0),
     )

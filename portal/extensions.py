@@ -44,7 +44,12 @@ class RedisConnection:
     def init_app(self, app: Flask) -> None:
         """Bind to the app's REDIS_URL."""
         self.app = app
-        app.extensions["redis"] = Redis.from_url(app.config["REDIS_URL"], health_check_interval=30)
+        # Timeouts: a Redis that is down or hung answers the web request in seconds, never holds it
+        # (RQ's worker raises the read timeout of its own connection for its long BLPOP).
+        app.extensions["redis"] = Redis.from_url(
+            app.config["REDIS_URL"], health_check_interval=30, socket_connect_timeout=2.0,
+            socket_timeout=float(app.config.get("REDIS_SOCKET_TIMEOUT") or 5.0),
+        )
 
     @property
     def redis(self) -> Redis:

@@ -15,29 +15,39 @@ Three parts:
 
 Job ids are derived from the work (``run-<kind>-<id>``, ``retry-<connector>-…``), so asking
 twice for the same work enqueues it once (ARCHITECTURE habit 5).
+
+Redis may be down (issue 13): the work is in the database first (queued run rows, contacts
+marked for a push), so enqueueing never fails an action. The enqueueing primitives log and
+return None, and :func:`resume_stale_runs` (the cron's sweep, and every worker as it starts or
+reconnects) enqueues that work once Redis is back. :func:`background_problem` tells the pages
+when queued work cannot start.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 from flask_babel import gettext as _
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.worker import Worker
 
 from portal.background import Outcome
 from portal.crm import csv_import
 from portal.extensions import redis_store
-from portal.models import Connector, ContactChange, CsvImport, RunKind, RunStatus, SyncRun, User, utcnow
+from portal.models import (BackgroundProblem, Connector, ContactChange, CsvImport, RunKind, RunStatus, SyncRun, User,
+                           utcnow)
 from portal.sync import ConnectorError
-from portal.sync import activity_import, consent_import, error_fixes, lifecycle, preview, reconciliation, replication
+from portal.sync import (activity_import, audience, consent_import, error_fixes, lifecycle, preview, reconciliation,
+                         replication)
 from portal.sync import initial_copy as copy
 from portal.sync import runs as sync_runs
 
@@ -50,6 +60,40 @@ FAILURE_TTL = 7 * 24 * 3600
 _WAITING = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _left_for_the_sweep(func: F) -> F:
+    """An enqueueing primitive that logs and returns None when Redis cannot be reached: the work
+    waits in the database and :func:`resume_stale_runs` enqueues it once Redis is back."""
+
+    @wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RedisError as exc:
+            log.warning("Redis unavailable, %s(%s) left for the sweep: %s", func.__name__,
+                        ", ".join(map(str, args)), exc)
+            return None
+
+    return wrapped  # type: ignore[return-value]
+
+
+def background_problem() -> BackgroundProblem | None:
+    """Why queued work would not start now (Redis down, no worker listening), or None. Once per request."""
+    if has_request_context() and "background_problem" in g:
+        return g.background_problem
+    try:
+        connection = redis_store.redis
+        connection.ping()
+        problem = None if Worker.count(connection=connection) else BackgroundProblem.NO_WORKER
+    except RedisError:
+        problem = BackgroundProblem.REDIS_DOWN
+    if has_request_context():
+        g.background_problem = problem
+    return problem
+
+
 # --- enqueueing --------------------------------------------------------------------------------
 
 def queue(name: str) -> Queue:
@@ -59,9 +103,10 @@ def queue(name: str) -> Queue:
     return Queue(name, connection=redis_store.redis, default_timeout=3600)
 
 
-def enqueue(queue_name: str, func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Job:
+@_left_for_the_sweep
+def enqueue(queue_name: str, func: Any, *args: Any, job_id: str | None = None, **kwargs: Any) -> Job | None:
     """Put `func(*args)` on the queue `queue_name`; a `job_id` derived from the work makes it idempotent
-    (a job with that id still waiting or running is returned instead)."""
+    (a job with that id still waiting or running is returned instead). None when Redis is down."""
     if job_id is not None:
         try:
             existing = Job.fetch(job_id, connection=redis_store.redis)
@@ -83,12 +128,13 @@ def _verb_of(run: SyncRun | CsvImport) -> tuple[Any, str, str]:
         RunKind.INITIAL_COPY: (initial_copy, "bulk"),
         RunKind.RECONCILE: (reconcile, "bulk"),
         RunKind.ACTIVITY_IMPORT: (import_activity, "reports"),
+        RunKind.AUDIENCE_CHECK: (check_audience, "live"),  # a few GETs support waits for: not behind a copy
     }
     verb, queue = verbs[RunKind(run.kind)]
     return verb, queue, f"run-{run.kind}-{run.id}"
 
 
-def enqueue_run(run: SyncRun | CsvImport, *, resumed: bool = False) -> Job:
+def enqueue_run(run: SyncRun | CsvImport, *, resumed: bool = False) -> Job | None:
     """Enqueue the verb that works on `run` (idempotent: one job per run at a time).
 
     A run left "running" by a dead worker gets a job id of its own (from its last heartbeat):
@@ -106,7 +152,10 @@ def enqueue_run(run: SyncRun | CsvImport, *, resumed: bool = False) -> Job:
 
 def live_work_waiting() -> bool:
     """True when live replication jobs wait: a long bulk job steps aside between chunks (R10)."""
-    return queue("live").count > 0
+    try:
+        return queue("live").count > 0
+    except RedisError:
+        return False  # no live job can be waiting where none can be queued
 
 
 def serve_live_work() -> None:
@@ -121,7 +170,8 @@ def serve_live_work() -> None:
         replicate(connector_id)
 
 
-def queue_replication(connector_id: int, *, delay: float | None = None) -> Job:
+@_left_for_the_sweep
+def queue_replication(connector_id: int, *, delay: float | None = None) -> Job | None:
     """Make sure a replication job for the connector comes (R10).
 
     Coalesces: a job still waiting takes every change made before it starts. A job already
@@ -139,7 +189,8 @@ def queue_replication(connector_id: int, *, delay: float | None = None) -> Job:
     return enqueue("live", replicate, connector_id, job_id=job_id, job_timeout=600)
 
 
-def enqueue_later(run: SyncRun | CsvImport, delay: float) -> Job:
+@_left_for_the_sweep
+def enqueue_later(run: SyncRun | CsvImport, delay: float) -> Job | None:
     """Come back to `run` in `delay` seconds (the worker's scheduler moves it then)."""
     verb, queue_name, job_id = _verb_of(run)
     return queue(queue_name).enqueue_in(timedelta(seconds=delay), verb, run.id, job_id=f"{job_id}-later",
@@ -154,7 +205,16 @@ def enqueue_waiting(connector_id: int) -> None:
 
 
 def failed_jobs(limit: int = 20) -> list[dict]:
-    """The most recent failed background jobs across queues (RQ's failed registries), for support."""
+    """The most recent failed background jobs across queues (RQ's failed registries), for support
+    (none while Redis is down: the page says it is)."""
+    try:
+        return _failed_jobs(limit)
+    except RedisError as exc:
+        log.warning("failed jobs not listed, Redis unavailable: %s", exc)
+        return []
+
+
+def _failed_jobs(limit: int) -> list[dict]:
     found = []
     for name in QUEUES:
         registry = queue(name).failed_job_registry
@@ -199,6 +259,13 @@ def resubmit_connector(connector_id: int, user: User | None) -> Connector:
 def recompute_preview(connector_id: int) -> SyncRun:
     """Support asks for a fresh dry-run preview (R7)."""
     return _started(lifecycle.start_preview(connector_id))
+
+
+def check_audience_now(connector_id: int) -> SyncRun:
+    """Support asks for the audience checks again (R7); they run in the background."""
+    run = audience.start_checks(connector_id)
+    enqueue_run(run)
+    return run
 
 
 def copy_again(connector_id: int) -> SyncRun:
@@ -309,6 +376,11 @@ def import_consent(run_id: int) -> None:
     run = sync_runs.get(run_id)
     if run is not None:
         enqueue_waiting(run.connector_id)
+
+
+def check_audience(run_id: int) -> None:
+    """Check a connector's audience for support's validation page (R7): merge fields, webhook, size."""
+    audience.run_checks(run_id)
 
 
 def compute_preview(run_id: int) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 from flask_babel import format_date, format_time, gettext, lazy_gettext as _l
 
 from portal.mailchimp.errors import KINDS, MESSAGES_EN, field_fallback
-from portal.models import (ActivityAction, Channel, ConnectorStatus, Consent, NotSyncedReason, RunKind, RunStatus,
-                           SyncEventKind, SyncState)
+from portal.models import (ActivityAction, BackgroundProblem, Channel, ConnectorStatus, Consent, NotSyncedReason,
+                           RunKind, RunStatus, SyncEventKind, SyncState)
 
 CONNECTOR_STATUS = {
     ConnectorStatus.PENDING_VALIDATION: _l("Waiting for anaba's validation"),
@@ -30,6 +30,15 @@ RUN_KIND = {
     RunKind.INITIAL_COPY: _l("First copy"),
     RunKind.RECONCILE: _l("Reconciliation"),
     RunKind.ACTIVITY_IMPORT: _l("Campaign activity import"),
+    RunKind.AUDIENCE_CHECK: _l("Audience checks"),
+}
+
+BACKGROUND_PROBLEM = {
+    BackgroundProblem.REDIS_DOWN: _l("Background processing is unavailable right now: imports, copies and Mailchimp "
+                                     "updates wait and start on their own as soon as it is back. Try again in a "
+                                     "minute if something does not move."),
+    BackgroundProblem.NO_WORKER: _l("No background worker is running right now: waiting work starts as soon as one "
+                                    "is."),
 }
 
 RUN_STATUS = {
@@ -158,6 +167,11 @@ def connector_status(status: str) -> str:
 def run_kind(kind: str) -> str:
     """What a run does, in plain words."""
     return _lookup(RUN_KIND, kind)
+
+
+def background_problem(problem: str) -> str:
+    """Why background work does not start now, and what happens next."""
+    return _lookup(BACKGROUND_PROBLEM, problem)
 
 
 def run_status(status: str) -> str:

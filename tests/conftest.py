@@ -181,8 +181,18 @@ class Browser:
     def login(self, email: str, password: str = "secret-pw"):
         """Log in through the form; returns the response."""
         token = self.refresh_csrf("/login")
-        # Flask-Login keeps the session, so the token read before login stays valid after it.
-        return self.client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+        response = self.client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+        if response.status_code == 302:
+            # A login starts a fresh session (issue 13): read the new session's CSRF token, as a page would.
+            self._refresh_after_login()
+        return response
+
+    def _refresh_after_login(self) -> None:
+        """Read the CSRF token of the page a logged-in user lands on."""
+        html = self.client.get("/", follow_redirects=True).get_data(as_text=True)
+        token = _csrf_from(html)
+        assert token, "no CSRF token on the home page after login"
+        self.client.environ_base["HTTP_X_CSRFTOKEN"] = token
 
 
 @pytest.fixture

@@ -57,12 +57,16 @@ def test_from_wizard_to_validation_send_back_then_copy_to_active(mc_app, sim, si
     assert workspace.name in queue and f'href="/support/connectors/{connector.id}"' in queue
     page = support_client.get(f"/support/connectors/{connector.id}")
     html = page.get_data(as_text=True)
-    assert "Merge fields present" in html and "Webhook" in html and "Required merge fields" in html
+    # The audience checks run in the background too (issue 13): the page never waits on Mailchimp.
+    assert "Checking the audience in Mailchimp" in html
+    assert f'hx-get="/support/connectors/{connector.id}/checks"' in html
     assert connector.api_key_hint in html and sim_key not in html
     assert 'id="preview"' in html and f'hx-get="/support/connectors/{connector.id}/preview"' in html
     assert "Computing the preview" in html
 
-    run_jobs()  # consent import, then the preview chained after it
+    run_jobs()  # consent import, then the preview chained after it; the audience checks
+    checks = text(support_client.get(f"/support/connectors/{connector.id}/checks", headers=htmx()))
+    assert "Merge fields present" in checks and "Webhook" in checks and "Required merge fields" in checks
     preview = support_client.get(f"/support/connectors/{connector.id}/preview", headers=htmx())
     seen = words(preview)
     assert "hx-trigger" not in preview.get_data(as_text=True)

@@ -17,6 +17,7 @@ from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCam
                            Consent, ConsentEvent, Contact, ContactChange, ContactSync, SyncEvent, Tag, contact_tags,
                            utcnow)
 from portal.models.contact import fold
+from portal.security import has_control_characters, is_invisible
 
 MAX_TAGS = 50
 TAG_MAX_LENGTH = 100
@@ -63,7 +64,13 @@ def validate_contact_data(data: Mapping, *, partial: bool = False) -> dict:
         if not isinstance(value, (str, int, float)):
             errors[field] = _("Must be text.")
             continue
+        if has_control_characters(str(value)):
+            errors[field] = _("Must not contain control characters.")
+            continue
         value = " ".join(str(value).split()) if field != "street" else str(value).strip()
+        if value and is_invisible(value):
+            errors[field] = _("Only invisible characters: type a visible value or leave the field empty.")
+            continue
         limit = Contact.MAX_LENGTHS[field]
         if len(value) > limit:
             errors[field] = _("At most %(n)d characters.", n=limit)
@@ -86,6 +93,10 @@ def validate_contact_data(data: Mapping, *, partial: bool = False) -> dict:
             tags = [t for t in tags.split(",")]
         if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
             errors["tags"] = _("Tags must be a list of names.")
+        elif any(has_control_characters(t) for t in tags):
+            errors["tags"] = _("Must not contain control characters.")
+        elif any(t.strip() and is_invisible(t) for t in tags):
+            errors["tags"] = _("A tag needs visible characters.")
         else:
             names = clean_tag_names(tags)
             if len(names) > MAX_TAGS:

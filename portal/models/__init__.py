@@ -4,8 +4,8 @@ from sqlalchemy import event
 from portal.db_setup import install_extensions
 from portal.extensions import db
 from portal.models.base import utcnow
-from portal.models.enums import (ActivityAction, Channel, ConnectorStatus, Consent, ContactChange, NotSyncedReason,
-                                 Role, RunKind, RunStatus, SyncEventKind, SyncState)
+from portal.models.enums import (ActivityAction, BackgroundProblem, Channel, ConnectorStatus, Consent, ContactChange,
+                                 NotSyncedReason, Role, RunKind, RunStatus, SyncEventKind, SyncState)
 from portal.models.workspace import Workspace, User
 from portal.models.contact import Contact, Tag, contact_tags, ConsentEvent, CONSENT_VALUES
 from portal.models.connector import Connector, SyncRun, ContactSync, SyncEvent, PendingTagOp
@@ -16,8 +16,8 @@ from portal.models.csv_import import CsvImport
 event.listen(db.metadata, "before_create", install_extensions)
 
 __all__ = [
-    "ActivityAction", "Channel", "ConnectorStatus", "Consent", "ContactChange", "NotSyncedReason", "Role", "RunKind",
-    "RunStatus", "SyncEventKind", "SyncState",
+    "ActivityAction", "BackgroundProblem", "Channel", "ConnectorStatus", "Consent", "ContactChange", "NotSyncedReason",
+    "Role", "RunKind", "RunStatus", "SyncEventKind", "SyncState",
     "utcnow", "Workspace", "User", "Contact", "Tag", "contact_tags", "ConsentEvent",
     "CONSENT_VALUES", "Connector", "SyncRun", "ContactSync", "SyncEvent", "PendingTagOp", "Activity",
     "ActivityCampaign", "ActivitySummary", "EmailLog", "CsvImport",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ActivityAction", "Channel", "ConnectorStatus", "Consent", "ContactChange", "NotSyncedReason", "Role",
-           "RunKind", "RunStatus", "SyncEventKind", "SyncState"]
+__all__ = ["ActivityAction", "BackgroundProblem", "Channel", "ConnectorStatus", "Consent", "ContactChange",
+           "NotSyncedReason", "Role", "RunKind", "RunStatus", "SyncEventKind", "SyncState"]
 
 
 class ConnectorStatus(StrEnum):
@@ -31,6 +31,7 @@ class RunKind(StrEnum):
     INITIAL_COPY = "initial_copy"
     RECONCILE = "reconcile"
     ACTIVITY_IMPORT = "activity_import"
+    AUDIENCE_CHECK = "audience_check"  # support's checks of the audience before validation (R7)
 
 
 class RunStatus(StrEnum):
@@ -146,3 +147,10 @@ class ActivityAction(StrEnum):
     HARD_BOUNCE = "hard_bounce"
     SOFT_BOUNCE = "soft_bounce"
     UNSUBSCRIBE = "unsubscribe"
+
+
+class BackgroundProblem(StrEnum):
+    """Why background work would not start now (the pages say so instead of "in the background")."""
+
+    REDIS_DOWN = "redis_down"
+    NO_WORKER = "no_worker"

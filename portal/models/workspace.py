@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from datetime import datetime
 
@@ -18,6 +19,11 @@ from portal.models.enums import Role
 def hash_token(token: str) -> str:
     """SHA-256 of an API token; only the hash is stored."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_session_token() -> str:
+    """A fresh random session token for a user (see :attr:`User.session_token`)."""
+    return secrets.token_urlsafe(24)
 
 
 class Workspace(db.Model):
@@ -49,6 +55,9 @@ class User(UserMixin, db.Model):
     workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.id"), index=True)
     locale: Mapped[str | None] = mapped_column(String(8))
     active: Mapped[bool] = mapped_column(default=True)
+    # Part of every session and remember-me cookie (Flask-Login's alternative id): replacing it
+    # ends every session of the user at once (log out, password change).
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     workspace: Mapped[Workspace | None] = relationship()
@@ -65,9 +74,22 @@ class User(UserMixin, db.Model):
         """True for anaba's support agents."""
         return self.role == Role.SUPPORT
 
+    def get_id(self) -> str:
+        """What the session and remember-me cookies hold: the id and the current session token."""
+        return f"{self.id}:{self.session_token or ''}"
+
+    def has_session_token(self, token: str) -> bool:
+        """Whether `token` is the user's current session token (constant time)."""
+        return bool(self.session_token) and hmac.compare_digest(self.session_token, token)
+
+    def end_sessions(self) -> None:
+        """Replace the session token: every session and remember-me cookie of the user stops working."""
+        self.session_token = new_session_token()
+
     def set_password(self, password: str) -> None:
-        """Store a salted hash of `password`."""
+        """Store a salted hash of `password`; the sessions opened with the old one end."""
         self.password_hash = generate_password_hash(password)
+        self.end_sessions()
 
     def check_password(self, password: str) -> bool:
         """Whether `password` matches the stored hash."""

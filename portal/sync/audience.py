@@ -1,5 +1,10 @@
 """The audience a connector writes to: its merge fields, the mapping proposed for them (R5),
-and the checks support reads before validating (R7). Reads only."""
+and the checks support reads before validating (R7). Reads only.
+
+The checks run in the background (a :data:`~portal.models.RunKind.AUDIENCE_CHECK` run, queued
+with the connector's submission or by support's "check again"), so the validation page never
+waits on Mailchimp: it shows the latest run's result, or a partial that polls itself meanwhile.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -10,8 +15,11 @@ from flask_babel import gettext as _
 
 from portal import labels
 from portal.mailchimp import MailchimpError
+from portal.extensions import db
 from portal.mailchimp.payload import TEXT_MAX_LENGTH, FieldMapping, default_mappings
-from portal.models import Connector
+from portal.models import Connector, ConnectorStatus, RunKind, RunStatus, SyncRun
+from portal.sync import ConnectorError
+from portal.sync import runs as run_rows
 from portal.sync.mailchimp_access import client_for
 
 MAX_MERGE_FIELDS = 30
@@ -84,52 +92,99 @@ def normalise_mapping(mapping: Sequence[Any] | None) -> list[FieldMapping]:
 
 
 def audience_checks(connector: Connector) -> list[dict]:
-    """Checks shown to support before validating (R7): ``{"name", "ok", "detail"}`` each.
+    """Checks shown to support before validating (R7): ``{"name", "ok", "detail"}`` each, in the reader's language.
 
     ``ok`` is True (fine), False (a problem to solve first) or None (information).
     """
-    checks: list[dict] = []
+    return describe_checks(check_facts(connector))
+
+
+def check_facts(connector: Connector) -> list[dict]:
+    """What the checks found, without words (kept in the checks run, shown in each reader's language):
+    ``{"check": <name>, "ok": …, …figures}`` each (:func:`describe_checks` says them)."""
     try:
         with client_for(connector) as client:
             audience = client.get_list(connector.audience_id)
             merge_fields = client.get_merge_fields(connector.audience_id)
             webhooks = client.get_webhooks(connector.audience_id)
     except MailchimpError as exc:
-        return [{"name": _("Mailchimp access"), "ok": False, "detail": labels.error_message(exc.kind, exc.field)}]
+        return [{"check": "access", "ok": False, "kind": exc.kind, "field": exc.field}]
     tags = by_tag(merge_fields)
     mapped = [FieldMapping.from_dict(m) for m in connector.field_mapping or []]
     present = [m.tag for m in mapped if m.tag in tags]
     missing = [m.tag for m in mapped if m.tag not in tags]
-    checks.append({"name": _("Merge fields present"), "ok": True,
-                   "detail": ", ".join(present) or _("none")})
+    facts: list[dict] = [{"check": "present", "ok": True, "tags": present}]
     if missing:
         room = MAX_MERGE_FIELDS - len(merge_fields)
-        checks.append({
-            "name": _("Merge fields to create"), "ok": len(missing) <= room,
-            "detail": _("%(tags)s will be created at validation.", tags=", ".join(missing)) if len(missing) <= room
-            else _("The audience cannot take %(n)d more merge fields (30 at most).", n=len(missing)),
-        })
+        facts.append({"check": "to_create", "ok": len(missing) <= room, "tags": missing})
     mapped_tags = {m.tag for m in mapped}
     unfillable = [f["tag"] for f in merge_fields if f.get("required") and f["tag"] not in mapped_tags
                   and not str(f.get("default_value") or "").strip()]
-    checks.append({
-        "name": _("Required merge fields"), "ok": not unfillable,
-        "detail": _("anaba cannot fill: %(tags)s", tags=", ".join(unfillable)) if unfillable
-        else _("anaba fills every required merge field."),
-    })
+    facts.append({"check": "required", "ok": not unfillable, "tags": unfillable})
     base = current_app.config["PUBLIC_BASE_URL"]
     ours = [w for w in webhooks if base and str(w.get("url", "")).startswith(base)]
-    checks.append({
-        "name": _("Webhook"), "ok": None,
-        "detail": _("Already registered.") if ours or connector.webhook_id
-        else _("Not registered yet: it is registered when replication starts."),
-    })
+    facts.append({"check": "webhook", "ok": None, "registered": bool(ours or connector.webhook_id)})
     stats = audience.get("stats") or {}
-    checks.append({
-        "name": _("Audience size"), "ok": None,
-        "detail": _("%(subscribed)d subscribed, %(unsubscribed)d unsubscribed, %(cleaned)d cleaned",
-                    subscribed=int(stats.get("member_count") or 0),
-                    unsubscribed=int(stats.get("unsubscribe_count") or 0),
-                    cleaned=int(stats.get("cleaned_count") or 0)),
-    })
-    return checks
+    facts.append({"check": "size", "ok": None, **{key: int(stats.get(key) or 0) for key in
+                                                  ("member_count", "unsubscribe_count", "cleaned_count")}})
+    return facts
+
+
+def describe_checks(facts: Iterable[dict]) -> list[dict]:
+    """The checks' facts in words: ``{"name", "ok", "detail"}`` each (unknown facts are left out)."""
+    described = []
+    for fact in facts:
+        check, ok = fact.get("check"), fact.get("ok")
+        tags = ", ".join(fact.get("tags") or [])
+        if check == "access":
+            name, detail = _("Mailchimp access"), labels.error_message(fact.get("kind"), fact.get("field"))
+        elif check == "present":
+            name, detail = _("Merge fields present"), tags or _("none")
+        elif check == "to_create":
+            name = _("Merge fields to create")
+            detail = (_("%(tags)s will be created at validation.", tags=tags) if ok
+                      else _("The audience cannot take %(n)d more merge fields (30 at most).",
+                             n=len(fact.get("tags") or [])))
+        elif check == "required":
+            name = _("Required merge fields")
+            detail = _("anaba cannot fill: %(tags)s", tags=tags) if tags else _("anaba fills every required merge field.")
+        elif check == "webhook":
+            name = _("Webhook")
+            detail = (_("Already registered.") if fact.get("registered")
+                      else _("Not registered yet: it is registered when replication starts."))
+        elif check == "size":
+            name = _("Audience size")
+            detail = _("%(subscribed)d subscribed, %(unsubscribed)d unsubscribed, %(cleaned)d cleaned",
+                       subscribed=int(fact.get("member_count") or 0),
+                       unsubscribed=int(fact.get("unsubscribe_count") or 0),
+                       cleaned=int(fact.get("cleaned_count") or 0))
+        else:
+            continue
+        described.append({"name": name, "ok": ok, "detail": detail})
+    return described
+
+
+def start_checks(connector_id: int) -> SyncRun:
+    """Queue a fresh run of the audience checks (returned; the caller enqueues it). Commits.
+
+    A run still queued or running is returned instead of a second one.
+    """
+    connector = db.session.get(Connector, connector_id)
+    if connector is None or connector.status == ConnectorStatus.DELETED:
+        raise ConnectorError(_("Connector not found."))
+    latest = run_rows.latest_run(connector.id, RunKind.AUDIENCE_CHECK)
+    if latest is not None and RunStatus(latest.status).is_live:
+        return latest
+    run = run_rows.create_run(connector, RunKind.AUDIENCE_CHECK)
+    db.session.commit()
+    return run
+
+
+def run_checks(run_id: int) -> run_rows.RunResult:
+    """The `audience_check` job: compute :func:`audience_checks` and keep them in the run's result."""
+
+    def work(run: SyncRun, connector: Connector, token: str) -> None:
+        run.result = {"facts": check_facts(connector)}
+        run.total = run.done = 1
+
+    return run_rows.execute(run_id, work, pause_on_refusal=False)

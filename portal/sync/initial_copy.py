@@ -257,7 +257,7 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
     managed = managed_tag_names(connector.workspace_id)
     audience_id = connector.audience_id
     window = Window(budget)
-    in_flight: deque[tuple[Chunk, PreparedPush, Future]] = deque()
+    in_flight: deque[tuple[int, Chunk, PreparedPush, Future]] = deque()
     prepared_up_to = run.cursor
     exhausted = False
     with ThreadPoolExecutor(max_workers=window.budget, thread_name_prefix=f"copy-{run.id}-send") as pool:
@@ -267,14 +267,17 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
                 if not chunk.scanned:
                     exhausted = True
                     break
-                prepared_up_to = chunk.last_id
+                after, prepared_up_to = prepared_up_to, chunk.last_id
                 prepared = prepare_push(connector, chunk.ids, managed)
-                in_flight.append((chunk, prepared, pool.submit(send_prepared, client, prepared, audience_id)))
+                if prepared.to_send:
+                    _note_send(run, token, after, chunk.last_id)
+                in_flight.append((after, chunk, prepared, pool.submit(send_prepared, client, prepared, audience_id)))
             if not in_flight:
                 return
-            chunk, prepared, future = in_flight.popleft()
+            after, chunk, prepared, future = in_flight.popleft()
             limited = client.stats.rate_limited
-            answers = _answers(future, client, prepared, audience_id, sleep)
+            answers = _answers(future, client, prepared, audience_id, sleep,
+                               lambda a=after, u=chunk.last_id: _note_send(run, token, a, u))
             window.after(client.stats.rate_limited > limited)
             result = record_push(prepared, answers, run, client=client)
             result.unchanged += chunk.unchanged
@@ -282,14 +285,30 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
             run.done = (run.done or 0) + chunk.scanned
             run.error_count = (run.error_count or 0) + result.errors
             run.counts = result.add_to(run.counts)
+            run.result = dict(run.result or {}, in_flight=[entry for entry in (run.result or {}).get("in_flight") or []
+                                                           if entry[1] > chunk.last_id])
             background.checkpoint(run, token)
             db.session.commit()
             serve_live()
 
 
-def _answers(future, client, prepared, audience_id: str, sleep) -> list[dict]:
+def _note_send(run: SyncRun, token: str, after_id: int, upto_id: int) -> None:
+    """Record, before the call, that the contacts after `after_id` up to `upto_id` are being sent; commits.
+
+    Kept in ``run.result["in_flight"]`` until their chunk commits: a chunk sent again after a
+    crash then knows which of its "updated" members its first send created
+    (:meth:`portal.sync.push._Recorder.created_earlier_in_run`).
+    """
+    sent = [entry for entry in (run.result or {}).get("in_flight") or [] if entry[1] > run.cursor]
+    run.result = dict(run.result or {}, in_flight=[*sent, [after_id, upto_id, utcnow().isoformat()]])
+    background.checkpoint(run, token)
+    db.session.commit()
+
+
+def _answers(future, client, prepared, audience_id: str, sleep, note_resend: Callable[[], None]) -> list[dict]:
     """The answers of a chunk sent in the background; a transient failure (after the client's
-    own retries) sends the chunk again, more slowly. Sending a chunk twice is harmless."""
+    own retries) sends the chunk again, more slowly (each send noted first). Sending a chunk twice
+    is harmless."""
     try:
         return future.result()
     except MailchimpError as exc:
@@ -297,7 +316,12 @@ def _answers(future, client, prepared, audience_id: str, sleep) -> list[dict]:
             raise
         log.warning("copy: %s, sending the chunk again", exc.kind)
         sleep(2.0)
-    return _retrying(lambda: send_prepared(client, prepared, audience_id), sleep)
+
+    def resend() -> list[dict]:
+        note_resend()
+        return send_prepared(client, prepared, audience_id)
+
+    return _retrying(resend, sleep)
 
 
 def _tag_batches(run: SyncRun) -> Iterator[tuple[str, list, list]]:

@@ -77,7 +77,7 @@ def create_connector(workspace_id: int, user: User | None, api_key: str, audienc
     """Record a new connector waiting for validation (R5), with its consent import and preview queued (R6, R7).
 
     Refuses a second live connector for the workspace. Reads the audience (name, merge
-    fields) but writes nothing to Mailchimp. Turns the workspace's consent field on and
+    fields) but writes nothing to Mailchimp; support's audience checks are queued too. Turns the workspace's consent field on and
     e-mails support. The preview waits for the consent import (its counts depend on consent).
     """
     if live_connector(workspace_id):
@@ -115,6 +115,7 @@ def create_connector(workspace_id: int, user: User | None, api_key: str, audienc
         raise _already_connected() from None
     run_rows.create_run(connector, RunKind.CONSENT_IMPORT)
     run_rows.create_run(connector, RunKind.PREVIEW)
+    run_rows.create_run(connector, RunKind.AUDIENCE_CHECK)  # support's checks, in the background (R7)
     db.session.commit()
     notifications.notify_support_submitted(connector)
     return connector
@@ -193,6 +194,7 @@ def resubmit(connector_id: int, user: User | None) -> Connector:
     connector = _move(connector_id, ConnectorStatus.SENT_BACK, ConnectorStatus.PENDING_VALIDATION,
                       _("Only a connector sent back can be submitted again."), submitted_at=utcnow())
     run_rows.create_run(connector, RunKind.PREVIEW)
+    run_rows.create_run(connector, RunKind.AUDIENCE_CHECK)
     db.session.commit()
     notifications.notify_support_submitted(connector)
     return connector
@@ -209,7 +211,8 @@ def delete_connector(connector_id: int, user: User | None) -> Connector:
         return connector
     if connector.webhook_id:
         try:
-            with client_for(connector) as client:
+            # Best effort, one short attempt: a slow Mailchimp never holds the deletion (a page).
+            with client_for(connector, timeout=current_app.config["MAILCHIMP_WEB_TIMEOUT"], retries=False) as client:
                 client.delete_webhook(connector.audience_id, connector.webhook_id)
         except MailchimpError as exc:
             log.warning("connector %s: webhook not unregistered (%s)", connector.id, exc.kind)

@@ -31,6 +31,7 @@ import logging
 import re
 import threading
 from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -41,8 +42,8 @@ from sqlalchemy import select, update
 from portal.extensions import db
 from portal.mailchimp import BATCH_LIMIT, MailchimpError, classify_batch_error
 from portal.mailchimp.payload import FieldMapping, build_member, payload_fingerprint, tag_changes
-from portal.models import (Connector, Contact, ContactSync, NotSyncedReason, PendingTagOp, SyncEvent, SyncEventKind, SyncRun,
-                           SyncState, Tag, contact_tags, utcnow)
+from portal.models import (Connector, Contact, ContactSync, NotSyncedReason, PendingTagOp, RunKind, SyncEvent,
+                           SyncEventKind, SyncRun, SyncState, Tag, contact_tags, utcnow)
 from portal.sync.contact_state import SyncRow, load_rows, save_rows
 from portal.sync.eligibility import in_workspace, judge
 from portal.sync.mailchimp_access import client_for
@@ -55,7 +56,10 @@ log = logging.getLogger(__name__)
 # The parts of a batch-subscribe answer we read; the rest (full member objects) is dropped
 # by Mailchimp before it is sent.
 ANSWER_FIELDS = tuple(f"{kind}.{key}" for kind in ("new_members", "updated_members")
-                      for key in ("id", "contact_id", "email_address", "tags", "tags_count")) + ("errors",)
+                      for key in ("id", "contact_id", "email_address", "tags", "tags_count")) + (
+    "updated_members.timestamp_opt", "errors")
+CLOCK_MARGIN = timedelta(minutes=5)
+"""How far Mailchimp's clock may be from ours when telling a member we created from one that was there."""
 MEMBER_TAGS_SHOWN = 50
 """Tags a member object carries at most; beyond, the member's tags endpoint has them all."""
 
@@ -361,6 +365,18 @@ def _merge_answers(answers: Sequence[dict]) -> dict:
 
 # --- recording ------------------------------------------------------------------------------------
 
+def _moment(raw: Any) -> datetime | None:
+    """An ISO 8601 time (Mailchimp's or ours) as aware UTC, or None."""
+    text = str(raw or "").strip()
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 class _Recorder:
     """Writes each contact's result, its event and its tag changes (not committed)."""
 
@@ -437,6 +453,27 @@ class _Recorder:
         self.result.error_kinds[error.kind] += 1
         self.event(item.contact.id, SyncEventKind.ERROR, f"{error.kind}: {error.detail}"[:500])
 
+    def created_earlier_in_run(self, item: Item, member: dict) -> bool:
+        """Whether Mailchimp's "updated" member is one this copy created in an earlier send of the same contacts.
+
+        A chunk is sent again after a crash (or after a lost answer): the members its first
+        send created come back "updated". The copy notes each send in ``run.result["in_flight"]``
+        (``[after_id, upto_id, sent_at]``, committed before the call) until the chunk commits.
+        A contact that never had a member, sent at least twice, whose member opted in after the
+        first send, was created by that send: it counts as created, so the customer's e-mail and
+        the summary stay right. No extra call: the batch answer carries ``timestamp_opt``.
+        """
+        run = self.run
+        if run is None or run.kind != RunKind.INITIAL_COPY or item.had_member:
+            return False
+        sends = [entry for entry in (run.result or {}).get("in_flight") or []
+                 if len(entry) >= 3 and entry[0] < item.contact.id <= entry[1]]
+        if len(sends) < 2:
+            return False  # sent once: Mailchimp's word stands (a member that was there is "updated")
+        opted, first = _moment(member.get("timestamp_opt")), min(filter(None, (_moment(e[2]) for e in sends)),
+                                                                    default=None)
+        return opted is not None and first is not None and opted >= first - CLOCK_MARGIN
+
     def batch(self, answers: Sequence[dict]) -> None:
         """Record the batch-subscribe items from the answers, 500 per answer."""
         batch = self.prepared.to_send
@@ -453,6 +490,8 @@ class _Recorder:
                 key = item.payload["email_address"].lower()
                 if key in done:
                     how, member = done[key]
+                    if how == "updated" and self.created_earlier_in_run(item, member):
+                        how = "created"
                     setattr(self.result, how, getattr(self.result, how) + 1)
                     self.pushed(item, how, member, self.member_tags(member, item.payload["email_address"]))
                 elif key in failed:

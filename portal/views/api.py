@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, request
 from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from portal.crm import accounts
 from portal.crm import contacts as crm
@@ -24,6 +25,7 @@ from portal.models import CONSENT_VALUES, ActivityAction, Channel, Connector, Co
 from portal import labels
 from portal.sync import contact_state
 from portal.sync.lifecycle import live_connector
+from portal.security import CONTROL_CHARACTERS, MAX_ID, public_url
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Token auth, no cookies: a cross-site form cannot forge a request, so CSRF does not apply.
@@ -36,11 +38,10 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_BODY_BYTES = 1024 * 1024
 MAX_QUERY_LENGTH = 200
-MAX_ID = 2**31 - 1  # the id columns are 32-bit on PostgreSQL: larger ids cannot exist
 ADDRESS_FIELDS = ("street", "postal_code", "city", "country")
 TEXT_FIELDS = tuple(f for f in Contact.EDITABLE if f not in ADDRESS_FIELDS)
 READ_ONLY_FIELDS = ("id", "created_at", "updated_at", "deleted", "deleted_at", "mailchimp")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = CONTROL_CHARACTERS
 _SPACE_FOR_PLUS = re.compile(r"(\d) (\d{2}(?::?\d{2})?)$")
 
 
@@ -179,6 +180,9 @@ def _json_body() -> dict:
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise ApiError(400, "bad_request", _("Send a JSON body with the header Content-Type: application/json."))
     raw = request.get_data(cache=True)
+    if request.content_length is None and len(raw) >= MAX_BODY_BYTES:
+        # A streamed (chunked) body is cut at the limit without a word: reaching it means too large.
+        raise RequestEntityTooLarge()
 
     def refuse_constant(name: str):
         raise ValueError(name)
@@ -343,14 +347,14 @@ def list_contacts() -> Response:
     next_url = None
     if next_after is not None:
         params = {k: v for k, v in request.args.items() if k not in ("after", "limit")}
-        next_url = url_for("api.list_contacts", _external=True, **params, limit=limit, after=next_after)
+        next_url = public_url("api.list_contacts", **params, limit=limit, after=next_after)
     response = jsonify(data=_contacts_json(rows), has_more=has_more, next_after=next_after, next_url=next_url)
     if next_url:
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
 
 
-@bp.get("/contacts/<int:contact_id>")
+@bp.get("/contacts/<id:contact_id>")
 def get_contact(contact_id: int) -> Response:
     """One contact of the workspace (404 for deleted contacts and other workspaces' ids)."""
     return jsonify(_one_contact_json(_contact_or_404(contact_id)))
@@ -361,11 +365,11 @@ def create_contact() -> tuple[Response, int, dict]:
     """Create a contact: 201 with its JSON and a Location header."""
     data = _contact_input(_json_body(), partial=False)
     contact = crm.create_contact(_workspace_id(), data, actor=ACTOR, channel=CHANNEL)
-    location = url_for("api.get_contact", contact_id=contact.id, _external=True)
+    location = public_url("api.get_contact", contact_id=contact.id)
     return jsonify(_one_contact_json(contact)), 201, {"Location": location}
 
 
-@bp.patch("/contacts/<int:contact_id>")
+@bp.patch("/contacts/<id:contact_id>")
 def update_contact(contact_id: int) -> Response:
     """Change only the fields sent; `tags` replaces the whole list; `consent` is recorded (R15, R16)."""
     body = _json_body()
@@ -375,7 +379,7 @@ def update_contact(contact_id: int) -> Response:
     return jsonify(_one_contact_json(contact))
 
 
-@bp.delete("/contacts/<int:contact_id>")
+@bp.delete("/contacts/<id:contact_id>")
 def delete_contact(contact_id: int) -> tuple[str, int]:
     """Soft-delete a contact: 204; it then appears in `updated_since` listings as deleted."""
     _contact_or_404(contact_id)
@@ -405,7 +409,7 @@ def activity_json(activity, campaign) -> dict:
     }
 
 
-@bp.get("/contacts/<int:contact_id>/activities")
+@bp.get("/contacts/<id:contact_id>/activities")
 def list_contact_activities(contact_id: int) -> Response:
     """A contact's campaign activity (R18) in import order, `limit` at a time; `after` is the last id
     of the previous page, so that a client can also read only what later imports add."""
@@ -433,8 +437,8 @@ def list_contact_activities(contact_id: int) -> Response:
     next_url = None
     if next_after is not None:
         params = {k: v for k, v in request.args.items() if k not in ("after", "limit")}
-        next_url = url_for("api.list_contact_activities", contact_id=contact_id, _external=True, **params,
-                           limit=limit, after=next_after)
+        next_url = public_url("api.list_contact_activities", contact_id=contact_id, **params, limit=limit,
+                              after=next_after)
     response = jsonify(data=[activity_json(a, c) for a, c in rows], has_more=has_more, next_after=next_after,
                        next_url=next_url)
     if next_url:

@@ -24,6 +24,7 @@ from portal.models import Channel, Connector, ConnectorStatus, RunKind, SyncRun
 from portal.sync import ConnectorError, audience, error_fixes, health, lifecycle, mailchimp_access
 from portal.sync import runs as sync_runs
 from portal.sync.lifecycle import live_connector
+from portal.security import parse_id
 from portal.views.access import customer_required, workspace_id
 from portal.views.forms import ApiKeyForm, AudienceForm, DeleteConnectorForm, MappingForm, PortalForm
 
@@ -90,7 +91,7 @@ def health_context(connector: Connector) -> health.Health | None:
     return None
 
 
-@bp.get("/runs/<int:run_id>/progress")
+@bp.get("/runs/<id:run_id>/progress")
 @customer_required
 def progress(run_id: int) -> ResponseReturnValue:
     """The progress bar of one of the workspace's runs; it polls itself until the run is over."""
@@ -367,10 +368,10 @@ def errors() -> ResponseReturnValue:
 
 
 def _contact_id_from_form() -> int:
-    try:
-        contact_id = int(request.form.get("contact_id", ""))
-    except ValueError:
-        abort(400)
+    raw = (request.form.get("contact_id") or "").strip()
+    contact_id = parse_id(raw)
+    if contact_id is None:
+        abort(404 if raw.isascii() and raw.isdigit() else 400)  # out of range: no such contact
     crm.get_contact(workspace_id(), contact_id)  # another workspace's contact → 404
     return contact_id
 

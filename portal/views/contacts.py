@@ -24,6 +24,7 @@ from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport, SyncState
 from portal.sync import ConnectorError, contact_state
 from portal.sync.activity_import import next_import_at
 from portal.sync.lifecycle import live_connector
+from portal.security import id_arg, int_arg, without_control_characters
 from portal.views.access import customer_required, workspace_id
 from portal.views.forms import ColumnsForm, ContactForm, EraseMemberForm, UploadForm, same_tags
 
@@ -46,12 +47,12 @@ def _filters() -> dict:
     sort = args.get("sort", "name")
     mailchimp = args.get("mailchimp", "")
     return {
-        "q": args.get("q", "").strip()[:200],
-        "tag": args.get("tag", type=int),
+        "q": without_control_characters(args.get("q", "")).strip()[:200],
+        "tag": id_arg("tag"),
         "consent": consent if consent in CONSENT_VALUES else "",
         "mailchimp": mailchimp if mailchimp in tuple(SyncState) else "",
         "sort": sort if sort in crm.SORTS else "name",
-        "page": max(1, min(args.get("page", 1, type=int) or 1, 10**6)),
+        "page": int_arg("page", 1, 1, 10**6),
         "opened": crm.valid_opened_filter(args.get("opened")),
     }
 
@@ -165,7 +166,7 @@ def create() -> ResponseReturnValue:
     return redirect(url_for("contacts.record", contact_id=contact.id))
 
 
-@bp.get("/<int:contact_id>/row")
+@bp.get("/<id:contact_id>/row")
 @customer_required
 def row(contact_id: int) -> ResponseReturnValue:
     """One table row (used by "Cancel" on an inline edit)."""
@@ -173,7 +174,7 @@ def row(contact_id: int) -> ResponseReturnValue:
     return htmx.render("contacts/_row.html", None, c=contact, **_rows_context([contact]))
 
 
-@bp.get("/<int:contact_id>/edit")
+@bp.get("/<id:contact_id>/edit")
 @customer_required
 def edit(contact_id: int) -> ResponseReturnValue:
     """The edit form: a table row (`?row=1`), the record's details panel, or the record page."""
@@ -184,7 +185,7 @@ def edit(contact_id: int) -> ResponseReturnValue:
     return _record_page(contact, "details", editing=True, form=form)
 
 
-@bp.post("/<int:contact_id>/edit")
+@bp.post("/<id:contact_id>/edit")
 @customer_required
 def update(contact_id: int) -> ResponseReturnValue:
     """Save the edit form; 422 with the messages when a field is wrong, 409 when consent is locked."""
@@ -215,7 +216,7 @@ def update(contact_id: int) -> ResponseReturnValue:
     return redirect(url_for("contacts.record", contact_id=contact.id))
 
 
-@bp.get("/<int:contact_id>/delete")
+@bp.get("/<id:contact_id>/delete")
 @customer_required
 def confirm_delete(contact_id: int) -> ResponseReturnValue:
     """Ask for confirmation: a table row (`?row=1`) or a page."""
@@ -225,7 +226,7 @@ def confirm_delete(contact_id: int) -> ResponseReturnValue:
     return htmx.render("contacts/delete.html", None, c=contact)
 
 
-@bp.post("/<int:contact_id>/delete")
+@bp.post("/<id:contact_id>/delete")
 @customer_required
 def delete(contact_id: int) -> ResponseReturnValue:
     """Delete (soft) a contact after confirmation."""
@@ -246,7 +247,7 @@ def delete(contact_id: int) -> ResponseReturnValue:
 
 # --------------------------------------------------------------------------- tags
 
-@bp.get("/<int:contact_id>/tags")
+@bp.get("/<id:contact_id>/tags")
 @customer_required
 def tags(contact_id: int) -> ResponseReturnValue:
     """The tag editor of a contact, or (`?done=1`) its tags as shown in the table."""
@@ -257,7 +258,7 @@ def tags(contact_id: int) -> ResponseReturnValue:
     return htmx.render("contacts/_tags_editor.html", None, c=contact, errors={}, **_common())
 
 
-@bp.post("/<int:contact_id>/tags")
+@bp.post("/<id:contact_id>/tags")
 @customer_required
 def edit_tags(contact_id: int) -> ResponseReturnValue:
     """Add tags (comma-separated `add`) and/or remove one (`remove`)."""
@@ -305,14 +306,14 @@ def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra: Any)
     return htmx.render("contacts/record.html", "record_tabs", **context), status
 
 
-@bp.get("/<int:contact_id>")
+@bp.get("/<id:contact_id>")
 @customer_required
 def record(contact_id: int) -> ResponseReturnValue:
     """A contact's record, Details tab."""
     return _record_page(_contact(contact_id), "details")
 
 
-@bp.get("/<int:contact_id>/activity")
+@bp.get("/<id:contact_id>/activity")
 @customer_required
 def activity(contact_id: int) -> ResponseReturnValue:
     """A contact's record, Marketing communication tab (R18): its campaigns, newest first, paged."""
@@ -320,14 +321,14 @@ def activity(contact_id: int) -> ResponseReturnValue:
     return _record_page(_contact(contact_id), "activity", activity_page=page)
 
 
-@bp.get("/<int:contact_id>/history")
+@bp.get("/<id:contact_id>/history")
 @customer_required
 def history(contact_id: int) -> ResponseReturnValue:
     """A contact's record, History tab: consent changes and sync events (R15)."""
     return _record_page(_contact(contact_id), "history")
 
 
-@bp.get("/<int:contact_id>/mailchimp-state")
+@bp.get("/<id:contact_id>/mailchimp-state")
 @customer_required
 def mailchimp_state(contact_id: int) -> ResponseReturnValue:
     """The record's "Synced with Mailchimp" field; it polls itself while a push is pending (R17)."""
@@ -337,7 +338,7 @@ def mailchimp_state(contact_id: int) -> ResponseReturnValue:
     return htmx.render("contacts/_mc_status.html", None, c=contact, connector=connector, sync=sync)
 
 
-@bp.route("/<int:contact_id>/erase", methods=["GET", "POST"])
+@bp.route("/<id:contact_id>/erase", methods=["GET", "POST"])
 @customer_required
 def erase(contact_id: int) -> ResponseReturnValue:
     """Erase the contact's member from Mailchimp for good (GDPR, R12), after a confirmation."""
@@ -357,7 +358,7 @@ def erase(contact_id: int) -> ResponseReturnValue:
     return htmx.render("contacts/erase.html", None, c=contact, form=form)
 
 
-@bp.post("/<int:contact_id>/push-again")
+@bp.post("/<id:contact_id>/push-again")
 @customer_required
 def push_again(contact_id: int) -> ResponseReturnValue:
     """Send a contact archived or deleted in Mailchimp again (R13: someone acts)."""
@@ -377,7 +378,7 @@ def _redirect(url: str) -> ResponseReturnValue:
     return redirect(url)
 
 
-@bp.post("/<int:contact_id>/consent")
+@bp.post("/<id:contact_id>/consent")
 @customer_required
 def consent(contact_id: int) -> ResponseReturnValue:
     """Change consent from the record (channel "ui", actor the user); 409 with the R16 text when locked."""
@@ -451,7 +452,7 @@ def _mapping_page(imp: CsvImport, form: ColumnsForm, status: int = 200,
     ), status
 
 
-@bp.get("/import/<int:import_id>")
+@bp.get("/import/<id:import_id>")
 @customer_required
 def import_status(import_id: int) -> ResponseReturnValue:
     """An import's page: mapping and preview before it starts, progress while it runs, then the report."""
@@ -463,7 +464,7 @@ def import_status(import_id: int) -> ResponseReturnValue:
     return htmx.render("contacts/import_status.html", None, imp=imp, stalled=csv_import.is_stalled(imp))
 
 
-@bp.post("/import/<int:import_id>/preview")
+@bp.post("/import/<id:import_id>/preview")
 @customer_required
 def import_preview(import_id: int) -> ResponseReturnValue:
     """Re-compute the preview for the mapping being edited (htmx, on every change)."""
@@ -473,7 +474,7 @@ def import_preview(import_id: int) -> ResponseReturnValue:
     return _mapping_page(imp, form, block="preview")
 
 
-@bp.post("/import/<int:import_id>/start")
+@bp.post("/import/<id:import_id>/start")
 @customer_required
 def import_start(import_id: int) -> ResponseReturnValue:
     """Save the mapping and queue the import job; 422 when the mapping cannot work."""
@@ -487,7 +488,7 @@ def import_start(import_id: int) -> ResponseReturnValue:
     return redirect(url_for("contacts.import_status", import_id=imp.id))
 
 
-@bp.get("/import/<int:import_id>/progress")
+@bp.get("/import/<id:import_id>/progress")
 @customer_required
 def import_progress(import_id: int) -> ResponseReturnValue:
     """The progress partial; it polls itself until the import is over, then shows the report."""
@@ -497,7 +498,7 @@ def import_progress(import_id: int) -> ResponseReturnValue:
     return htmx.render("contacts/_import_progress.html", None, imp=imp, stalled=csv_import.is_stalled(imp))
 
 
-@bp.post("/import/<int:import_id>/resume")
+@bp.post("/import/<id:import_id>/resume")
 @customer_required
 def import_resume(import_id: int) -> ResponseReturnValue:
     """Queue a failed import again; it continues after its last committed chunk."""
@@ -506,7 +507,7 @@ def import_resume(import_id: int) -> ResponseReturnValue:
     return redirect(url_for("contacts.import_status", import_id=imp.id))
 
 
-@bp.get("/import/<int:import_id>/rejects.csv")
+@bp.get("/import/<id:import_id>/rejects.csv")
 @customer_required
 def import_rejects(import_id: int) -> ResponseReturnValue:
     """The rejected rows, each with its line number and reason, as a CSV file."""

@@ -31,6 +31,7 @@ from portal import labels
 from portal.crm import contacts as crm
 from portal.crm import csv_import
 from portal.models import Consent, Contact
+from portal.security import has_control_characters
 
 
 def _strip(value: Any) -> Any:
@@ -38,7 +39,20 @@ def _strip(value: Any) -> Any:
 
 
 class PortalForm(FlaskForm):
-    """A Flask-WTF form that also carries the domain's messages."""
+    """A Flask-WTF form that also carries the domain's messages.
+
+    Every field of every portal form refuses control characters (NUL, escape, DEL…; tab and
+    line breaks aside), with a message on the field, as the API and the contact base do.
+    """
+
+    def validate(self, extra_validators: Mapping[str, Sequence[Any]] | None = None) -> bool:
+        """The fields' own checks, and no control character in anything posted."""
+        valid = super().validate(extra_validators)
+        for field in self:
+            if any(isinstance(raw, str) and has_control_characters(raw) for raw in field.raw_data or ()):
+                field.errors = [*field.errors, _l("Remove the invisible control characters from this field.")]
+                valid = False
+        return valid
 
     def add_errors(self, errors: Mapping[str, str] | Iterable[str]) -> None:
         """Show messages: a mapping's go on the fields it names (the form keeps the others), a list's on the form."""

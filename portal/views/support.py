@@ -1,11 +1,12 @@
 """Support agents' area: workspaces at a glance, failed background jobs, and the Outbox."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template
 from flask.typing import ResponseReturnValue
 
 from portal import jobs, notify
 from portal.crm import accounts
+from portal.security import int_arg
 from portal.views.access import support_required
 
 bp = Blueprint("support", __name__, url_prefix="/support")
@@ -22,11 +23,11 @@ def home() -> ResponseReturnValue:
 @support_required
 def outbox() -> ResponseReturnValue:
     """Every e-mail the portal sent, newest first."""
-    page = max(1, request.args.get("page", 1, type=int))
+    page = int_arg("page", 1, 1, 10**6)
     return render_template("support/outbox.html", emails=notify.sent_emails(page), page=page)
 
 
-@bp.get("/outbox/<int:email_id>")
+@bp.get("/outbox/<id:email_id>")
 @support_required
 def outbox_email(email_id: int) -> ResponseReturnValue:
     """One sent e-mail in full."""

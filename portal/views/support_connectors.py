@@ -57,24 +57,28 @@ def _preview_context(connector: Connector) -> dict[str, Any]:
     return ctx
 
 
+def _checks_context(connector: Connector) -> dict[str, Any]:
+    """The audience checks' partial: the latest checks run (computed in the background), its checks in words."""
+    run = sync_runs.latest_run(connector.id, RunKind.AUDIENCE_CHECK)
+    ctx = progress_context(run, url_for("support_connectors.checks", connector_id=connector.id))
+    ctx["connector"] = connector
+    ctx["found"] = audience.describe_checks((run.result or {}).get("facts", [])) if run is not None else []
+    return ctx
+
+
 def _page(connector: Connector, status: int = 200, **extra: Any) -> ResponseReturnValue:
     """The validation page, or its "decision" block (status, decision forms, copy progress) for htmx.
 
     ``validate_form`` / ``send_back_form`` in `extra` are the posted forms, shown with their messages.
+    The audience checks come from their background run: the page never waits on Mailchimp.
     """
     extra.setdefault("validate_form", ValidateConnectorForm(formdata=None))
     extra.setdefault("send_back_form", SendBackForm(formdata=None))
-    checks, checks_error = [], None
-    if not is_htmx():  # the "decision" block does not show them: spare Mailchimp the calls
-        try:
-            checks = audience.audience_checks(connector)
-        except MailchimpError as exc:
-            checks_error = error_text(exc)
     copy_run = sync_runs.latest_run(connector.id, RunKind.INITIAL_COPY)
     consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
     body = render(
-        "support/connectors/show.html", "decision", connector=connector, checks=checks,
-        checks_error=checks_error, preview=_preview_context(connector), runs=sync_runs.history(connector.id),
+        "support/connectors/show.html", "decision", connector=connector, checks=_checks_context(connector),
+        preview=_preview_context(connector), runs=sync_runs.history(connector.id),
         health=health_context(connector),
         copy=progress_context(copy_run, url_for("support_connectors.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
@@ -84,7 +88,7 @@ def _page(connector: Connector, status: int = 200, **extra: Any) -> ResponseRetu
     return body, status
 
 
-@bp.post("/<int:connector_id>/reconcile")
+@bp.post("/<id:connector_id>/reconcile")
 @support_required
 def reconcile(connector_id: int) -> ResponseReturnValue:
     """Reconcile the connector with its audience now (R22); the run appears in the history."""
@@ -98,14 +102,38 @@ def reconcile(connector_id: int) -> ResponseReturnValue:
     return redirect(url_for("support_connectors.show", connector_id=connector.id))
 
 
-@bp.get("/<int:connector_id>")
+@bp.get("/<id:connector_id>")
 @support_required
 def show(connector_id: int) -> ResponseReturnValue:
     """The validation page: configuration, audience checks, preview, decision, progress, history."""
     return _page(_connector(connector_id))
 
 
-@bp.get("/<int:connector_id>/preview")
+@bp.get("/<id:connector_id>/checks")
+@support_required
+def checks(connector_id: int) -> ResponseReturnValue:
+    """The audience checks partial ("checking…" polls itself while the checks run)."""
+    return render("support/connectors/_checks.html", **_checks_context(_connector(connector_id)))
+
+
+@bp.post("/<id:connector_id>/checks")
+@support_required
+def recheck(connector_id: int) -> ResponseReturnValue:
+    """Check the audience again (its merge fields or webhook changed since)."""
+    connector = _connector(connector_id)
+    error = None
+    try:
+        jobs.check_audience_now(connector.id)
+    except ConnectorError as exc:
+        error = exc.message
+    if is_htmx():
+        return render("support/connectors/_checks.html", checks_error=error, **_checks_context(connector))
+    if error:
+        flash(error, "error")
+    return redirect(url_for("support_connectors.show", connector_id=connector.id))
+
+
+@bp.get("/<id:connector_id>/preview")
 @support_required
 def preview(connector_id: int) -> ResponseReturnValue:
     """The preview partial ("computing…" polls itself while the preview run is running)."""
@@ -113,7 +141,7 @@ def preview(connector_id: int) -> ResponseReturnValue:
     return render("support/connectors/_preview.html", **_preview_context(connector))
 
 
-@bp.post("/<int:connector_id>/preview")
+@bp.post("/<id:connector_id>/preview")
 @support_required
 def recompute_preview(connector_id: int) -> ResponseReturnValue:
     """Start a fresh preview (the base or the audience changed since)."""
@@ -137,7 +165,7 @@ def _decided(connector: Connector, message: str) -> ResponseReturnValue:
     return redirect(url_for("support_connectors.show", connector_id=connector.id))
 
 
-@bp.post("/<int:connector_id>/validate")
+@bp.post("/<id:connector_id>/validate")
 @support_required
 def validate(connector_id: int) -> ResponseReturnValue:
     """Validate: missing merge fields are created and the first copy starts (R8)."""
@@ -153,7 +181,7 @@ def validate(connector_id: int) -> ResponseReturnValue:
     return _decided(connector, _("Connector validated: the first copy has started."))
 
 
-@bp.post("/<int:connector_id>/send-back")
+@bp.post("/<id:connector_id>/send-back")
 @support_required
 def send_back(connector_id: int) -> ResponseReturnValue:
     """Send the connector back to the customer with a reason they see and receive by e-mail."""
@@ -169,7 +197,7 @@ def send_back(connector_id: int) -> ResponseReturnValue:
     return _decided(connector, _("Connector sent back; the customer has been told by e-mail."))
 
 
-@bp.route("/<int:connector_id>/activity", methods=["GET", "POST"])
+@bp.route("/<id:connector_id>/activity", methods=["GET", "POST"])
 @support_required
 def activity(connector_id: int) -> ResponseReturnValue:
     """The campaign activity card (R18): next weekly import and the latest imports; POST is support's
@@ -189,7 +217,7 @@ def activity(connector_id: int) -> ResponseReturnValue:
                   **activity_import.overview(connector.id)), status
 
 
-@bp.get("/runs/<int:run_id>/progress")
+@bp.get("/runs/<id:run_id>/progress")
 @support_required
 def progress(run_id: int) -> ResponseReturnValue:
     """The progress bar of any run, for support; it polls itself until the run is over."""
