@@ -479,13 +479,16 @@ def test_finished_progress_partial_carries_no_polling_and_tells_the_page(mc_app,
     english(customer_client)
     connector = make_connector(workspace, customer, sim_key, audience(sim, sim_key))
     run = _run(connector, status="finished", total=200, done=200, error_count=2,
-               counts={"created": 150, "updated": 48, "errors": 2, "skipped": {"no_email": 7}})
+               counts={"created": 143, "updated": 48, "errors": 2, "error_kinds": {"invalid_email": 2},
+                       "skipped": {"no_email": 7}})
     response = customer_client.get(f"/mailchimp/runs/{run.id}/progress", headers=htmx())
     html = response.get_data(as_text=True)
     assert "hx-trigger" not in html and "hx-get" not in html
     assert response.headers.get("HX-Trigger") == "run-over"
     page = words(response)
-    assert "100 %" in page and "150 created in Mailchimp" in page and "7 not synced (no e-mail address)" in page
+    # issue 12: the figures every page shows, each contact counted once (143 + 48 + 7 + 2 = 200)
+    assert "100 %" in page and "Contacts 200 Created in Mailchimp 143 Updated in Mailchimp 48" in page
+    assert "Not synced 7 7 no e-mail address Refused by Mailchimp 2 2 Invalid e-mail addresses" in page
 
 
 def test_run_progress_of_another_workspace_is_404(mc_app, sim, sim_key, customer_client, other_workspace):

@@ -21,7 +21,7 @@ from portal.crm import contacts as crm
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError, decrypt_secret, encrypt_secret, mask_api_key
 from portal.models import Channel, Connector, ConnectorStatus, RunKind, SyncRun
-from portal.sync import ConnectorError, audience, error_fixes, health, lifecycle, mailchimp_access
+from portal.sync import ConnectorError, audience, counts, error_fixes, health, lifecycle, mailchimp_access
 from portal.sync import runs as sync_runs
 from portal.sync.lifecycle import live_connector
 from portal.views.access import customer_required, workspace_id
@@ -46,7 +46,8 @@ def progress_context(run: SyncRun | None, poll_url: str) -> dict[str, Any]:
     if run is None:
         return {"run": None}
     progress = sync_runs.progress(run)
-    return {"run": run, "progress": progress, "poll_url": poll_url, "polling": not progress["is_over"]}
+    return {"run": run, "progress": progress, "poll_url": poll_url, "polling": not progress["is_over"],
+            "figures": counts.of_run(run)}
 
 
 def redirect_to(url: str) -> ResponseReturnValue:
@@ -77,10 +78,30 @@ def index() -> ResponseReturnValue:
     consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
     return render(
         "connector/index.html", "main", connector=connector, runs=runs, health=health_context(connector),
+        run_figures=counts.of_runs(runs), standing=standing_context(connector),
+        preview=preview_context(connector),
         copy=progress_context(copy_run, url_for("connector.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("connector.progress", run_id=consent_run.id) if consent_run else ""),
     )
+
+
+def standing_context(connector: Connector) -> counts.Standing | None:
+    """Where the contacts are now, once the connector sends them (R17)."""
+    if connector.status in (ConnectorStatus.COPYING, ConnectorStatus.ACTIVE, ConnectorStatus.PAUSED):
+        return counts.standing(connector)
+    return None
+
+
+def preview_context(connector: Connector) -> dict[str, Any] | None:
+    """What the first copy will do, while the connector waits for validation (nothing sent yet)."""
+    if connector.status not in (ConnectorStatus.PENDING_VALIDATION, ConnectorStatus.SENT_BACK):
+        return None
+    run = counts.latest_preview(connector.id)
+    figures = counts.from_preview(run)
+    if figures is None:
+        return {"run": None, "figures": None}
+    return {"run": run, "figures": figures, "result": run.result or {}}
 
 
 def health_context(connector: Connector) -> health.Health | None:

@@ -20,10 +20,10 @@ from portal import jobs
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError
 from portal.models import Connector, ConnectorStatus, RunKind
-from portal.sync import ConnectorError, audience, error_fixes, lifecycle
+from portal.sync import ConnectorError, audience, counts, error_fixes, lifecycle
 from portal.sync import runs as sync_runs
 from portal.views.access import support_required
-from portal.views.connector import error_text, health_context, progress_context, progress_response
+from portal.views.connector import error_text, health_context, progress_context, progress_response, standing_context
 from portal.views.forms import SendBackForm, ValidateConnectorForm
 
 bp = Blueprint("support_connectors", __name__, url_prefix="/support/connectors")
@@ -72,10 +72,11 @@ def _page(connector: Connector, status: int = 200, **extra: Any) -> ResponseRetu
             checks_error = error_text(exc)
     copy_run = sync_runs.latest_run(connector.id, RunKind.INITIAL_COPY)
     consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
+    runs = sync_runs.history(connector.id)
     body = render(
         "support/connectors/show.html", "decision", connector=connector, checks=checks,
-        checks_error=checks_error, preview=_preview_context(connector), runs=sync_runs.history(connector.id),
-        health=health_context(connector),
+        checks_error=checks_error, preview=_preview_context(connector), runs=runs,
+        run_figures=counts.of_runs(runs), standing=standing_context(connector), health=health_context(connector),
         copy=progress_context(copy_run, url_for("support_connectors.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("support_connectors.progress", run_id=consent_run.id) if consent_run else ""),
