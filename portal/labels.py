@@ -51,6 +51,16 @@ SYNC_STATE = {
     SyncState.DELETED_IN_MC: _l("Deleted in Mailchimp"),
 }
 
+# The contacts table's filter on the Mailchimp state (R17), in the order offered.
+SYNC_FILTERS = (SyncState.ERROR, SyncState.PENDING, SyncState.NOT_SYNCED, SyncState.SYNCED, SyncState.UNSUBSCRIBED,
+                SyncState.BOUNCED, SyncState.ARCHIVED_IN_MC, SyncState.DELETED_IN_MC)
+SYNC_FILTER = {
+    SyncState.ERROR: _l("In error"),
+    SyncState.PENDING: _l("Pending"),
+    SyncState.NOT_SYNCED: _l("Not synced"),
+    SyncState.SYNCED: _l("Synced"),
+}
+
 NOT_SYNCED_REASON = {
     NotSyncedReason.DELETED: _l("deleted in anaba"),
     NotSyncedReason.NO_EMAIL: _l("no e-mail address"),
@@ -132,7 +142,7 @@ ERROR_SHORT = {
     "not_found": _l("not found in Mailchimp"),
     "api_key_invalid": _l("API key refused"),
     "audience_gone": _l("audience deleted"),
-    "unknown": _l("refused by Mailchimp"),
+    "unknown": _l("refused for another reason"),
 }
 
 # The figures every page, e-mail and support view shows about contacts (portal.sync.counts):
@@ -190,6 +200,12 @@ def run_status(status: str) -> str:
 def sync_state(state: str) -> str:
     """A contact's sync state (R17)."""
     return _lookup(SYNC_STATE, state)
+
+
+def sync_filter(state: str) -> str:
+    """A Mailchimp state as the contacts table's filter offers it ("In error", "Pending"…)."""
+    text = SYNC_FILTER.get(state)
+    return str(text) if text is not None else sync_state(state)
 
 
 def reason(value: str) -> str:
@@ -304,6 +320,20 @@ def paused_reason(value: str | None) -> str:
 def is_error_kind(value: str | None) -> bool:
     """True when `value` names a Mailchimp error kind (paused connectors store one)."""
     return bool(value) and value in KINDS
+
+
+EMAIL_STATUS = {"sent": _l("sent"), "failed": _l("failed")}
+"""What became of an e-mail the portal sent (the Outbox); the keys are EmailLog.status values."""
+
+
+def email_status(value: str) -> str:
+    """An e-mail's delivery status in plain words."""
+    return _lookup(EMAIL_STATUS, value)
+
+
+def email_sent(value: str) -> bool:
+    """True when the e-mail was handed to the mail server."""
+    return value == "sent"
 
 
 def count(key: str) -> str:

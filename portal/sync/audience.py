@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from flask import current_app
+from flask_babel import format_number
 from flask_babel import gettext as _
 
 from portal import labels
@@ -154,9 +155,9 @@ def audience_checks(connector: Connector) -> list[dict]:
     stats = audience.get("stats") or {}
     checks.append({
         "name": _("Audience size"), "ok": None,
-        "detail": _("%(subscribed)d subscribed, %(unsubscribed)d unsubscribed, %(cleaned)d cleaned",
-                    subscribed=int(stats.get("member_count") or 0),
-                    unsubscribed=int(stats.get("unsubscribe_count") or 0),
-                    cleaned=int(stats.get("cleaned_count") or 0)),
+        "detail": _("%(subscribed)s subscribed, %(unsubscribed)s unsubscribed, %(cleaned)s cleaned",
+                    subscribed=format_number(int(stats.get("member_count") or 0)),
+                    unsubscribed=format_number(int(stats.get("unsubscribe_count") or 0)),
+                    cleaned=format_number(int(stats.get("cleaned_count") or 0))),
     })
     return checks

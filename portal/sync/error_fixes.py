@@ -23,7 +23,7 @@ from portal.models import (Channel, Connector, ConnectorStatus, Contact, Contact
                            SyncState, Workspace, utcnow)
 from portal.sync import ConnectorError
 from portal.sync.contact_state import ensure_rows, states_for
-from portal.sync.counts import error_rows, undecided_shared_rows
+from portal.sync.counts import error_rows, problems_by_connector, undecided_shared_rows
 from portal.sync.eligibility import owners_for
 from portal.sync.lifecycle import live_connector
 
@@ -133,6 +133,20 @@ def owners_of(workspace_id: int, connector_id: int, contacts: Sequence[Contact])
             and owners[c.email_normalized] in people}
 
 
+def connectors_in_error(workspace_id: int | None = None) -> list[tuple[Connector, Workspace, int, int]]:
+    """Live connectors with errors or addresses to decide: ``(connector, workspace, errors, addresses)``,
+    most errors first (support's error list: pause, retry or open each)."""
+    problems = problems_by_connector()
+    if not problems:
+        return []
+    query = select(Connector, Workspace).join(Workspace, Workspace.id == Connector.workspace_id).where(
+        Connector.id.in_(list(problems)), Connector.deleted_at.is_(None))
+    if workspace_id is not None:
+        query = query.where(Connector.workspace_id == workspace_id)
+    rows = [(c, w, *problems[c.id]) for c, w in db.session.execute(query).all()]
+    return sorted(rows, key=lambda r: (-r[2], -r[3], r[1].name))
+
+
 def workspace_names() -> dict[int, str]:
     """Every workspace's name by id (support's cross-workspace error list)."""
     return {w.id: w.name for w in db.session.scalars(select(Workspace))}
@@ -148,10 +162,19 @@ def contacts_in_error(connector_id: int) -> list[int]:
 
 # --- fixes, written to the contact's History -----------------------------------------------------
 
-def _note_fix(connector: Connector, contact_id: int, action: str, data: Mapping | None = None) -> None:
-    """A History line: someone acted on this contact's error (not committed)."""
+FIX_ACTIONS = ("edited", "excluded", "owner_chosen")
+
+
+def _note_fix(connector: Connector, contact_id: int, action: str, error_kind: str = "",
+              fields: Sequence[str] = (), actor: str = "") -> None:
+    """A History line: someone acted on this contact's error (not committed).
+
+    Written ``action|error kind|field,field|actor`` in the event's detail: the event's data column
+    holds what a push sent, which the History compares push after push.
+    """
+    detail = "|".join((action, error_kind, ",".join(fields), actor.replace("|", " ")))
     db.session.add(SyncEvent(workspace_id=connector.workspace_id, connector_id=connector.id, contact_id=contact_id,
-                             kind=SyncEventKind.FIXED, detail=action, data=dict(data or {}), created_at=utcnow()))
+                             kind=SyncEventKind.FIXED, detail=detail[:500], created_at=utcnow()))
 
 
 def _error_of(workspace_id: int, contact_id: int) -> tuple[Connector | None, ContactSync | None]:
@@ -173,13 +196,12 @@ def save_contact(workspace_id: int, contact_id: int, data: Mapping, *, actor: st
     before = crm.get_contact(workspace_id, contact_id)
     old = {name: getattr(before, name) or "" for name in Contact.EDITABLE}
     was_error = row is not None and row.state == SyncState.ERROR
-    error_kind, error_field = (row.error_kind, row.error_field) if was_error else ("", "")
+    error_kind = row.error_kind if was_error else ""
     contact = crm.update_contact(workspace_id, contact_id, data, actor=actor, channel=channel)
     changed = [name for name in Contact.EDITABLE if (getattr(contact, name) or "") != old[name]]
     if not (was_error and changed):
         return contact, False
-    _note_fix(connector, contact.id, "edited", {"fields": changed, "error_kind": error_kind,
-                                                "error_field": error_field, "actor": actor})
+    _note_fix(connector, contact.id, "edited", error_kind, changed, actor)
     db.session.commit()
     return contact, True
 
@@ -189,7 +211,7 @@ def exclude(workspace_id: int, contact_id: int, *, actor: str, channel: str = Ch
     connector, row = _error_of(workspace_id, contact_id)
     contact = crm.set_do_not_sync(workspace_id, contact_id, True, actor=actor, channel=channel)
     if connector is not None:
-        _note_fix(connector, contact.id, "excluded", {"error_kind": row.error_kind if row else "", "actor": actor})
+        _note_fix(connector, contact.id, "excluded", row.error_kind if row else "", actor=actor)
         db.session.commit()
     return contact
 
@@ -211,8 +233,7 @@ def choose_email_owner(workspace_id: int, contact_id: int, *, actor: str = "") -
     ))
     for cid, row in ensure_rows(connector, sharing).items():
         row.owner_chosen = cid == contact.id
-    _note_fix(connector, contact.id, "owner_chosen", {"email": contact.email_normalized, "actor": actor,
-                                                      "others": [cid for cid in sharing if cid != contact.id]})
+    _note_fix(connector, contact.id, "owner_chosen", "duplicate_email", actor=actor)
     db.session.commit()
     pushable = connector.status in (ConnectorStatus.ACTIVE, ConnectorStatus.COPYING)
     return connector, sharing if pushable else []
