@@ -6,7 +6,9 @@ way everywhere:
 
 - **contacts** — the workspace's live contacts (deleted ones never count);
 - **created / updated / unchanged** — contacts sent to Mailchimp: a new member, an existing member
-  overwritten with anaba's values (R4), or a member already holding them;
+  overwritten with anaba's values (R4), or (a later copy) a contact unchanged since it was last sent.
+  The first copy writes every member that matches a contact, so the preview counts a member already
+  holding anaba's values among the updated ones, and says how many of them there are;
 - **not synced**, by reason (R2) — contacts left out on purpose: no e-mail, no consent, bounced,
   excluded, *sharing an address another contact owns*. A shared address is never an error: one
   contact per address is sent (the owner), the others are "not synced" (R19);
@@ -57,6 +59,7 @@ class Figures:
     pending: int = 0
     predicted: bool = False
     unsubscribed: int = 0  # of those sent: members unsubscribed because the consent went (R15)
+    already_current: int = 0  # preview: of the members to update, those that already hold anaba's values
 
     @property
     def sent(self) -> int:
@@ -99,9 +102,12 @@ def from_preview(run: SyncRun | None) -> Figures | None:
     shared = errors.pop(SHARED, 0)
     if shared:
         not_synced[SHARED] = not_synced.get(SHARED, 0) + shared
-    return Figures(created=int(r.get("to_create") or 0), updated=int(r.get("to_update") or 0),
-                   unchanged=int(r.get("up_to_date") or 0), not_synced=not_synced,
-                   errors={k: v for k, v in errors.items() if v}, predicted=True)
+    # The first copy writes every matched member (one batch call per 500), so a member that already
+    # holds anaba's values is "updated" by the copy too: counted there, and named in its detail.
+    current = int(r.get("up_to_date") or 0)
+    return Figures(created=int(r.get("to_create") or 0), updated=int(r.get("to_update") or 0) + current,
+                   not_synced=not_synced, errors={k: v for k, v in errors.items() if v}, predicted=True,
+                   already_current=current)
 
 
 def from_copy(run: SyncRun | None) -> Figures | None:
