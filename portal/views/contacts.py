@@ -77,6 +77,7 @@ def _row_texts() -> dict[str, str]:
         "shared_by": _("shared by %(n)s contacts"), "locked": _("Locked"),
         "locked_default": _("Locked: the contact unsubscribed through Mailchimp"),
         "opt_in": _("Opt-in"), "opt_out": _("Opt-out"), "unknown": _("Unknown"),
+        "mailchimp_is": _("%(label)s: %(value)s", label="Mailchimp", value="%(state)s"),
     }
 
 
