@@ -371,6 +371,8 @@ def test_une_valeur_tres_longue_ne_deforme_pas_les_pages(active_connector, page,
 
     page.goto(live_server + "/contacts/")
     fits()
+    table, main = (page.locator(sel).bounding_box() for sel in (".contacts-table", "main"))
+    assert table["x"] + table["width"] <= main["x"] + main["width"], "the table is wider than the page"
     row = page.locator(f"#contact-{long_one.id}")
     expect(row.locator("td.company .cut")).to_have_attribute("title", company)  # the whole value on hover
     for button in (row.locator(".row-actions button").first, row.locator(".row-actions button").last):
