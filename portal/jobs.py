@@ -316,9 +316,9 @@ def queue_retry(connector_id: int, contact_ids: Sequence[int] | None = None) -> 
         queue_replication(connector_id)
 
 
-def choose_email_owner(workspace_id: int, contact_id: int) -> Connector:
+def choose_email_owner(workspace_id: int, contact_id: int, actor: str = "") -> Connector:
     """This contact owns the e-mail it shares (R19); every contact sharing it is pushed again."""
-    connector, to_push = error_fixes.choose_email_owner(workspace_id, contact_id)
+    connector, to_push = error_fixes.choose_email_owner(workspace_id, contact_id, actor=actor)
     if to_push:
         queue_retry(connector.id, to_push)
     return connector

@@ -61,6 +61,16 @@ SYNC_STATE = {
     SyncState.DELETED_IN_MC: _l("Deleted in Mailchimp"),
 }
 
+# The contacts table's filter on the Mailchimp state (R17), in the order offered.
+SYNC_FILTERS = (SyncState.ERROR, SyncState.PENDING, SyncState.NOT_SYNCED, SyncState.SYNCED, SyncState.UNSUBSCRIBED,
+                SyncState.BOUNCED, SyncState.ARCHIVED_IN_MC, SyncState.DELETED_IN_MC)
+SYNC_FILTER = {
+    SyncState.ERROR: _l("In error"),
+    SyncState.PENDING: _l("Pending"),
+    SyncState.NOT_SYNCED: _l("Not synced"),
+    SyncState.SYNCED: _l("Synced"),
+}
+
 NOT_SYNCED_REASON = {
     NotSyncedReason.DELETED: _l("deleted in anaba"),
     NotSyncedReason.NO_EMAIL: _l("no e-mail address"),
@@ -69,7 +79,7 @@ NOT_SYNCED_REASON = {
     NotSyncedReason.BOUNCED: _l("the address bounced"),
     NotSyncedReason.CONSENT_LOCKED: _l("the contact unsubscribed through Mailchimp and must re-subscribe there"),
     NotSyncedReason.OPT_OUT: _l("the contact opted out"),
-    NotSyncedReason.NO_CONSENT: _l("consent not given yet (unknown)"),
+    NotSyncedReason.NO_CONSENT: _l("consent not given yet"),
     NotSyncedReason.SHARED_EMAIL: _l("another contact owns this e-mail address"),
 }
 
@@ -99,6 +109,7 @@ SYNC_EVENT = {
     SyncEventKind.UNSUBSCRIBED: _l("Unsubscribed in Mailchimp"),
     SyncEventKind.DRIFT_REPAIRED: _l("Values changed in Mailchimp restored"),
     SyncEventKind.MAILCHIMP_STATE: _l("State seen in Mailchimp"),
+    SyncEventKind.FIXED: _l("Error fixed"),
 }
 
 ACTIVITY_ACTION = {
@@ -135,13 +146,46 @@ ERROR_TITLE = {
     "unknown": _l("Other errors"),
 }
 
+# A contact's error in a few words, after "Error —" (the record's header, the table's label).
+ERROR_SHORT = {
+    "invalid_email": _l("invalid address"),
+    "fake_email": _l("address Mailchimp considers fake"),
+    "compliance_state": _l("unsubscribed or blocked in Mailchimp"),
+    "forgotten_email": _l("permanently deleted from Mailchimp"),
+    "member_exists": _l("address used by another member"),
+    "email_taken": _l("new address used by another member"),
+    "duplicate_email": _l("address shared by several contacts"),
+    "merge_field_invalid": _l("value of {field} refused"),
+    "merge_field_required": _l("{field} is required"),
+    "value_too_long": _l("{field} too long"),
+    "not_found": _l("not found in Mailchimp"),
+    "api_key_invalid": _l("API key refused"),
+    "audience_gone": _l("audience deleted"),
+    "unknown": _l("refused for another reason"),
+}
+
+# The figures every page, e-mail and support view shows about contacts (portal.sync.counts):
+# what a copy did, and (predicted) what the preview says it will do.
+FIGURE = {
+    "contacts": (_l("contacts"), _l("contacts")),
+    "created": (_l("created in Mailchimp"), _l("to create in Mailchimp")),
+    "updated": (_l("updated in Mailchimp"), _l("to update in Mailchimp")),
+    "unchanged": (_l("already up to date"), _l("already up to date")),
+    "not_synced": (_l("not synced"), _l("not synced")),
+    "errors": (_l("refused by Mailchimp"), _l("would be refused by Mailchimp")),
+    "pending": (_l("waiting to be sent"), _l("waiting to be sent")),
+    "synced": (_l("synced"), _l("synced")),
+    "unsubscribed": (_l("unsubscribed in Mailchimp"), _l("unsubscribed in Mailchimp")),
+}
+
 # What the counters kept by runs mean (consent import, preview, copy, reconciliation).
 COUNT = {
     "created": _l("created in Mailchimp"), "to_create": _l("to create"),
     "updated": _l("updated in Mailchimp"), "to_update": _l("to update"),
     "unchanged": _l("unchanged"), "up_to_date": _l("already up to date"), "skipped": _l("not synced"),
     "opt_in": _l("now opt-in"), "opt_out": _l("now opt-out"), "locked": _l("opt-out, locked by Mailchimp"),
-    "bounced": _l("marked as bounced"), "matched": _l("found in the audience"), "members": _l("members read"),
+    "bounced": _l("marked as bounced"), "matched": _l("members with the address of a contact"),
+    "contacts_matched": _l("contacts found in the audience"), "members": _l("members read"),
     "archived": _l("archived"), "eligible": _l("eligible contacts"),
     "campaigns": _l("campaigns read"), "new_campaigns": _l("new campaigns"), "added": _l("activities added"),
     "no_contact": _l("activities skipped: the member is not an anaba contact"),
@@ -184,6 +228,12 @@ def sync_state(state: str) -> str:
     return _lookup(SYNC_STATE, state)
 
 
+def sync_filter(state: str) -> str:
+    """A Mailchimp state as the contacts table's filter offers it ("In error", "Pending"…)."""
+    text = SYNC_FILTER.get(state)
+    return str(text) if text is not None else sync_state(state)
+
+
 def reason(value: str) -> str:
     """Why a contact is not synced (R2), lower case (it reads inside a sentence)."""
     if not value:
@@ -223,6 +273,12 @@ def field(name: str) -> str:
     return _lookup(CONTACT_FIELD, name)
 
 
+def address_parts() -> str:
+    """The postal address named by its parts, as the contact form names them (the mapping's one
+    address choice)."""
+    return " · ".join(field(name) for name in ("street", "postal_code", "city", "country"))
+
+
 def fields() -> dict[str, str]:
     """Every contact field with its label, in display order."""
     return {name: str(text) for name, text in CONTACT_FIELD.items()}
@@ -245,9 +301,77 @@ def error_message(kind: str | None, field: str | None = None) -> str:
         return text
 
 
+def setup_error(kind: str | None, field: str | None = None) -> str:
+    """A Mailchimp refusal met while setting up a connector: "reconnect" only makes sense for a
+    connector that exists, so a refused key reads as what to check instead."""
+    if kind == "api_key_invalid":
+        return gettext("Mailchimp refuses this API key. Check that you copied it whole (it ends with -us and a "
+                       "number), or create a new key in Mailchimp: Profile → Extras → API keys.")
+    if kind == "audience_gone":
+        return gettext("This audience no longer exists in Mailchimp. Choose another one.")
+    return error_message(kind, field)
+
+
+def error_short(kind: str | None, field: str | None = None) -> str:
+    """A contact's error in a few words ("invalid address", "COMPANY too long")."""
+    text = str(ERROR_SHORT.get(kind or "") or ERROR_SHORT["unknown"])
+    try:
+        return text.format(field=field or gettext(field_fallback()))
+    except (KeyError, IndexError, ValueError):
+        return text
+
+
+def not_synced(key: str) -> str:
+    """Why contacts were left out of a copy: a reason (R2), or their state in Mailchimp (R13)."""
+    if key == SyncState.ARCHIVED_IN_MC:
+        return str(_l("archived in Mailchimp"))
+    if key == SyncState.DELETED_IN_MC:
+        return str(_l("deleted in Mailchimp"))
+    return reason(key)
+
+
+def shared_owner(name: str) -> str:
+    """Why a contact sharing its address is not sent: which contact owns the address (R19)."""
+    return gettext("address used by %(name)s", name=name)
+
+
+def figure(key: str, predicted: bool = False) -> str:
+    """What one figure of a copy (or, `predicted`, of the preview) counts."""
+    pair = FIGURE.get(key)
+    return str(pair[1 if predicted else 0]) if pair else _lookup(COUNT, key)
+
+
+PAUSED_BY_SUPPORT = "paused_by_support"
+"""The pause reason of a connector anaba's support paused by hand (no Mailchimp error)."""
+
+
+def paused_reason(value: str | None) -> str:
+    """Why a connector is paused, in plain words, with what to do."""
+    if value == PAUSED_BY_SUPPORT:
+        return gettext("anaba's support team paused the connector: nothing is sent to Mailchimp until it is "
+                       "resumed. Contact support to know why.")
+    if value and value in KINDS:
+        return error_message(value)
+    return gettext("Mailchimp refuses the API key or the audience no longer exists.")
+
+
 def is_error_kind(value: str | None) -> bool:
     """True when `value` names a Mailchimp error kind (paused connectors store one)."""
     return bool(value) and value in KINDS
+
+
+EMAIL_STATUS = {"sent": _l("sent"), "failed": _l("failed")}
+"""What became of an e-mail the portal sent (the Outbox); the keys are EmailLog.status values."""
+
+
+def email_status(value: str) -> str:
+    """An e-mail's delivery status in plain words."""
+    return _lookup(EMAIL_STATUS, value)
+
+
+def email_sent(value: str) -> bool:
+    """True when the e-mail was handed to the mail server."""
+    return value == "sent"
 
 
 def count(key: str) -> str:

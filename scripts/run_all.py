@@ -1,5 +1,10 @@
 """`make run`: Redis, the SMTP sink, the Mailchimp simulator, migrations + demo data, the RQ worker
-and the portal on http://127.0.0.1:5000 — all started here and all stopped on Ctrl-C."""
+and the portal on http://portal.localhost:5000 — all started here and all stopped on Ctrl-C.
+
+The address printed is PUBLIC_BASE_URL, the one the e-mails link to: a `*.localhost` name reaches
+this machine in browsers (no DNS, no /etc/hosts), so a link in an e-mail opens the portal you are
+logged in to, and, being a name rather than a loopback address, it keeps the Mailchimp webhook
+registration possible (mailchimp3 refuses loopback and private addresses, API-NOTES §12)."""
 from __future__ import annotations
 
 import os
@@ -16,6 +21,7 @@ PY = str(ROOT / ".venv" / "bin" / "python")
 INSTANCE = ROOT / "instance"
 DEMO_MC_KEY = "0" * 31 + "1-us1"
 DEMO_AUDIENCE = "Newsletter Atelier Lumière"
+DEMO_WORKSPACE_NAME = "Atelier Lumière (démo)"
 PORTS = {"web": 5000, "redis": 6389, "smtp": 8025, "sim": 8470}
 
 
@@ -36,8 +42,34 @@ def port_busy(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def banner(env: dict, api_token: str | None) -> str:
+    """What `make run` prints once everything listens: the address (PUBLIC_BASE_URL, the one in the
+    e-mails), the logins, the API token, the simulator."""
+    token = (f"  API token (Atelier Lumière): {api_token}  (shown once; a new one: "
+             f"flask --app app.py workspace new-token \"{DEMO_WORKSPACE_NAME}\")"
+             if api_token else
+             f"  API token: printed on the first run only; a new one: "
+             f"flask --app app.py workspace new-token \"{DEMO_WORKSPACE_NAME}\"")
+    return f"""
+  anaba portal:   {env['PUBLIC_BASE_URL']}   (links in e-mails open here; the outbox is /support/outbox)
+  support login:  support@anaba.localhost / support-demo
+  customer login: camille@atelier-lumiere.localhost / client-demo
+{token}
+  Mailchimp simulator: {env['MAILCHIMP_API_BASE']}  (demo API key {DEMO_MC_KEY})
+  Ctrl-C stops everything.
+"""
+
+
+def api_token_in(output: str) -> str | None:
+    """The API token `flask seed-demo` printed (only when it created the demo workspace)."""
+    for line in output.splitlines():
+        if line.startswith("demo API token:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def main() -> None:
-    """Start everything, print the logins, wait for Ctrl-C, stop everything."""
+    """Start everything, print the address and the logins, wait for Ctrl-C, stop everything."""
     INSTANCE.mkdir(exist_ok=True)
     busy = [f"{name} ({port})" for name, port in PORTS.items() if port_busy(port)]
     if busy:
@@ -82,7 +114,9 @@ def main() -> None:
             wait_port(port)
         flask = [PY, "-m", "flask", "--app", "app.py"]
         subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True)
-        subprocess.run(flask + ["seed-demo"], cwd=ROOT, env=env, check=True)
+        seeded = subprocess.run(flask + ["seed-demo"], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+        print(seeded.stdout, end="", flush=True)
+        api_token = api_token_in(seeded.stdout)
         subprocess.run([PY, "scripts/seed_demo_audience.py", DEMO_MC_KEY, DEMO_AUDIENCE], cwd=ROOT, env=env,
                        check=True)
         start("worker", [PY, "worker.py"])
@@ -92,15 +126,12 @@ def main() -> None:
                       "-w", "2", "--threads", "4", "--access-logfile", "-", "app:app"])
         wait_port(PORTS["web"])
     except (subprocess.CalledProcessError, SystemExit) as exc:
+        for stream in (getattr(exc, "stdout", None), getattr(exc, "stderr", None)):
+            if stream:
+                print(stream, end="")
         print(f"start-up failed: {exc}")
         stop_all()
-    print(f"""
-  anaba portal:  http://127.0.0.1:{PORTS['web']}
-  support login: support@anaba.localhost / support-demo
-  customer login: camille@atelier-lumiere.localhost / client-demo
-  Mailchimp simulator: {env['MAILCHIMP_API_BASE']}  (demo API key {DEMO_MC_KEY})
-  Ctrl-C stops everything.
-""", flush=True)
+    print(banner(env, api_token), flush=True)
     while True:
         for name, proc in procs:
             if proc.poll() is not None:

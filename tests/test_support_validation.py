@@ -70,11 +70,12 @@ def test_from_wizard_to_validation_send_back_then_copy_to_active(mc_app, sim, si
     preview = support_client.get(f"/support/connectors/{connector.id}/preview", headers=htmx())
     seen = words(preview)
     assert "hx-trigger" not in preview.get_data(as_text=True)
-    assert re.search(r"\b2 members to create", seen)       # paul, and Anne who owns the shared e-mail
-    assert re.search(r"\b1 members to update", seen)       # jeanne: FNAME and the tag differ
+    assert re.search(r"To create in Mailchimp 2\b", seen)    # paul, and Anne who owns the shared e-mail
+    assert re.search(r"To update in Mailchimp 1\b", seen)    # jeanne: FNAME and the tag differ
     assert "Jeanne" in seen and "FNAME" in seen and "+ Clients" in seen
     assert "no e-mail address" in seen
-    assert "E-mail address shared by several contacts" in seen
+    # issue 12: a shared address is "not synced" (as the copy counts it), with the contact sent instead
+    assert "1 address is shared by several contacts" in seen and "address used by Anne" in seen
     # Nothing was written to Mailchimp before validation: key check, audience, consent, preview only read.
     assert {r["method"] for r in sim.control.requests_log()} <= {"GET"}
 
@@ -159,7 +160,7 @@ def test_recompute_starts_a_fresh_preview_that_polls_until_computed(mc_app, sim,
     run_jobs()
     computed = support_client.get(f"/support/connectors/{connector.id}/preview", headers=htmx())
     assert "hx-trigger" not in computed.get_data(as_text=True)
-    assert "members to create" in text(computed)
+    assert "To create in Mailchimp" in text(computed)
 
 
 def test_queue_lists_oldest_submission_first_and_filters_by_status(mc_app, sim, sim_key, support_client, customer,

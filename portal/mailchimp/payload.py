@@ -12,7 +12,9 @@ Used by the dry-run preview (R7), the initial copy (R8) and replication (R10):
 
 Addresses: Mailchimp's ADDRESS value is an object ``{addr1, addr2, city, state, zip, country}``
 and it refuses one without ``addr1``, ``city``, ``state`` and ``zip`` ("Please enter a complete
-address"). French addresses have no state, so the city stands in for it; an address still
+address"). French addresses have no state: the region, found from the postal code's département,
+stands in for it (Mailchimp then writes "Paris, Île-de-France 75002", not the city twice); when
+no region can be found (another country, an unusual code) the city does. An address still
 incomplete after that is sent as ``""`` (no address) rather than failing the whole contact.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from portal.mailchimp.errors import message_for
 
 __all__ = [
     "ADDRESS_KEYS", "DEFAULT_ADDRESS_PARTS", "FieldMapping", "PredictedError", "TEXT_MAX_LENGTH",
-    "build_member", "default_mappings", "email_syntax_ok", "member_diff", "merge_value",
+    "address_line", "build_member", "french_region", "default_mappings", "email_syntax_ok", "member_diff", "merge_value",
     "payload_fingerprint", "predict_errors", "subscriber_hash", "tag_changes",
 ]
 
@@ -59,6 +61,27 @@ _COUNTRY_CODES = {
     "grèce": "GR", "réunion": "RE", "la réunion": "RE", "guadeloupe": "GP", "martinique": "MQ",
     "guyane": "GF", "mayotte": "YT", "nouvelle-calédonie": "NC", "polynésie française": "PF",
 }
+
+# The region of each French département (2016 regions), by the first two digits of the postal
+# code; overseas départements by their first three.
+_REGIONS = {
+    "Auvergne-Rhône-Alpes": "01 03 07 15 26 38 42 43 63 69 73 74",
+    "Bourgogne-Franche-Comté": "21 25 39 58 70 71 89 90",
+    "Bretagne": "22 29 35 56",
+    "Centre-Val de Loire": "18 28 36 37 41 45",
+    "Corse": "20",
+    "Grand Est": "08 10 51 52 54 55 57 67 68 88",
+    "Hauts-de-France": "02 59 60 62 80",
+    "Île-de-France": "75 77 78 91 92 93 94 95",
+    "Normandie": "14 27 50 61 76",
+    "Nouvelle-Aquitaine": "16 17 19 23 24 33 40 47 64 79 86 87",
+    "Occitanie": "09 11 12 30 31 32 34 46 48 65 66 81 82",
+    "Pays de la Loire": "44 49 53 72 85",
+    "Provence-Alpes-Côte d'Azur": "04 05 06 13 83 84",
+    "Guadeloupe": "971", "Martinique": "972", "Guyane": "973", "La Réunion": "974", "Mayotte": "976",
+}
+_REGION_OF = {code: region for region, codes in _REGIONS.items() for code in codes.split()}
+_FRENCH = ("FR", "GP", "MQ", "GF", "RE", "YT")
 
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 
@@ -163,17 +186,37 @@ def _country(value: Any, default: str) -> str:
     return _COUNTRY_CODES.get(text.lower(), text)
 
 
+def french_region(postal_code: str, country: str = "FR") -> str:
+    """The French region of a postal code ("75002" → "Île-de-France"); "" when there is none."""
+    code = _text(postal_code).replace(" ", "")
+    if country.upper() not in _FRENCH or len(code) != 5 or not code.isdigit():
+        return ""
+    return _REGION_OF.get(code[:3]) or _REGION_OF.get(code[:2], "")
+
+
 def _address(contact: Mapping[str, Any], mapping: FieldMapping) -> dict[str, str] | str:
     parts = mapping.address_parts or DEFAULT_ADDRESS_PARTS
     raw = {key: _text(_get(contact, parts.get(key, ""))) for key in ADDRESS_KEYS}
     if not any(raw[k] for k in ("addr1", "addr2", "city", "state", "zip")):
         return ""
+    raw["country"] = _country(raw["country"], mapping.default_country)
     if not raw["state"]:
-        raw["state"] = raw["city"]
+        raw["state"] = french_region(raw["zip"], raw["country"]) or raw["city"]
     if not all(raw[k] for k in ADDRESS_REQUIRED):
         return ""
-    raw["country"] = _country(raw["country"], mapping.default_country)
     return raw
+
+
+def address_line(value: Mapping[str, Any] | str) -> str:
+    """An ADDRESS value on one line, each part once: "12 rue de la Paix, 75002 Paris, Île-de-France, FR"."""
+    if not isinstance(value, Mapping):
+        return _text(value)
+    addr1, addr2, city, state, zip_code, country = (_text(value.get(k)) for k in ADDRESS_KEYS)
+    parts = [addr1, addr2, " ".join(p for p in (zip_code, city) if p)]
+    if state and state.casefold() != city.casefold():
+        parts.append(state)
+    parts.append(country)
+    return ", ".join(p for p in parts if p)
 
 
 def merge_value(contact: Mapping[str, Any], mapping: FieldMapping) -> Any:
@@ -295,8 +338,10 @@ def _is_number(value: Any) -> bool:
 def _norm(value: Any) -> Any:
     """Comparable form of a merge value as sent or as read back from Mailchimp."""
     if isinstance(value, Mapping):
-        parts = {k: _text(value.get(k)) for k in ADDRESS_KEYS}
-        if not any(parts[k] for k in ("addr1", "addr2", "city", "state", "zip")):
+        # The state is never anaba's own value (it stands in for what French addresses lack):
+        # comparing it would report every member written before the region replaced the city.
+        parts = {k: _text(value.get(k)) for k in ADDRESS_KEYS if k != "state"}
+        if not any(parts[k] for k in ("addr1", "addr2", "city", "zip")):
             return ""
         parts["country"] = parts["country"].upper()
         return tuple(sorted(parts.items()))

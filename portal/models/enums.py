@@ -129,6 +129,7 @@ class SyncEventKind(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     DRIFT_REPAIRED = "drift_repaired"
     MAILCHIMP_STATE = "mailchimp_state"
+    FIXED = "fixed"  # someone acted on the contact's error (R19): edited it, chose an owner, excluded it
 
 
 class Role(StrEnum):

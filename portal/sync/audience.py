@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from flask import current_app
+from flask_babel import format_number
 from flask_babel import gettext as _
 
 from portal import labels
@@ -25,14 +26,24 @@ from portal.sync.mailchimp_access import client_for
 MAX_MERGE_FIELDS = 30
 """Merge fields an audience holds at most (API-NOTES §5)."""
 
-MAPPABLE_FIELDS = ("first_name", "last_name", "phone", "company", "job_title", "address", "street",
-                   "postal_code", "city", "country")
-"""The anaba contact fields a merge field can receive (``address`` is the whole postal address)."""
+MAPPABLE_FIELDS = ("first_name", "last_name", "phone", "company", "job_title", "address")
+"""The anaba contact fields a merge field can receive. ``address`` is the postal address (street,
+postal code, city, country together) and goes to an address merge field: the one address choice."""
+
+NEW_MERGE_FIELDS: dict[str, FieldMapping] = {
+    **{m.source: m for m in default_mappings()},
+    "job_title": FieldMapping("job_title", "JOBTITLE", "text", name="Job Title"),
+}
+"""The merge field created for each anaba field when the audience has none to receive it (R5)."""
+
+# Names an audience may already give the merge field of a field the default mapping leaves out.
+_KNOWN_NAMES = {"job_title": ("job title", "jobtitle", "fonction", "poste", "title")}
 
 
 def anaba_fields() -> list[tuple[str, str]]:
-    """The anaba contact fields a merge field can receive, with their labels."""
-    return [(name, labels.field(name)) for name in MAPPABLE_FIELDS]
+    """The anaba contact fields a merge field can receive, with their labels (the address named by its
+    parts, as the contact form names them)."""
+    return [(name, labels.address_parts() if name == "address" else labels.field(name)) for name in MAPPABLE_FIELDS]
 
 
 def by_tag(merge_fields: Iterable[dict]) -> dict[str, dict]:
@@ -40,35 +51,52 @@ def by_tag(merge_fields: Iterable[dict]) -> dict[str, dict]:
     return {str(f.get("tag", "")).upper(): f for f in merge_fields}
 
 
+def fits(field: str, merge_type: str | None) -> bool:
+    """Whether a merge field of `merge_type` can receive the anaba `field` (an address goes to an
+    address merge field, nothing else does)."""
+    return (merge_type == "address") == (field == "address")
+
+
 def audience_fields(api_key: str, list_id: str) -> dict:
     """The audience's merge fields and the mapping proposed for them (R5).
 
     ``proposed_mapping`` items: ``{"field", "tag", "type", "exists", "required", "size",
-    "name"}``; ``unfillable_required``: required merge fields the proposal leaves empty.
+    "name"}`` (``tag`` is "" when nothing is proposed: the field is not sent unless chosen);
+    ``new_fields``: the merge field that would be created for each anaba field;
+    ``unfillable_required``: required merge fields the proposal leaves empty.
     """
     with client_for(api_key.strip()) as client:
         merge_fields = client.get_merge_fields(list_id)
     tags = by_tag(merge_fields)
     by_name = {str(f.get("name", "")).strip().casefold(): f for f in merge_fields}
+    defaults = {m.source for m in default_mappings()}
     proposed = []
-    for mapping in default_mappings():
-        found = tags.get(mapping.tag) or by_name.get(mapping.name.casefold())
-        if found is not None and found.get("type") not in (mapping.type, "text"):
-            found = None if found.get("tag") != mapping.tag else found
+    for field in MAPPABLE_FIELDS:
+        mapping = NEW_MERGE_FIELDS[field]
+        names = (mapping.name.casefold(), *_KNOWN_NAMES.get(field, ()))
+        found = tags.get(mapping.tag) or next((by_name[n] for n in names if n in by_name), None)
+        if found is not None and (not fits(field, found.get("type")) or (
+                found.get("type") not in (mapping.type, "text") and found.get("tag") != mapping.tag)):
+            found = None
+        if found is None and field not in defaults:
+            proposed.append({"field": field, "tag": "", "type": mapping.type, "exists": False, "required": False,
+                             "size": None, "name": mapping.name})
+            continue
         proposed.append({
-            "field": mapping.source, "tag": found["tag"] if found else mapping.tag,
+            "field": field, "tag": found["tag"] if found else mapping.tag,
             "type": found.get("type", mapping.type) if found else mapping.type,
             "exists": found is not None, "required": bool(found and found.get("required")),
             "size": mapping.limit or TEXT_MAX_LENGTH if mapping.type != "address" else None,
             "name": found.get("name", mapping.name) if found else mapping.name,
         })
-    mapped = {p["tag"] for p in proposed}
+    mapped = {p["tag"] for p in proposed if p["tag"]}
     unfillable = [
         f["tag"] for f in merge_fields
         if f.get("required") and f.get("tag") not in mapped and not str(f.get("default_value") or "").strip()
     ]
+    new_fields = {field: {"tag": m.tag, "type": m.type, "name": m.name} for field, m in NEW_MERGE_FIELDS.items()}
     return {"merge_fields": merge_fields, "proposed_mapping": proposed, "anaba_fields": anaba_fields(),
-            "unfillable_required": unfillable}
+            "new_fields": new_fields, "unfillable_required": unfillable}
 
 
 def normalise_mapping(mapping: Sequence[Any] | None) -> list[FieldMapping]:
@@ -154,10 +182,10 @@ def describe_checks(facts: Iterable[dict]) -> list[dict]:
                       else _("Not registered yet: it is registered when replication starts."))
         elif check == "size":
             name = _("Audience size")
-            detail = _("%(subscribed)d subscribed, %(unsubscribed)d unsubscribed, %(cleaned)d cleaned",
-                       subscribed=int(fact.get("member_count") or 0),
-                       unsubscribed=int(fact.get("unsubscribe_count") or 0),
-                       cleaned=int(fact.get("cleaned_count") or 0))
+            detail = _("%(subscribed)s subscribed, %(unsubscribed)s unsubscribed, %(cleaned)s cleaned",
+                       subscribed=format_number(int(fact.get("member_count") or 0)),
+                       unsubscribed=format_number(int(fact.get("unsubscribe_count") or 0)),
+                       cleaned=format_number(int(fact.get("cleaned_count") or 0)))
         else:
             continue
         described.append({"name": name, "ok": ok, "detail": detail})

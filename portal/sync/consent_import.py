@@ -26,6 +26,7 @@ from portal.crm.events import announce
 from portal.extensions import db
 from portal.models import Channel, Connector, Consent, Contact, ContactChange, SyncRun
 from portal.sync import runs as run_rows
+from portal.sync.counts import match_members
 from portal.sync.mailchimp_access import client_for
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def run(run_id: int) -> run_rows.RunResult:
 
 
 def _import(run: SyncRun, connector: Connector, token: str) -> None:
-    counts = {"members": 0, "matched": 0, "opt_in": 0, "opt_out": 0, "locked": 0, "bounced": 0, "unchanged": 0}
+    counts = {"members": 0, "matched": 0, "contacts_matched": 0, "opt_in": 0, "opt_out": 0, "locked": 0,
+              "bounced": 0, "unchanged": 0}
     with client_for(connector) as client:
         stats = client.get_list(connector.audience_id).get("stats") or {}
         run.total = sum(int(stats.get(k) or 0) for k in ("member_count", "unsubscribe_count", "cleaned_count"))
@@ -75,16 +77,17 @@ def _apply(run: SyncRun, connector: Connector, members: list[dict], counts: dict
     counts["members"] += len(members)
     changed: list[int] = []
     if by_email:
-        contacts = db.session.scalars(
-            # deleted contacts are skipped below: see eligibility._JUDGE_COLUMNS for why not in SQL
+        contacts = [c for c in db.session.scalars(
+            # deleted contacts are left out here: see eligibility._JUDGE_COLUMNS for why not in SQL
             select(Contact).where(Contact.workspace_id == connector.workspace_id,
                                   Contact.email_normalized.in_(list(by_email)))
-        )
+        ) if c.deleted_at is None]
+        # Members matched, as the preview counts them (several contacts may share one address).
+        members, matched_contacts = match_members(by_email, contacts)
+        counts["matched"] += members
+        counts["contacts_matched"] = counts.get("contacts_matched", 0) + matched_contacts
         for contact in contacts:
-            if contact.deleted_at is not None:
-                continue
             member = by_email[contact.email_normalized]
-            counts["matched"] += 1
             if _apply_member(contact, member, counts):
                 changed.append(contact.id)
             else:

@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import Connector, ConnectorStatus, ContactSync, RunKind, RunStatus, SyncRun, SyncState, utcnow
+from portal.models import Connector, ConnectorStatus, ContactSync, RunKind, RunStatus, SyncRun, utcnow
+from portal.sync import counts
 
 TRANSIENT = ("unavailable", "timeout", "rate_limited")
 
@@ -40,10 +41,7 @@ def connector_health(connector: Connector) -> Health:
     pending, oldest = db.session.execute(
         select(func.count(), func.min(ContactSync.dirty_at)).where(
             ContactSync.connector_id == connector.id, ContactSync.dirty_at.is_not(None))).one()
-    kinds = dict(db.session.execute(
-        select(ContactSync.error_kind, func.count()).where(
-            ContactSync.connector_id == connector.id, ContactSync.state == SyncState.ERROR)
-        .group_by(ContactSync.error_kind)).all())
+    kinds = counts.errors_by_kind(connector.id)  # as the error list and every other page count them
     reconciliation = db.session.scalar(select(SyncRun).where(
         SyncRun.connector_id == connector.id, SyncRun.kind == RunKind.RECONCILE,
         SyncRun.status == RunStatus.FINISHED).order_by(SyncRun.id.desc()).limit(1))

@@ -68,8 +68,10 @@ def live_contact_count(workspace_id: int) -> int:
     ) or 0
 
 
-def _mailchimp_refusal(exc: MailchimpError) -> ConnectorError:
-    return ConnectorError(labels.error_message(exc.kind, exc.field))
+def _mailchimp_refusal(exc: MailchimpError, *, setting_up: bool = False) -> ConnectorError:
+    # While a connector is being set up there is nothing to "reconnect" yet (issue 12).
+    return ConnectorError(labels.setup_error(exc.kind, exc.field) if setting_up
+                          else labels.error_message(exc.kind, exc.field))
 
 
 def create_connector(workspace_id: int, user: User | None, api_key: str, audience_id: str,
@@ -88,7 +90,7 @@ def create_connector(workspace_id: int, user: User | None, api_key: str, audienc
             audience = client.get_list(audience_id)
             merge_fields = client.get_merge_fields(audience_id)
     except MailchimpError as exc:
-        raise _mailchimp_refusal(exc) from exc
+        raise _mailchimp_refusal(exc, setting_up=True) from exc
     mappings = normalise_mapping(mapping)
     existing = by_tag(merge_fields)
     to_create = [m for m in mappings if m.tag not in existing]
@@ -240,6 +242,24 @@ def pause_connector(connector_id: int, error: MailchimpError) -> None:
     notifications.notify_paused(connector, error.kind)
 
 
+def pause_by_support(connector_id: int, user: User | None) -> Connector:
+    """Support pauses an active connector by hand (R19): nothing is sent until it is resumed
+    (:func:`reconnect`); changes made meanwhile wait and are sent then. The customers are told."""
+    result = db.session.execute(
+        update(Connector).where(Connector.id == connector_id, Connector.status == ConnectorStatus.ACTIVE)
+        .values(status=ConnectorStatus.PAUSED, paused_reason=labels.PAUSED_BY_SUPPORT)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise ConnectorError(_("Only an active connector can be paused."))
+    db.session.commit()
+    connector = get_connector(connector_id)
+    db.session.refresh(connector)
+    notifications.notify_paused(connector, labels.PAUSED_BY_SUPPORT)
+    return connector
+
+
 def reconnect(connector_id: int, user: User | None, api_key: str | None = None) -> Connector:
     """Resume a paused connector, with a new API key if given (R19 "reconnect").
 
@@ -249,6 +269,8 @@ def reconnect(connector_id: int, user: User | None, api_key: str | None = None) 
     connector = get_connector(connector_id)
     if connector.status != ConnectorStatus.PAUSED:
         raise ConnectorError(_("Only a paused connector can be reconnected."))
+    if connector.paused_reason == labels.PAUSED_BY_SUPPORT and not (user is not None and user.is_support):
+        raise ConnectorError(_("anaba's support team paused this connector: contact them to resume it."))
     key = (api_key or "").strip() or api_key_of(connector)
     try:
         with client_for(key) as client:

@@ -13,6 +13,7 @@ from portal.extensions import db
 from portal.mailchimp.errors import N_
 from portal.models import Connector, Role, SyncRun, User, Workspace
 from portal.notify import send_email
+from portal.sync import counts
 
 ERRORS_PATH = "/mailchimp/errors"
 CONNECTOR_PATH = "/mailchimp/"
@@ -65,9 +66,7 @@ def notify_paused(connector: Connector, error_kind: str) -> None:
 
 
 def notify_copy_finished(connector: Connector, run: SyncRun) -> None:
-    """E-mail the customers the copy's counts and the link to the errors (R8)."""
-    counts = dict(run.counts or {})
-    _notify_customers(connector, "copy_finished", N_("Your contacts are in Mailchimp"),
-                      run=run, created=int(counts.get("created", 0)), updated=int(counts.get("updated", 0)),
-                      unchanged=int(counts.get("unchanged", 0)), errors=int(counts.get("errors", 0)),
-                      skipped=dict(counts.get("skipped") or {}))
+    """E-mail the customers the copy's figures (as every page counts them) and the link to the errors (R8)."""
+    figures = counts.from_copy(run)
+    _notify_customers(connector, "copy_finished", N_("Your contacts are in Mailchimp"), run=run, figures=figures,
+                      addresses_to_decide=counts.addresses_to_decide(connector.id))

@@ -8,11 +8,13 @@ audience costs a few megabytes.
 Pass 1 (audience pages): contacts matching each page by e-mail; for the eligible ones the
 member body is built and compared with the member (:func:`member_diff`, tag changes) →
 *to update* (with up to 20 field-by-field samples) or *already up to date*.
-Pass 2 (contacts by id): every live contact is judged → *skipped* by reason, *to create*
+Pass 2 (contacts by id): every live contact is judged → *skipped* by reason (a contact
+sharing an address another contact owns included, as the copy records it), *to create*
 (eligible and not in the audience), or *predicted failure* (invalid e-mail, value too long
-or otherwise refused merge value, e-mail owned by another contact), with samples.
+or otherwise refused merge value), with samples.
 
-The result is stored in ``SyncRun.result`` (see docs/sync-engine.md for its shape).
+The result is stored in ``SyncRun.result`` (see docs/sync-engine.md for its shape); pages read
+its figures through :func:`portal.sync.counts.from_preview`, like the copy's.
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from sqlalchemy import select
 
 from portal import background
 from portal.extensions import db
-from portal.mailchimp.payload import build_member, member_diff, predict_errors, tag_changes
+from portal.mailchimp.payload import address_line, build_member, member_diff, predict_errors, tag_changes
 from portal.models import Connector, Contact, NotSyncedReason, SyncRun, utcnow
+from portal.sync import counts
 from portal.sync import runs as run_rows
 from portal.sync.eligibility import in_workspace, judge, owners_for
 from portal.sync.lifecycle import live_contact_count
@@ -61,8 +64,10 @@ def _compute(run: SyncRun, connector: Connector, token: str) -> dict:
     out: dict = {
         "to_create": 0, "to_update": 0, "up_to_date": 0, "eligible": 0, "total_contacts": total_contacts,
         "update_samples": [], "create_samples": [], "skipped": {}, "predicted_failures": {},
-        "audience": {"members": 0, "matched": 0, "unknown_members": 0, "statuses": {}},
+        "shared": {"addresses": 0, "samples": []},
+        "audience": {"members": 0, "matched": 0, "contacts_matched": 0, "unknown_members": 0, "statuses": {}},
     }
+    shared_addresses: set[str] = set()
     skipped: Counter = Counter()
     failures: dict[str, dict] = {}
     matched: set[int] = set()
@@ -110,13 +115,20 @@ def _compute(run: SyncRun, connector: Connector, token: str) -> dict:
         verdicts = judge(connector.workspace_id, connector.id, contacts)
         shared_owner = owners_for(connector.workspace_id, connector.id,
                                   [c.email_normalized for c in contacts if verdicts[c.id].reason == NotSyncedReason.SHARED_EMAIL])
+        owner_names = _names(set(shared_owner.values()))
         for contact in contacts:
             reason = verdicts[contact.id].reason
             if reason == NotSyncedReason.INVALID_EMAIL:
                 fail(NotSyncedReason.INVALID_EMAIL, contact)
                 continue
             if reason == NotSyncedReason.SHARED_EMAIL:
-                fail(NotSyncedReason.SHARED_EMAIL, contact, owner_id=shared_owner.get(contact.email_normalized))
+                # Not a failure: the owner of the address is sent, this one is "not synced" (R19).
+                skipped[reason] += 1
+                shared_addresses.add(contact.email_normalized)
+                owner_id = shared_owner.get(contact.email_normalized)
+                if len(out["shared"]["samples"]) < SAMPLES:
+                    out["shared"]["samples"].append(_sample(contact, owner_id=owner_id,
+                                                            owner_name=owner_names.get(owner_id, "")))
                 continue
             if reason:
                 skipped[reason] += 1
@@ -136,6 +148,7 @@ def _compute(run: SyncRun, connector: Connector, token: str) -> dict:
         background.checkpoint(run, token)
         db.session.commit()
     out["skipped"] = dict(skipped)
+    out["shared"]["addresses"] = len(shared_addresses)
     out["predicted_failures"] = failures
     out["computed_at"] = utcnow().isoformat()
     run.done = run.total
@@ -151,9 +164,10 @@ def _pass_one(connector: Connector, members: list[dict], mappings, merge_fields,
         select(Contact).where(Contact.workspace_id == connector.workspace_id,
                               Contact.email_normalized.in_(list(by_email)))
     ) if c.deleted_at is None] if by_email else []
-    known = {c.email_normalized for c in contacts}
-    out["audience"]["unknown_members"] += sum(1 for e in by_email if e not in known)
-    out["audience"]["matched"] += len(known)
+    members, matched_contacts = counts.match_members(by_email, contacts)
+    out["audience"]["unknown_members"] += len(by_email) - members
+    out["audience"]["matched"] += members
+    out["audience"]["contacts_matched"] += matched_contacts
     verdicts = judge(connector.workspace_id, connector.id, contacts)
     for contact in contacts:
         if not verdicts[contact.id].eligible:
@@ -181,9 +195,16 @@ def _pass_one(connector: Connector, members: list[dict], mappings, merge_fields,
             ))
 
 
+def _names(contact_ids: set[int]) -> dict[int, str]:
+    """The display names of these contacts, by id."""
+    if not contact_ids:
+        return {}
+    return {c.id: c.full_name for c in db.session.scalars(select(Contact).where(Contact.id.in_(sorted(contact_ids))))}
+
+
 def _plain(value):
-    """A JSON- and template-friendly merge value (addresses as one line)."""
+    """A JSON- and template-friendly merge value: an address as one line, the way it is written on
+    an envelope ("12 rue de la Paix, 75002 Paris, FR"), each part once."""
     if isinstance(value, dict):
-        return ", ".join(str(v) for k, v in value.items() if v and k != "country") + (
-            f" ({value.get('country')})" if value.get("country") else "")
+        return address_line(value)
     return value

@@ -21,12 +21,13 @@ from portal.crm import contacts as crm
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError, decrypt_secret, encrypt_secret, mask_api_key
 from portal.models import Channel, Connector, ConnectorStatus, RunKind, SyncRun
-from portal.sync import ConnectorError, audience, error_fixes, health, lifecycle, mailchimp_access
+from portal.sync import ConnectorError, audience, counts, error_fixes, health, lifecycle, mailchimp_access
 from portal.sync import runs as sync_runs
 from portal.sync.lifecycle import live_connector
 from portal.security import parse_id
 from portal.views.access import customer_required, workspace_id
-from portal.views.forms import ApiKeyForm, AudienceForm, DeleteConnectorForm, MappingForm, PortalForm
+from portal.views.forms import (ApiKeyForm, AudienceForm, DeleteConnectorForm, MappingForm, PortalForm,
+                                api_key_shape_error, new_merge_fields)
 
 bp = Blueprint("connector", __name__, url_prefix="/mailchimp")
 
@@ -47,7 +48,8 @@ def progress_context(run: SyncRun | None, poll_url: str) -> dict[str, Any]:
     if run is None:
         return {"run": None}
     progress = sync_runs.progress(run)
-    return {"run": run, "progress": progress, "poll_url": poll_url, "polling": not progress["is_over"]}
+    return {"run": run, "progress": progress, "poll_url": poll_url, "polling": not progress["is_over"],
+            "figures": counts.of_run(run)}
 
 
 def redirect_to(url: str) -> ResponseReturnValue:
@@ -78,10 +80,30 @@ def index() -> ResponseReturnValue:
     consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
     return render(
         "connector/index.html", "main", connector=connector, runs=runs, health=health_context(connector),
+        run_figures=counts.of_runs(runs), standing=standing_context(connector),
+        preview=preview_context(connector),
         copy=progress_context(copy_run, url_for("connector.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("connector.progress", run_id=consent_run.id) if consent_run else ""),
     )
+
+
+def standing_context(connector: Connector) -> counts.Standing | None:
+    """Where the contacts are now, once the connector sends them (R17)."""
+    if connector.status in (ConnectorStatus.COPYING, ConnectorStatus.ACTIVE, ConnectorStatus.PAUSED):
+        return counts.standing(connector)
+    return None
+
+
+def preview_context(connector: Connector) -> dict[str, Any] | None:
+    """What the first copy will do, while the connector waits for validation (nothing sent yet)."""
+    if connector.status not in (ConnectorStatus.PENDING_VALIDATION, ConnectorStatus.SENT_BACK):
+        return None
+    run = counts.latest_preview(connector.id)
+    figures = counts.from_preview(run)
+    if figures is None:
+        return {"run": None, "figures": None}
+    return {"run": run, "figures": figures, "result": run.result or {}}
 
 
 def health_context(connector: Connector) -> health.Health | None:
@@ -145,9 +167,13 @@ def delete() -> ResponseReturnValue:
 def reconnect() -> ResponseReturnValue:
     """Resume a paused connector, with a new API key or the same one once repaired (R19)."""
     connector = _connector_or_404()
+    new_key = (request.form.get("api_key") or "").strip() or None
+    problem = api_key_shape_error(new_key) if new_key else None
+    if problem:  # refused before any call to Mailchimp
+        flash(problem, "error")
+        return redirect_to(url_for("connector.index") + "#reconnect")
     try:
-        jobs.reconnect_connector(connector.id, current_user._get_current_object(),
-                                 request.form.get("api_key") or None)
+        jobs.reconnect_connector(connector.id, current_user._get_current_object(), new_key)
     except (ConnectorError, MailchimpError) as exc:
         flash(error_text(exc), "error")
         return redirect_to(url_for("connector.index"))
@@ -187,11 +213,31 @@ def _existing_refusal() -> ResponseReturnValue | None:
     return render("connector/setup.html", "wizard", step="exists", connector=connector), status
 
 
+STEP_URLS = {"key": "connector.setup_key_form", "audience": "connector.setup_audience_form",
+             "mapping": "connector.setup_mapping_form"}
+
+
 def _step(step: str, status: int = 200, form: PortalForm | None = None, **ctx: Any) -> ResponseReturnValue:
     wizard = _wizard()
-    return render("connector/setup.html", "wizard", step=step, key_hint=wizard.get("hint", ""),
-                  audience_name=wizard.get("audience_name", ""), errors=form.messages if form else [],
-                  **ctx), status
+    body = render("connector/setup.html", "wizard", step=step, key_hint=wizard.get("hint", ""),
+                  audience_name=wizard.get("audience_name", ""), errors=form.messages if form else [], **ctx)
+    # The address bar follows the wizard, so reloading a step shows that step again.
+    headers = {"HX-Push-Url": url_for(STEP_URLS[step])} if is_htmx() and status == 200 and step in STEP_URLS else {}
+    return body, status, headers
+
+
+def _moved_to(step: str, **ctx: Any) -> ResponseReturnValue:
+    """After a step's post succeeded: the next step, remembered so that the wizard opens there again
+    (a reload, or coming back to /mailchimp/setup later in the session)."""
+    _save_wizard(step=step)
+    return _step(step, **ctx)
+
+
+def _setup_error(err: Exception) -> str:
+    """A refusal met while setting up: a refused key says what to check, never "reconnect"."""
+    if isinstance(err, MailchimpError):
+        return labels.setup_error(err.kind, err.field)
+    return error_text(err)
 
 
 def _expired() -> ResponseReturnValue:
@@ -204,14 +250,32 @@ def _expired() -> ResponseReturnValue:
 @bp.get("/setup")
 @customer_required
 def setup() -> ResponseReturnValue:
-    """Step 1: the API key."""
+    """The wizard where it was left (step 1, the API key, at first)."""
+    refusal = _existing_refusal()
+    if refusal:
+        return refusal
+    wizard = _wizard()
+    if wizard.get("step") == "mapping" and wizard.get("fields") and _wizard_key():
+        return _mapping_step()
+    if wizard.get("step") in ("audience", "mapping") and _wizard_key():
+        return _audience_step()
+    return _step("key")
+
+
+@bp.get("/setup/key")
+@customer_required
+def setup_key_form() -> ResponseReturnValue:
+    """Step 1 (the "back" link of step 2): the API key, the one typed before kept unless replaced."""
     return _existing_refusal() or _step("key")
 
 
 @bp.post("/setup/key")
 @customer_required
 def setup_key() -> ResponseReturnValue:
-    """Check the key at once (R5); on success keep it encrypted and show the account's audiences."""
+    """Check the key at once (R5); on success keep it encrypted and show the account's audiences.
+
+    A value that does not look like a Mailchimp key is refused before any call.
+    """
     refusal = _existing_refusal()
     if refusal:
         return refusal
@@ -222,7 +286,7 @@ def setup_key() -> ResponseReturnValue:
     try:
         account = mailchimp_access.check_api_key(api_key)
     except (MailchimpError, ConnectorError) as exc:
-        form.add_errors({"api_key": error_text(exc)})
+        form.add_errors({"api_key": _setup_error(exc)})
         return _step("key", 422, form)
     audiences = [
         {"id": str(a.get("id")), "name": a.get("name", ""), "member_count": a.get("member_count", 0)}
@@ -234,7 +298,7 @@ def setup_key() -> ResponseReturnValue:
         "account": _account_name(account.get("account")),
         "audiences": audiences,
     }
-    return _step("audience", audiences=audiences, account=_wizard()["account"])
+    return _moved_to("audience", audiences=audiences, account=_wizard()["account"])
 
 
 def _account_name(account: Any) -> str:
@@ -243,18 +307,40 @@ def _account_name(account: Any) -> str:
     return str(account or "")
 
 
+def _audience_step() -> ResponseReturnValue:
+    wizard = _wizard()
+    return _step("audience", audiences=wizard.get("audiences", []), account=wizard.get("account", ""),
+                 selected=wizard.get("audience_id"))
+
+
+def _mapping_step() -> ResponseReturnValue:
+    return _step("mapping", **_mapping_context(_wizard()["fields"]))
+
+
 @bp.get("/setup/audience")
 @customer_required
 def setup_audience_form() -> ResponseReturnValue:
-    """Step 2 again (the "back" link of step 3)."""
+    """Step 2 (also the "back" link of step 3, and a reload of step 2)."""
     refusal = _existing_refusal()
     if refusal:
         return refusal
     if not _wizard_key():
         return redirect_to(url_for("connector.setup"))
-    wizard = _wizard()
-    return _step("audience", audiences=wizard.get("audiences", []), account=wizard.get("account", ""),
-                 selected=wizard.get("audience_id"))
+    return _audience_step()
+
+
+@bp.get("/setup/mapping")
+@customer_required
+def setup_mapping_form() -> ResponseReturnValue:
+    """Step 3 again (a reload of the mapping step); step 2 when no audience was read yet."""
+    refusal = _existing_refusal()
+    if refusal:
+        return refusal
+    if not _wizard_key():
+        return redirect_to(url_for("connector.setup"))
+    if not _wizard().get("fields"):
+        return _audience_step()
+    return _mapping_step()
 
 
 @bp.post("/setup/audience")
@@ -275,14 +361,14 @@ def setup_audience() -> ResponseReturnValue:
         try:
             fields = audience.audience_fields(api_key, form.audience_id.data)
         except MailchimpError as exc:
-            form.add_errors({"audience_id": error_text(exc)})
+            form.add_errors({"audience_id": _setup_error(exc)})
     if fields is None:
         return _step("audience", 422, form, audiences=audiences, account=wizard.get("account", ""),
                      selected=form.audience_id.data)
     audience_id = form.audience_id.data
     names = {a["id"]: a["name"] for a in audiences}
     _save_wizard(audience_id=audience_id, audience_name=names[audience_id], fields=_compact_fields(fields))
-    return _step("mapping", **_mapping_context(_wizard()["fields"]))
+    return _moved_to("mapping", **_mapping_context(_wizard()["fields"]))
 
 
 def _compact_fields(fields: dict) -> dict:
@@ -297,6 +383,7 @@ def _compact_fields(fields: dict) -> dict:
     return {
         "merge_fields": merge_fields,
         "proposed": [dict(p) for p in fields.get("proposed_mapping", [])],
+        "new_fields": dict(fields.get("new_fields") or {}),
         "anaba_fields": [list(f) for f in fields.get("anaba_fields", [])],
         "unfillable_required": list(fields.get("unfillable_required", [])),
     }
@@ -315,8 +402,8 @@ def _mapping_context(fields: dict, chosen: dict | None = None) -> dict:
             unfillable.append(required.get(tag) or {"tag": tag, "name": tag, "type": "", "required": True})
     return {
         "merge_fields": [mf for mf in fields.get("merge_fields", []) if mf["tag"] != "EMAIL"],
-        "proposed": proposed, "anaba_fields": fields.get("anaba_fields", []), "chosen": chosen,
-        "existing": existing, "unfillable": unfillable,
+        "proposed": proposed, "new_fields": new_merge_fields(fields), "anaba_fields": fields.get("anaba_fields", []),
+        "chosen": chosen, "existing": existing, "unfillable": unfillable,
     }
 
 
@@ -338,7 +425,7 @@ def setup_submit() -> ResponseReturnValue:
             jobs.submit_connector(workspace_id(), current_user._get_current_object(), api_key,
                                   wizard["audience_id"], form.mapping, form.create_missing.data)
         except (ConnectorError, MailchimpError) as exc:
-            form.add_errors([error_text(exc)])
+            form.add_errors([_setup_error(exc)])
         else:
             session.pop(WIZARD, None)
             flash(_("Your connector is saved. anaba's support team will check it before anything is written to "
@@ -404,7 +491,7 @@ def do_not_sync() -> ResponseReturnValue:
     """Exclude a contact from Mailchimp (R19 "mark as not to be synced")."""
     _connector_or_404()
     contact_id = _contact_id_from_form()
-    crm.set_do_not_sync(workspace_id(), contact_id, True, actor=current_user.email, channel=Channel.UI)
+    error_fixes.exclude(workspace_id(), contact_id, actor=current_user.email, channel=Channel.UI)
     return _after_action(_("This contact will no longer be sent to Mailchimp."))
 
 
@@ -414,5 +501,5 @@ def choose_owner() -> ResponseReturnValue:
     """This contact owns its shared e-mail address; the others sharing it are not synced (R19)."""
     _connector_or_404()
     contact_id = _contact_id_from_form()
-    jobs.choose_email_owner(workspace_id(), contact_id)
+    jobs.choose_email_owner(workspace_id(), contact_id, actor=current_user.email)
     return _after_action(_("This contact now owns the e-mail address; it will be sent to Mailchimp."))

@@ -20,8 +20,8 @@ from portal import htmx, jobs
 from portal.crm import contacts as crm
 from portal.crm import csv_import
 from portal.crm.errors import ConsentLocked, ValidationFailed
-from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport, SyncState, RunStatus
-from portal.sync import ConnectorError, contact_state
+from portal.models import CONSENT_VALUES, Channel, Contact, CsvImport, NotSyncedReason, RunStatus, SyncState
+from portal.sync import ConnectorError, contact_state, error_fixes
 from portal.sync.activity_import import next_import_at
 from portal.sync.lifecycle import live_connector
 from portal.security import id_arg, int_arg, without_control_characters
@@ -80,21 +80,32 @@ def _row_texts() -> dict[str, str]:
         "shared_by": _("shared by %(n)s contacts"), "locked": _("Locked"),
         "locked_default": _("Locked: the contact unsubscribed through Mailchimp"),
         "opt_in": _("Opt-in"), "opt_out": _("Opt-out"), "unknown": _("Unknown"),
+        "mailchimp_is": _("%(label)s: %(value)s", label="Mailchimp", value="%(state)s"),
     }
 
 
 def _rows_context(contacts: list[Contact]) -> dict:
-    """What rows need beyond the contacts: R17 sync rows, shared e-mail counts, translated words."""
+    """What rows need beyond the contacts: R17 sync rows, the owner of each shared address left out,
+    shared e-mail counts, translated words."""
     ws = workspace_id()
     connector = live_connector(ws)
     ids = [c.id for c in contacts]
+    states = contact_state.states_for(connector.id, ids) if connector else {}
     return {
         "connector": connector,
-        "states": contact_state.states_for(connector.id, ids) if connector else {},
+        "states": states,
+        "owners": _owners(connector, contacts, states),
         "shared": crm.shared_email_counts(ws, [c.email_normalized for c in contacts if c.email_normalized]),
         "T": _row_texts(),
         "contacts_url": url_for("contacts.index"),
     }
+
+
+def _owners(connector: Any, contacts: list[Contact], states: dict) -> dict[int, Contact]:
+    """For the contacts left out because another contact owns their address, that owner (R19)."""
+    shared = [c for c in contacts if (row := states.get(c.id)) is not None
+              and row.state == SyncState.NOT_SYNCED and row.reason == NotSyncedReason.SHARED_EMAIL]
+    return error_fixes.owners_of(workspace_id(), connector.id, shared) if shared else {}
 
 
 def _contact(contact_id: int) -> Contact:
@@ -193,10 +204,11 @@ def update(contact_id: int) -> ResponseReturnValue:
     form = ContactForm.of(contact)
     in_row = bool(form.row.data) and htmx.is_htmx()
     status, locked = 422, ""
+    fixed = False
     if form.validate_on_submit():
         try:
-            contact = crm.update_contact(workspace_id(), contact_id, form.changes(contact), actor=_actor(),
-                                         channel=Channel.UI)
+            contact, fixed = error_fixes.save_contact(workspace_id(), contact_id, form.changes(contact),
+                                                      actor=_actor(), channel=Channel.UI)
             status = 200
         except ValidationFailed as exc:
             form.add_errors(exc.errors)
@@ -211,9 +223,10 @@ def update(contact_id: int) -> ResponseReturnValue:
     if in_row:
         return htmx.render("contacts/_row.html", None, c=contact, **_rows_context([contact]))
     if htmx.is_htmx():
-        return _record_page(contact, "details", saved=True)
-    flash(_("Changes saved."), "success")
-    return redirect(url_for("contacts.record", contact_id=contact.id))
+        return _record_page(contact, "details", saved=True, fixed=fixed)
+    flash(_("Changes saved. The contact is sent to Mailchimp again: its state at the top of the record shows "
+            "the result.") if fixed else _("Changes saved."), "success")
+    return redirect(url_for("contacts.record", contact_id=contact.id, fixed=1 if fixed else None))
 
 
 @bp.get("/<id:contact_id>/delete")
@@ -293,7 +306,8 @@ def _record_page(contact: Contact, tab: str, *, status: int = 200, **extra: Any)
     sync = contact_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None
     context = {
         "c": contact, "tab": tab, "connector": connector, "sync": sync, "editing": False, "form": None,
-        "errors": {}, "locked_message": "", "saved": False,
+        "errors": {}, "locked_message": "", "saved": False, "fixed": bool(request.args.get("fixed")),
+        "owner": _owners(connector, [contact], {contact.id: sync} if sync else {}).get(contact.id),
         "shared": crm.shared_email_counts(ws, [contact.email_normalized] if contact.email_normalized else []),
         **_common(), **extra,
     }
@@ -317,8 +331,7 @@ def record(contact_id: int) -> ResponseReturnValue:
 @customer_required
 def activity(contact_id: int) -> ResponseReturnValue:
     """A contact's record, Marketing communication tab (R18): its campaigns, newest first, paged."""
-    page = max(1, min(request.args.get("page", 1, type=int) or 1, 10**6))
-    return _record_page(_contact(contact_id), "activity", activity_page=page)
+    return _record_page(_contact(contact_id), "activity", activity_page=int_arg("page", 1, 1, 10**6))
 
 
 @bp.get("/<id:contact_id>/history")
@@ -335,7 +348,8 @@ def mailchimp_state(contact_id: int) -> ResponseReturnValue:
     contact = _contact(contact_id)
     connector = live_connector(workspace_id())
     sync = contact_state.states_for(connector.id, [contact.id]).get(contact.id) if connector else None
-    return htmx.render("contacts/_mc_status.html", None, c=contact, connector=connector, sync=sync)
+    owner = _owners(connector, [contact], {contact.id: sync} if sync else {}).get(contact.id)
+    return htmx.render("contacts/_mc_status.html", None, c=contact, connector=connector, sync=sync, owner=owner)
 
 
 @bp.route("/<id:contact_id>/erase", methods=["GET", "POST"])

@@ -16,6 +16,7 @@ get it through WTForms' ``name=``.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -186,8 +187,23 @@ def _known_field(value: Any) -> str:
 
 # --------------------------------------------------------------------------- the Mailchimp wizard (R5)
 
+API_KEY_SHAPE = re.compile(r"^[0-9a-f]{32}-[a-z]{2,4}[0-9]{1,3}$", re.IGNORECASE)
+"""What a Mailchimp API key looks like: 32 hexadecimal characters, a dash, the data centre (us6)."""
+
+
+def api_key_shape_error(key: str) -> str | None:
+    """Why `key` cannot be a Mailchimp API key (checked before any call to Mailchimp), or None."""
+    if API_KEY_SHAPE.match(key or ""):
+        return None
+    return str(_l("This is not a Mailchimp API key: it looks like 32 characters, a dash and a data centre such as "
+                  "us6 (0123456789abcdef0123456789abcdef-us6)."))
+
+
 class ApiKeyForm(PortalForm):
-    """Step 1: the API key; an empty field keeps the key typed before (``keep``), when there is one."""
+    """Step 1: the API key; an empty field keeps the key typed before (``keep``), when there is one.
+
+    A value that cannot be a Mailchimp key is refused here, before any call to Mailchimp.
+    """
 
     api_key = PasswordField(_l("API key"), filters=[_strip])
     keep = BooleanField()
@@ -197,11 +213,15 @@ class ApiKeyForm(PortalForm):
         self.kept_key = kept_key
 
     def validate_api_key(self, field: PasswordField) -> None:
-        """Use the kept key when the field is left empty; ask for one when there is none."""
+        """Use the kept key when the field is left empty; ask for one when there is none; refuse a
+        value that does not look like a Mailchimp key."""
         if not field.data and self.keep.data and self.kept_key:
             field.data = self.kept_key
         if not field.data:
             raise StopValidation(_l("Paste your Mailchimp API key."))
+        problem = api_key_shape_error(field.data)
+        if problem:
+            raise StopValidation(problem)
 
 
 class AudienceForm(PortalForm):
@@ -218,7 +238,9 @@ class MappingForm(PortalForm):
     """Step 3: the merge field of each anaba field (``map-<field>``) and ``create_missing``.
 
     Build it with :meth:`for_fields` from what step 2 read of the audience; once valid,
-    :attr:`mapping` holds the entries in ``audience_fields``' proposed_mapping shape.
+    :attr:`mapping` holds the entries in ``audience_fields``' proposed_mapping shape. Any anaba field
+    may go to an existing merge field of a fitting type (the address to an address merge field, the
+    others to any other) or to the merge field created for it (``new_fields``).
     """
 
     create_missing = BooleanField(default=True)
@@ -239,12 +261,13 @@ class MappingForm(PortalForm):
         return {field: self[f"map_{field}"].data or "" for field, _label in self.audience["anaba_fields"]}
 
     def validate(self, extra_validators: Mapping[str, Sequence[Any]] | None = None) -> bool:
-        """One merge field per anaba field, from the audience or proposed (and then created on validation)."""
+        """One merge field per anaba field, from the audience or created on validation, of a fitting type."""
         self.mapping = []
         if not super().validate(extra_validators):
             return False
         merge_fields = {mf["tag"]: mf for mf in self.audience["merge_fields"]}
         proposed = {p["field"]: p for p in self.audience["proposed"]}
+        new_fields = new_merge_fields(self.audience)
         names = dict((f, label) for f, label in self.audience["anaba_fields"])
         seen: dict[str, str] = {}
         for field, tag in self.chosen.items():
@@ -258,17 +281,32 @@ class MappingForm(PortalForm):
             seen[tag] = field
             if tag in merge_fields:
                 mf = merge_fields[tag]
+                if (mf.get("type") == "address") != (field == "address"):
+                    self.add_errors([_l("%(tag)s cannot receive %(field)s: choose an address merge field for the "
+                                        "address, and another type for the other fields.", tag=tag, field=name)])
+                    continue
                 self.mapping.append({"field": field, "tag": tag, "type": mf["type"], "exists": True,
                                      "required": mf["required"], "name": mf["name"]})
-            elif field in proposed and proposed[field]["tag"] == tag:
+            elif field in new_fields and new_fields[field]["tag"] == tag:
                 if not self.create_missing.data:
                     self.add_errors([_l("The merge field %(tag)s does not exist in the audience yet: tick \"create "
                                         "the missing merge fields\" or choose another merge field for %(field)s.",
                                         tag=tag, field=name)])
-                self.mapping.append(dict(proposed[field]))
+                base = proposed.get(field) or {}
+                self.mapping.append({**base, "field": field, "tag": tag, "type": new_fields[field]["type"],
+                                     "exists": False, "required": False, "name": new_fields[field]["name"]})
             else:
                 self.add_errors([_l("Choose a merge field of the list for %(field)s.", field=name)])
         return not self.form_errors
+
+
+def new_merge_fields(fields: Mapping[str, Any]) -> dict[str, dict]:
+    """The merge field that would be created for each anaba field (what step 2 proposed when the wizard
+    kept no ``new_fields``, as before every field could get one)."""
+    if fields.get("new_fields"):
+        return dict(fields["new_fields"])
+    return {p["field"]: {"tag": p["tag"], "type": p["type"], "name": p.get("name") or p["tag"]}
+            for p in fields.get("proposed", []) if p.get("tag") and not p.get("exists")}
 
 
 def _tag(value: Any) -> str:

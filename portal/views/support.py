@@ -1,22 +1,41 @@
-"""Support agents' area: workspaces at a glance, failed background jobs, and the Outbox."""
+"""Support agents' area: what needs someone (connectors waiting, paused, copying, with errors), every
+workspace with its connector, contacts and errors, a workspace's contacts (read only), failed
+background jobs, and the Outbox."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from portal import jobs, notify
-from portal.crm import accounts
-from portal.security import int_arg
+from portal.models import SyncState
+from portal.security import int_arg, without_control_characters
+from portal.sync import overview
 from portal.views.access import support_required
 
 bp = Blueprint("support", __name__, url_prefix="/support")
+
+PER_PAGE = 50
 
 
 @bp.get("/")
 @support_required
 def home() -> ResponseReturnValue:
-    """Workspaces at a glance, and the background jobs that failed."""
-    return render_template("support/home.html", rows=accounts.workspaces_with_counts(), failed_jobs=jobs.failed_jobs())
+    """Connectors that need someone, each with a link; every workspace with its links; failed jobs."""
+    return render_template("support/home.html", view=overview.support_overview(), failed_jobs=jobs.failed_jobs())
+
+
+@bp.get("/workspaces/<id:workspace_id>/contacts")
+@support_required
+def workspace_contacts(workspace_id: int) -> ResponseReturnValue:
+    """A workspace's contacts with their Mailchimp state (read only: the customer edits them)."""
+    state = request.args.get("mailchimp", "")
+    q = without_control_characters(request.args.get("q", "")).strip()[:200]
+    page = int_arg("page", 1, 1, 10**6)
+    found = overview.workspace_contacts(workspace_id, q=q, state=state, page=page, per_page=PER_PAGE)
+    if found is None:
+        abort(404)
+    return render_template("support/contacts.html", view=found, state=state if state in tuple(SyncState) else "",
+                           q=q)
 
 
 @bp.get("/outbox")

@@ -16,14 +16,16 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import jobs
+from portal import jobs, labels
+from portal.crm import contacts as crm
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError
 from portal.models import Connector, ConnectorStatus, RunKind
-from portal.sync import ConnectorError, activity_import, audience, error_fixes, lifecycle
+from portal.security import id_arg, parse_id, safe_next
+from portal.sync import ConnectorError, activity_import, audience, counts, error_fixes, lifecycle
 from portal.sync import runs as sync_runs
 from portal.views.access import support_required
-from portal.views.connector import error_text, health_context, progress_context, progress_response
+from portal.views.connector import error_text, health_context, progress_context, progress_response, standing_context
 from portal.views.forms import SendBackForm, ValidateConnectorForm
 
 bp = Blueprint("support_connectors", __name__, url_prefix="/support/connectors")
@@ -76,10 +78,11 @@ def _page(connector: Connector, status: int = 200, **extra: Any) -> ResponseRetu
     extra.setdefault("send_back_form", SendBackForm(formdata=None))
     copy_run = sync_runs.latest_run(connector.id, RunKind.INITIAL_COPY)
     consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
+    runs = sync_runs.history(connector.id)
     body = render(
         "support/connectors/show.html", "decision", connector=connector, checks=_checks_context(connector),
-        preview=_preview_context(connector), runs=sync_runs.history(connector.id),
-        health=health_context(connector),
+        preview=_preview_context(connector), runs=runs, run_figures=counts.of_runs(runs),
+        standing=standing_context(connector), health=health_context(connector),
         copy=progress_context(copy_run, url_for("support_connectors.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("support_connectors.progress", run_id=consent_run.id) if consent_run else ""),
@@ -230,6 +233,70 @@ def progress(run_id: int) -> ResponseReturnValue:
 @bp.get("/errors")
 @support_required
 def errors() -> ResponseReturnValue:
-    """Sync errors of every workspace, grouped by kind, with the workspace of each contact."""
-    return render("support/connectors/errors.html", groups=error_fixes.error_groups(None, None),
-                  workspaces=error_fixes.workspace_names())
+    """Sync errors of every workspace (or of one, ``?workspace=<id>``), grouped by kind, with the
+    workspace of each contact and the actions support can take."""
+    workspace = id_arg("workspace")
+    return render("support/connectors/errors.html", groups=error_fixes.error_groups(workspace, None),
+                  workspaces=error_fixes.workspace_names(), workspace=workspace,
+                  connectors=error_fixes.connectors_in_error(workspace))
+
+
+def _back(connector: Connector) -> ResponseReturnValue:
+    """Back where the action was asked from (a page of the support area), else the connector's page."""
+    target = safe_next(request.form.get("next"))
+    if target and target.startswith("/support/"):
+        return redirect(target)
+    return redirect(url_for("support_connectors.show", connector_id=connector.id))
+
+
+@bp.post("/<id:connector_id>/retry")
+@support_required
+def retry(connector_id: int) -> ResponseReturnValue:
+    """Retry one contact in error (``contact_id``) or every contact in error of the connector (R19)."""
+    connector = _connector(connector_id)
+    contact_id = parse_id(request.form.get("contact_id"))
+    if request.form.get("contact_id") and not contact_id:
+        abort(400)
+    if contact_id:
+        crm.get_contact(connector.workspace_id, contact_id)  # a contact of another workspace → 404
+    try:
+        jobs.queue_retry(connector.id, [contact_id] if contact_id else None)
+    except ConnectorError as exc:
+        flash(exc.message, "error")
+        return _back(connector)
+    if connector.status != ConnectorStatus.ACTIVE:
+        flash(_("The connector is not active (%(status)s): the contacts are sent once it is.",
+                status=labels.connector_status(connector.status)), "error")
+    else:
+        flash(_("The contact will be sent to Mailchimp again in a few seconds.") if contact_id
+              else _("Every contact in error will be sent to Mailchimp again in a few seconds."), "success")
+    return _back(connector)
+
+
+@bp.post("/<id:connector_id>/pause")
+@support_required
+def pause(connector_id: int) -> ResponseReturnValue:
+    """Pause an active connector (nothing is sent until support resumes it); the customers are told."""
+    connector = _connector(connector_id)
+    try:
+        lifecycle.pause_by_support(connector.id, current_user._get_current_object())
+    except ConnectorError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(_("Connector paused: nothing is sent to Mailchimp until you resume it. The customer has been told."),
+              "success")
+    return _back(connector)
+
+
+@bp.post("/<id:connector_id>/resume")
+@support_required
+def resume(connector_id: int) -> ResponseReturnValue:
+    """Resume a paused connector (its key must reach the audience); the changes made meanwhile are sent."""
+    connector = _connector(connector_id)
+    try:
+        jobs.reconnect_connector(connector.id, current_user._get_current_object())
+    except (ConnectorError, MailchimpError) as exc:
+        flash(error_text(exc), "error")
+    else:
+        flash(_("Connector resumed: the changes made meanwhile are being sent."), "success")
+    return _back(connector)

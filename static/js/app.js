@@ -4,6 +4,7 @@
    - data-swap-statuses="409 422" on a container: htmx swaps those answers (a form with its
      messages) for requests made inside it, instead of treating them as errors.
    - data-remove-closest=".selector" on a button: clicking it removes that ancestor (a "Close").
+   - data-submit-on-change on a select: choosing an option submits its form (a filter).
    - a 503 carrying HX-Retarget (Redis is down: portal/views/errors.py) is swapped where it says. */
 (function () {
   "use strict";
@@ -28,5 +29,9 @@
     if (!button) { return; }
     var gone = button.closest(button.getAttribute("data-remove-closest"));
     if (gone) { gone.remove(); }
+  });
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field.hasAttribute && field.hasAttribute("data-submit-on-change") && field.form) { field.form.submit(); }
   });
 })();

@@ -60,7 +60,7 @@ def test_support_validates_and_watches_the_copy_reach_100_percent(mc_app, sim, s
     page.goto(live_server + "/support/connectors/")
     page.get_by_role("link", name="Review").click()
     expect(page.locator(".audience-checks")).to_contain_text("Merge fields present")
-    expect(page.locator(".preview-to-create")).to_have_text("40")
+    expect(page.locator("#preview-figures [data-figure=created] .figure-n")).to_have_text("40")
     expect(page.locator(".preview-skipped-list")).to_contain_text("no e-mail address")
 
     page.get_by_label("I checked the configuration and the preview").check()

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portal.mailchimp.payload import (
-    FieldMapping, build_member, default_mappings, email_syntax_ok, member_diff, payload_fingerprint,
-    predict_errors, subscriber_hash, tag_changes,
+    FieldMapping, address_line, build_member, default_mappings, email_syntax_ok, french_region, member_diff,
+    payload_fingerprint, predict_errors, subscriber_hash, tag_changes,
 )
 
 MAPPINGS = default_mappings()
@@ -57,7 +57,8 @@ def test_put_bodies_use_status_if_new_so_existing_members_keep_their_status():
 def test_french_address_becomes_a_complete_mailchimp_address():
     address = build_member(ALICE, MAPPINGS)["merge_fields"]["ADDRESS"]
     assert address == {
-        "addr1": "12 rue de la Paix", "addr2": "", "city": "Paris", "state": "Paris", "zip": "75002", "country": "FR",
+        "addr1": "12 rue de la Paix", "addr2": "", "city": "Paris", "state": "Île-de-France", "zip": "75002",
+        "country": "FR",
     }
 
 
@@ -263,11 +264,36 @@ def test_the_same_contact_twice_gives_the_same_fingerprint():
     assert _fp(dict(ALICE), tags=["VIP", "Clients"]) == _fp(dict(ALICE), tags=["Clients", "VIP"])
 
 
-def test_a_french_address_without_state_sends_the_city_as_state_and_an_incomplete_one_sends_nothing():
+def test_a_french_address_without_state_sends_its_region_as_state_and_an_incomplete_one_sends_nothing():
+    # issue 12: the city is not repeated as the state ("Paris, Paris 75002"); the region stands in.
     address = build_member(ALICE, MAPPINGS)["merge_fields"]["ADDRESS"]
-    assert address == {"addr1": "12 rue de la Paix", "addr2": "", "city": "Paris", "state": "Paris",
+    assert address == {"addr1": "12 rue de la Paix", "addr2": "", "city": "Paris", "state": "Île-de-France",
                        "zip": "75002", "country": "FR"}
     assert build_member({**ALICE, "postal_code": ""}, MAPPINGS)["merge_fields"]["ADDRESS"] == ""
+
+
+@pytest.mark.parametrize("postal_code, region", [
+    ("69003", "Auvergne-Rhône-Alpes"), ("13006", "Provence-Alpes-Côte d'Azur"), ("20000", "Corse"),
+    ("97400", "La Réunion"), ("59000", "Hauts-de-France"), ("01000", "Auvergne-Rhône-Alpes"),
+])
+def test_the_region_comes_from_the_postal_code(postal_code, region):
+    assert french_region(postal_code) == region
+
+
+def test_an_address_without_a_region_falls_back_to_the_city_and_reads_once_on_one_line():
+    belgian = build_member({**ALICE, "country": "Belgique", "postal_code": "1000", "city": "Bruxelles"},
+                           MAPPINGS)["merge_fields"]["ADDRESS"]
+    assert belgian["state"] == "Bruxelles"  # Mailchimp wants a state; nothing better is known
+    assert address_line(belgian) == "12 rue de la Paix, 1000 Bruxelles, BE"
+    assert address_line(build_member(ALICE, MAPPINGS)["merge_fields"]["ADDRESS"]) == \
+        "12 rue de la Paix, 75002 Paris, Île-de-France, FR"
+
+
+def test_a_member_written_with_the_city_as_state_is_not_reported_as_different():
+    current = {"email_address": "alice@example.fr", "status": "subscribed", "merge_fields": {
+        "ADDRESS": {"addr1": "12 rue de la Paix", "addr2": "", "city": "Paris", "state": "Paris", "zip": "75002",
+                    "country": "FR"}}}
+    assert "ADDRESS" not in member_diff(current, build_member(ALICE, [m for m in MAPPINGS if m.tag == "ADDRESS"]))
 
 
 def test_number_and_date_merge_values_are_sent_in_mailchimps_forms():
