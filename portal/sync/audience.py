@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from flask import current_app
 from flask_babel import gettext as _
 
 from portal import labels
 from portal.mailchimp import MailchimpError
 from portal.mailchimp.payload import TEXT_MAX_LENGTH, FieldMapping, default_mappings
-from portal.models import Connector
+from portal.models import Connector, ConnectorStatus
 from portal.sync.mailchimp_access import client_for
+from portal.sync.webhooks import EVENTS, SOURCES, problem_with, webhook_url
 
 MAX_MERGE_FIELDS = 30
 """Merge fields an audience holds at most (API-NOTES §5)."""
@@ -83,6 +83,21 @@ def normalise_mapping(mapping: Sequence[Any] | None) -> list[FieldMapping]:
     return result
 
 
+def _webhook_check(connector: Connector, hooks: list[dict]) -> dict:
+    """Is our webhook on the audience as we register it (R21)? Before the copy ends there is none yet."""
+    name = _("Webhook")
+    mine = [h for h in hooks if connector.webhook_id and str(h.get("id")) == str(connector.webhook_id)]
+    if connector.status not in (ConnectorStatus.ACTIVE, ConnectorStatus.PAUSED) and not mine:
+        return {"name": name, "ok": None, "detail": _("Not registered yet: it is registered when the first copy ends.")}
+    expected = webhook_url(connector) if connector.webhook_secret else ""
+    problem = problem_with(mine[0] if mine else None, expected)
+    if not problem:
+        return {"name": name, "ok": True, "detail": _(
+            "Registered: events %(events)s; sources %(sources)s (never api, so anaba's own writes do not come back).",
+            events=", ".join(EVENTS), sources=", ".join(SOURCES))}
+    return {"name": name, "ok": False, "detail": labels.webhook_problem(problem)}
+
+
 def audience_checks(connector: Connector) -> list[dict]:
     """Checks shown to support before validating (R7): ``{"name", "ok", "detail"}`` each.
 
@@ -117,13 +132,7 @@ def audience_checks(connector: Connector) -> list[dict]:
         "detail": _("anaba cannot fill: %(tags)s", tags=", ".join(unfillable)) if unfillable
         else _("anaba fills every required merge field."),
     })
-    base = current_app.config["PUBLIC_BASE_URL"]
-    ours = [w for w in webhooks if base and str(w.get("url", "")).startswith(base)]
-    checks.append({
-        "name": _("Webhook"), "ok": None,
-        "detail": _("Already registered.") if ours or connector.webhook_id
-        else _("Not registered yet: it is registered when replication starts."),
-    })
+    checks.append(_webhook_check(connector, webhooks))
     stats = audience.get("stats") or {}
     checks.append({
         "name": _("Audience size"), "ok": None,

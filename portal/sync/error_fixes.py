@@ -12,13 +12,14 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from portal import labels
-from portal.crm.contacts import get_contact
+from portal.crm.contacts import get_contact, update_contact
 from portal.extensions import db
 from portal.mailchimp.errors import KINDS
-from portal.models import (Connector, ConnectorStatus, Contact, ContactSync, NotSyncedReason, SyncState,
+from portal.models import (Channel, Connector, ConnectorStatus, Contact, ContactSync, NotSyncedReason, SyncState,
                            Workspace)
 from portal.sync import ConnectorError
-from portal.sync.contact_state import ensure_rows
+from portal.sync.contact_state import ensure_rows, states_for
+from portal.sync.push import EMAIL_CHANGE_CONFLICT
 from portal.sync.lifecycle import live_connector
 
 GROUP_SAMPLE = 50
@@ -77,8 +78,9 @@ def contacts_in_error(connector_id: int) -> list[int]:
     ))
 
 
-def choose_email_owner(workspace_id: int, contact_id: int) -> tuple[Connector, list[int]]:
-    """Make this contact the owner of the e-mail it shares with others (R19).
+def choose_email_owner(workspace_id: int, contact_id: int, *, actor: str = "portal") -> tuple[Connector, list[int]]:
+    """Make this contact the owner of the e-mail it shares with others (R19), or of the address the
+    person gave Mailchimp when another contact has it already (``email_change_conflict``).
 
     Returns the connector and the ids of every contact sharing the address: they must be
     pushed again (the owner overwrites the member, the others become "not synced").
@@ -87,6 +89,13 @@ def choose_email_owner(workspace_id: int, contact_id: int) -> tuple[Connector, l
     connector = live_connector(workspace_id)
     if connector is None or not contact.email_normalized:
         raise ConnectorError(_("There is no Mailchimp connector or the contact has no e-mail."))
+    row = states_for(connector.id, [contact.id]).get(contact.id)
+    if row is not None and row.error_kind == EMAIL_CHANGE_CONFLICT and row.member_email \
+            and row.member_email != contact.email_normalized:
+        # The person changed their address in Mailchimp to one another contact has: this contact
+        # takes the new address and owns it (the others sharing it are then not sent).
+        contact = update_contact(workspace_id, contact.id, {"email": row.member_email}, actor=actor,
+                                 channel=Channel.UI)
     sharing = list(db.session.scalars(
         select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_(None),
                                  Contact.email_normalized == contact.email_normalized)

@@ -61,6 +61,7 @@ MEMBER_TAGS_SHOWN = 50
 # A member we had stays ours to keep in line with consent (R15) in these states.
 _HAS_MEMBER = (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR, SyncState.UNSUBSCRIBED)
 _UNSUBSCRIBE_REASONS = (NotSyncedReason.OPT_OUT, NotSyncedReason.NO_CONSENT)
+EMAIL_CHANGE_CONFLICT = "email_change_conflict"
 
 
 class Action(StrEnum):
@@ -239,6 +240,11 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
             return Item(contact, Action.ARCHIVE, email=row.member_email)
         row.left_out(reason)
         result.skipped[reason] += 1
+        return None
+    if row.state == SyncState.ERROR and row.error_kind == EMAIL_CHANGE_CONFLICT and _known_as(row) != contact.email_normalized:
+        # The person changed their address in Mailchimp to one another contact has: until someone
+        # chooses the owner, pushing would rename the member back or create a second one.
+        result.skipped[row.error_kind] += 1
         return None
     if reason == NotSyncedReason.INVALID_EMAIL:
         # Mailchimp would refuse it: an error with its fix, without spending a call.

@@ -98,6 +98,21 @@ def reconcile(connector_id: int) -> ResponseReturnValue:
     return redirect(url_for("support_connectors.show", connector_id=connector.id))
 
 
+@bp.post("/<int:connector_id>/webhook")
+@support_required
+def reregister_webhook(connector_id: int) -> ResponseReturnValue:
+    """Register the connector's Mailchimp webhook again (R21), in the background."""
+    connector = _connector(connector_id)
+    try:
+        jobs.reregister_webhook(connector.id)
+    except ConnectorError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(_("The webhook is being registered again; the health panel shows the result in a few seconds."),
+              "success")
+    return redirect(url_for("support_connectors.show", connector_id=connector.id))
+
+
 @bp.get("/<int:connector_id>")
 @support_required
 def show(connector_id: int) -> ResponseReturnValue:

@@ -1,0 +1,530 @@
+"""Changes made on Mailchimp's side, applied to anaba (R13, R15, R16, R21, R22).
+
+The webhook's events (stored by :mod:`.webhooks`) are applied here by a background job, in
+Mailchimp's order (``fired_at``, then arrival), a round of up to 500 at a time:
+
+- ``subscribe`` → the contact becomes opt-in, which lifts a lock (R16);
+- ``unsubscribe`` → opt-out; *locked* when the person did it themself (a form, an unsubscribe link, a
+  spam complaint) rather than an admin of the account. The event does not say which: Mailchimp
+  sends ``reason=manual`` for both, so the member is read again (its ``unsubscribe_reason``); when
+  it cannot tell, the lock is set (someone who said no must never be mailed again because of us).
+  ``action=delete``, or a member found deleted or archived on that read, gives the R13 states;
+- ``cleaned`` → the address bounced: the contact is no longer sent;
+- ``upemail`` → the contact's e-mail follows (the member is read again by its new address, and
+  found by Mailchimp's ``contact_id`` when an older rename has not arrived yet), unless another
+  contact of the workspace already has the new address: then an error with its fix (choose the
+  owner);
+- ``profile`` → nothing is copied (R1): when the values differ from anaba's, the drift is noted and
+  the next push restores anaba's.
+
+Every consent change goes through :func:`portal.crm.contacts.record_consent` with the channel
+``mailchimp_webhook`` and its evidence (the raw event, Mailchimp's time and IP). Late, repeated
+and out-of-order events: a redelivery was stored once (:mod:`.webhooks`); an event older than
+the newest one applied to the member (``ContactSync.mc_event_at``) is *superseded*; a subscribe
+or an admin unsubscribe older than a consent change made in anaba since does not overwrite it.
+
+No echo: when Mailchimp's member now holds exactly what anaba would send (its merge values, as
+the event or the re-read shows them), the contact's sync row is told so, and the replication push
+that the change announces finds nothing to send.
+
+The nightly reconciliation (:mod:`.reconciliation`) applies the statuses it reads through
+:func:`apply_status`, the same decisions with the channel ``mailchimp_reconcile``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from portal.crm.contacts import ConsentEvidence, mark_bounced, record_consent
+from portal.crm.events import announce
+from portal.extensions import db
+from portal.mailchimp import MailchimpError
+from portal.mailchimp.payload import build_member, member_diff, payload_fingerprint, subscriber_hash
+from portal.models import (Channel, Connector, ConnectorStatus, Consent, ConsentLockReason, Contact, ContactChange,
+                           ContactSync, SyncEvent, SyncEventKind, SyncState, WebhookEvent, WebhookEventStatus, utcnow)
+from portal.sync.contact_state import ensure_rows
+from portal.sync.lifecycle import pause_connector
+from portal.sync.mailchimp_access import client_for
+from portal.sync.push import mappings_of
+from portal.sync.replication import Outcome, mark_out_of_reach
+from portal.sync.webhooks import Malformed, ParsedEvent, parse_body, parse_fired_at
+
+log = logging.getLogger(__name__)
+
+ACTOR = "Mailchimp"
+ROUND = 500
+"""Events applied per transaction."""
+ONE_BY_ONE = 20
+"""Up to this many members to read again, one call each; beyond, pages of the audience's members
+changed since the oldest event (a burst after a bulk action in Mailchimp costs a few calls)."""
+ADMIN_UNSUBSCRIBE = "N/A (Unsubscribed by admin)"
+MEMBER_FIELDS = ["id", "email_address", "contact_id", "status", "unsubscribe_reason", "last_changed",
+                 "timestamp_opt", "ip_opt", "ip_signup", "merge_fields"]
+_OUT_OF_REACH = (SyncState.ARCHIVED_IN_MC, SyncState.DELETED_IN_MC)
+_NOT_READ = object()
+
+
+# --- the decisions, shared with the reconciliation ------------------------------------------------
+
+def _anaba_newer(contact: Contact, at: datetime | None) -> bool:
+    """True when the contact's consent changed after `at` (Mailchimp's time, whole seconds)."""
+    changed = contact.consent_changed_at
+    return changed is not None and at is not None and changed >= at + timedelta(seconds=1)
+
+
+def is_self_unsubscribe(member: dict | None) -> bool:
+    """Did the person unsubscribe themself (not an admin)? Unknown reads as yes (R16: the safe side)."""
+    if not member:
+        return True
+    return (member.get("unsubscribe_reason") or "").strip() != ADMIN_UNSUBSCRIBE
+
+
+def settle(row: ContactSync, contact: Contact, mappings, status: str, email: str | None,
+           merges: dict | None) -> bool:
+    """Mailchimp's member now holds `merges` at `email` with `status` (as an event or a read shows it):
+    when that is exactly what anaba would send, remember it as sent, so that the push announced by
+    this change sends nothing (no echo). Otherwise the last-sent values are forgotten and the push
+    restores anaba's (R1). True when settled. Not committed."""
+    if merges is None or not email:
+        return False
+    expected = build_member(contact, mappings, status=status)
+    held = {"email_address": email, "merge_fields": merges}
+    if any(key != "status" for key in member_diff(held, expected)):
+        row.fingerprint = None
+        return False
+    row.fingerprint = payload_fingerprint(expected)
+    row.member_email = (contact.email_normalized or email).lower()
+    row.member_hash = subscriber_hash(row.member_email)
+    if row.state not in _OUT_OF_REACH:
+        row.state = SyncState.SYNCED if status == "subscribed" else SyncState.UNSUBSCRIBED
+    return True
+
+
+def apply_status(contact: Contact, row: ContactSync | None, status: str, *, channel: str,
+                 evidence: ConsentEvidence, self_unsubscribe: bool = False, lock_reason: str = "",
+                 note: str = "") -> str:
+    """Apply a member status Mailchimp reports (R15, R16) to the contact; what changed ("" for nothing).
+
+    ``subscribed`` → opt-in (lifts a lock), unless anaba changed the consent after Mailchimp's time;
+    ``unsubscribed`` by the person → opt-out and locked, whatever anaba did meanwhile (Mailchimp
+    would refuse to subscribe them anyway); by an admin → opt-out, only for an opt-in contact
+    (otherwise it is anaba's own unsubscribe coming back, or nothing changes) and unless anaba
+    changed the consent since. Not committed.
+    """
+    if status == "subscribed":
+        if contact.consent == Consent.OPT_IN and not contact.consent_locked:
+            return ""
+        if _anaba_newer(contact, evidence.at):
+            return ""
+        record_consent(contact, Consent.OPT_IN, actor=ACTOR, channel=channel, note=note, evidence=evidence)
+        return "opt_in"
+    if status != "unsubscribed":
+        return ""
+    if self_unsubscribe:
+        reason = lock_reason or ConsentLockReason.SELF_UNSUBSCRIBE
+        if contact.consent == Consent.OPT_OUT and contact.consent_locked:
+            return ""
+        record_consent(contact, Consent.OPT_OUT, actor=ACTOR, channel=channel, locked=True, lock_reason=reason,
+                       note=note, evidence=evidence)
+        return "opt_out_locked"
+    if contact.consent != Consent.OPT_IN or _anaba_newer(contact, evidence.at):
+        return ""
+    record_consent(contact, Consent.OPT_OUT, actor=ACTOR, channel=channel, locked=False, note=note,
+                   evidence=evidence)
+    return "opt_out"
+
+
+# --- the job --------------------------------------------------------------------------------------
+
+def apply_pending(connector_id: int, *, rounds: int = 20, keep_alive: Callable[[], None] = lambda: None
+                  ) -> tuple[Outcome, float | None]:
+    """Apply the connector's stored events, up to `rounds` rounds of 500; ``(outcome, retry_in_s)``.
+
+    The caller holds the connector's lock (events are applied in order, by one job at a time).
+    Events of a deleted connector are marked ignored; a paused one's wait for the reconnection.
+    """
+    connector = db.session.get(Connector, connector_id)
+    if connector is None or connector.status == ConnectorStatus.DELETED:
+        _ignore_all(connector_id, "connector deleted")
+        return Outcome.IDLE, None
+    if connector.status == ConnectorStatus.PAUSED:
+        return Outcome.IDLE, None
+    try:
+        with client_for(connector) as client:
+            for _ in range(rounds):
+                events = list(db.session.scalars(
+                    select(WebhookEvent).where(WebhookEvent.connector_id == connector.id,
+                                               WebhookEvent.status == WebhookEventStatus.RECEIVED)
+                    .order_by(WebhookEvent.fired_at, WebhookEvent.id).limit(ROUND)))
+                if not events:
+                    return Outcome.DONE, None
+                try:
+                    changed = _Round(connector, client).apply(events)
+                except BadEvent as exc:
+                    db.session.rollback()
+                    log.exception("connector %s: %s could not be applied; set aside", connector_id, exc)
+                    _set_aside(exc.event_id)
+                    continue
+                db.session.commit()
+                announce(connector.workspace_id, sorted(changed), ContactChange.UPDATED)
+                keep_alive()
+            return Outcome.MORE, None
+    except MailchimpError as exc:
+        db.session.rollback()
+        if exc.pauses_connector:
+            pause_connector(connector_id, exc)
+            return Outcome.PAUSED, None
+        if exc.transient:
+            return Outcome.RETRY_LATER, exc.retry_after or 30.0
+        raise
+
+
+class BadEvent(Exception):
+    """Applying one event failed unexpectedly: its round is rolled back and replayed without it."""
+
+    def __init__(self, event_id: int) -> None:
+        super().__init__(f"webhook event {event_id}")
+        self.event_id = event_id
+
+
+def _set_aside(event_id: int) -> None:
+    """One event cannot be applied (a bug): it stops holding back the others and stays for support."""
+    db.session.execute(WebhookEvent.__table__.update().where(WebhookEvent.id == event_id).values(
+        status=WebhookEventStatus.IGNORED, outcome="error while applying: see the worker's log", applied_at=utcnow()))
+    db.session.commit()
+
+
+def _ignore_all(connector_id: int, why: str) -> None:
+    db.session.execute(WebhookEvent.__table__.update().where(
+        WebhookEvent.connector_id == connector_id, WebhookEvent.status == WebhookEventStatus.RECEIVED)
+        .values(status=WebhookEventStatus.IGNORED, outcome=why, applied_at=utcnow()))
+    db.session.commit()
+
+
+def _hash_of(event: ParsedEvent) -> str:
+    """The member's id as the event gives it (the new one for an upemail)."""
+    if event.type == "upemail":
+        return (event.get("data[new_id]") or subscriber_hash(event.get("data[new_email]"))).lower()
+    return (event.get("data[id]") or subscriber_hash(event.email)).lower()
+
+
+@dataclass
+class _Target:
+    contact: Contact
+    row: ContactSync
+
+
+@dataclass
+class _Round:
+    """One round of events: the contacts they concern, the members read again, the changes."""
+
+    connector: Connector
+    client: object
+    changed: set[int] = field(default_factory=set)
+    rows_by_hash: dict[str, list[ContactSync]] = field(default_factory=lambda: defaultdict(list))
+    rows_by_mc_id: dict[str, list[ContactSync]] = field(default_factory=lambda: defaultdict(list))
+    contacts: dict[int, Contact] = field(default_factory=dict)
+    by_email: dict[str, list[Contact]] = field(default_factory=lambda: defaultdict(list))
+    members: dict[str, dict | None] = field(default_factory=dict)
+    renamed_from: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.mappings = mappings_of(self.connector)
+        self.now = utcnow()
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def apply(self, events: list[WebhookEvent]) -> set[int]:
+        """Apply these events in order; the ids of the contacts that changed. Not committed."""
+        parsed: list[tuple[WebhookEvent, ParsedEvent]] = []
+        for event in events:
+            try:
+                parsed.append((event, parse_body(event.body)))
+            except Malformed as exc:
+                self._done(event, WebhookEventStatus.REJECTED, exc.reason)
+        self._load(parsed)
+        for event, data in parsed:
+            try:
+                status, outcome = self._apply_one(event, data)
+            except MailchimpError:
+                raise
+            except Exception as exc:
+                raise BadEvent(event.id) from exc
+            self._done(event, status, outcome)
+        return self.changed
+
+    def _done(self, event: WebhookEvent, status: WebhookEventStatus, outcome: str) -> None:
+        event.status = status
+        event.outcome = outcome[:300]
+        event.applied_at = self.now
+
+    def _load(self, parsed: list[tuple[WebhookEvent, ParsedEvent]]) -> None:
+        hashes: set[str] = set()
+        emails: set[str] = set()
+        to_read: set[str] = set()
+        for _event, data in parsed:
+            if data.type == "campaign":
+                continue
+            member = _hash_of(data)
+            hashes.add(member)
+            emails.add(data.email.lower())
+            if data.type == "upemail":
+                self.renamed_from.add(data.get("data[old_email]").strip().lower())
+                hashes.add(subscriber_hash(data.get("data[old_email]")))
+                emails.add(data.get("data[new_email]").strip().lower())
+                to_read.add(member)
+            elif data.type == "unsubscribe" and data.get("data[action]") != "delete" and not (
+                    data.get("data[reason]") == "abuse" and data.get("data[action]")):
+                to_read.add(member)
+        self._load_rows(ContactSync.member_hash, hashes)
+        for _event, data in parsed:
+            if data.type == "profile" and not self.rows_by_hash.get(_hash_of(data)):
+                to_read.add(_hash_of(data))
+        if to_read:
+            oldest = min(data.fired_at for _e, data in parsed)
+            self.members = self._read_members(to_read, oldest)
+            mc_ids = {m.get("contact_id") for m in self.members.values() if m and m.get("contact_id")}
+            self._load_rows(ContactSync.mc_contact_id, mc_ids)
+        emails.discard("")
+        for start in range(0, len(emails), 500):
+            part = sorted(emails)[start:start + 500]
+            for contact in db.session.scalars(select(Contact).where(
+                    Contact.workspace_id == self.connector.workspace_id, Contact.email_normalized.in_(part))):
+                if contact.deleted_at is None:
+                    self.by_email[contact.email_normalized].append(contact)
+                    self.contacts[contact.id] = contact
+
+    def _load_rows(self, column, values: Iterable[str]) -> None:
+        ordered = sorted(v for v in values if v)
+        ids: set[int] = set()
+        for start in range(0, len(ordered), 500):
+            for row in db.session.scalars(select(ContactSync).where(
+                    ContactSync.connector_id == self.connector.id, column.in_(ordered[start:start + 500]))):
+                if row.member_hash and row not in self.rows_by_hash[row.member_hash]:
+                    self.rows_by_hash[row.member_hash].append(row)
+                if row.mc_contact_id and row not in self.rows_by_mc_id[row.mc_contact_id]:
+                    self.rows_by_mc_id[row.mc_contact_id].append(row)
+                ids.add(row.contact_id)
+        missing = sorted(ids - set(self.contacts))
+        for start in range(0, len(missing), 500):
+            for contact in db.session.scalars(select(Contact).where(Contact.id.in_(missing[start:start + 500]))):
+                self.contacts[contact.id] = contact
+
+    def _read_members(self, hashes: set[str], oldest: datetime) -> dict[str, dict | None]:
+        """The members as Mailchimp holds them now (None: deleted for good)."""
+        list_id = self.connector.audience_id
+        found: dict[str, dict | None] = {}
+        if len(hashes) > ONE_BY_ONE:
+            since = oldest - timedelta(seconds=2)
+            for status in (None, "archived"):
+                for member in self.client.iter_members(list_id, fields=MEMBER_FIELDS, status=status,
+                                                       since_last_changed=since):
+                    if member.get("id") in hashes:
+                        found[member["id"]] = member
+        for member_hash in sorted(hashes - set(found)):
+            found[member_hash] = self.client.get_member(list_id, member_hash)
+        return found
+
+    # --- targets ---------------------------------------------------------------------------------
+
+    def _targets(self, data: ParsedEvent, member_hash: str, *, by_email: bool = True) -> list[_Target]:
+        rows = list(self.rows_by_hash.get(member_hash) or [])
+        if not rows and data.type == "upemail":
+            member = self.members.get(member_hash)
+            if member and member.get("contact_id"):
+                rows = list(self.rows_by_mc_id.get(member["contact_id"]) or [])
+        targets = [_Target(self.contacts[r.contact_id], r) for r in rows if r.contact_id in self.contacts]
+        if targets or not by_email:
+            return targets
+        contacts = self.by_email.get(data.email.lower()) or []
+        made = ensure_rows(self.connector, [c.id for c in contacts])
+        return [_Target(c, made[c.id]) for c in contacts]
+
+    def _evidence(self, event: WebhookEvent, data: ParsedEvent, **details) -> ConsentEvidence:
+        ip = data.get("data[ip_opt]") or data.get("data[ip_signup]") if data.type == "subscribe" else ""
+        base = {"type": data.type, "email": data.email, "member_id": data.get("data[id]")}
+        base.update({k: v for k, v in details.items() if v not in (None, "")})
+        return ConsentEvidence(at=data.fired_at, ip=ip, webhook_event_id=event.id,
+                               details={k: v for k, v in base.items() if v not in (None, "")})
+
+    def _history(self, contact: Contact, kind: SyncEventKind, detail: str, data: dict) -> None:
+        db.session.add(SyncEvent(workspace_id=contact.workspace_id, connector_id=self.connector.id,
+                                 contact_id=contact.id, kind=kind, detail=detail, data=data, created_at=self.now))
+
+    # --- applying --------------------------------------------------------------------------------
+
+    def _apply_one(self, event: WebhookEvent, data: ParsedEvent) -> tuple[WebhookEventStatus, str]:
+        if data.type == "campaign":
+            return WebhookEventStatus.IGNORED, "campaign event: nothing to do"
+        member_hash = _hash_of(data)
+        if data.type == "upemail":
+            targets = self._targets(data, subscriber_hash(data.get("data[old_email]")), by_email=False) \
+                or self._targets(data, member_hash)
+        else:
+            targets = self._targets(data, member_hash)
+        if not targets:
+            return WebhookEventStatus.IGNORED, "no contact in anaba has this member"
+        fresh = [t for t in targets if t.row.mc_event_at is None or data.fired_at >= t.row.mc_event_at]
+        if not fresh:
+            return WebhookEventStatus.SUPERSEDED, "a newer change of this member was applied already"
+        event.contact_id = fresh[0].contact.id
+        handler = getattr(self, f"_on_{data.type}")
+        outcomes = [handler(event, data, target, member_hash) for target in fresh]
+        for target in fresh:
+            target.row.mc_event_at = max(filter(None, (target.row.mc_event_at, data.fired_at)))
+        done = [o for o in outcomes if o]
+        for target, outcome in zip(fresh, outcomes):
+            if outcome:
+                self.changed.add(target.contact.id)
+        if not done:
+            return WebhookEventStatus.IGNORED, "nothing to change"
+        return WebhookEventStatus.APPLIED, ", ".join(sorted(set(done)))
+
+    def _on_subscribe(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+        contact, row = target.contact, target.row
+        if row.state in _OUT_OF_REACH:
+            row.state, row.fingerprint = SyncState.PENDING, None  # they signed up again: a member exists
+        outcome = apply_status(contact, row, "subscribed", channel=Channel.MAILCHIMP_WEBHOOK,
+                               evidence=self._evidence(event, data, ip_signup=data.get("data[ip_signup]")))
+        if contact.consent == Consent.OPT_IN:
+            settle(row, contact, self.mappings, "subscribed", data.email, data.merges())
+        return outcome
+
+    def _on_unsubscribe(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+        contact, row = target.contact, target.row
+        action = data.get("data[action]")
+        member = self.members.get(member_hash, _NOT_READ)
+        if action == "delete":
+            return self._out_of_reach(row, contact, SyncState.DELETED_IN_MC, event)
+        reasons = data.all("data[reason]")
+        complaint = "abuse" in reasons
+        known = member if member is not _NOT_READ else None
+        by_person = complaint or is_self_unsubscribe(known)
+        evidence = self._evidence(event, data, action=action or "(none)", reason=",".join(reasons),
+                                  campaign_id=data.get("data[campaign_id]"),
+                                  unsubscribe_reason=(known or {}).get("unsubscribe_reason"),
+                                  by="contact" if by_person else "admin")
+        outcome = apply_status(contact, row, "unsubscribed", channel=Channel.MAILCHIMP_WEBHOOK, evidence=evidence,
+                               self_unsubscribe=by_person,
+                               lock_reason=ConsentLockReason.COMPLAINT if complaint else ConsentLockReason.SELF_UNSUBSCRIBE,
+                               note=((known or {}).get("unsubscribe_reason") or "")[:300])
+        if contact.consent != Consent.OPT_IN:
+            settle(row, contact, self.mappings, "unsubscribed", data.email, data.merges())
+        if member is None and data.email.lower() not in self.renamed_from:
+            # gone for good (an old payload without data[action]); a rename would have been seen
+            outcome = ", ".join(filter(None, (outcome, self._out_of_reach(row, contact, SyncState.DELETED_IN_MC, event))))
+        elif known and known.get("status") == "archived":
+            outcome = ", ".join(filter(None, (outcome, self._out_of_reach(row, contact, SyncState.ARCHIVED_IN_MC, event))))
+        elif known and known.get("status") == "cleaned":
+            outcome = ", ".join(filter(None, (outcome, self._bounced(contact, event, data))))
+        return outcome
+
+    def _on_cleaned(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+        return self._bounced(target.contact, event, data)
+
+    def _bounced(self, contact: Contact, event: WebhookEvent, data: ParsedEvent) -> str:
+        if not mark_bounced(contact, actor=ACTOR, channel=Channel.MAILCHIMP_WEBHOOK):
+            return ""
+        self._history(contact, SyncEventKind.MAILCHIMP_STATE, SyncState.BOUNCED, {
+            "webhook_event_id": event.id, "reason": data.get("data[reason]"),
+            "campaign_id": data.get("data[campaign_id]"), "fired_at": data.fired_at.isoformat()})
+        return "bounced"
+
+    def _out_of_reach(self, row: ContactSync, contact: Contact, state: SyncState, event: WebhookEvent) -> str:
+        if row.state == state or not row.member_hash:
+            return ""
+        if not mark_out_of_reach(self.connector, [row.member_hash], state):
+            return ""
+        return state
+
+    def _on_upemail(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+        contact, row = target.contact, target.row
+        old = data.get("data[old_email]").strip().lower()
+        member = self.members.get(member_hash)
+        new = ((member or {}).get("email_address") or data.get("data[new_email]")).strip()
+        details = {"webhook_event_id": event.id, "old_email": old, "email": new.lower(),
+                   "fired_at": data.fired_at.isoformat()}
+        mine = contact.email_normalized or ""
+        known_as = (row.member_email or "").lower()
+        held = row.fingerprint is not None and row.fingerprint == self._fingerprint(contact, row)
+        row.member_email, row.member_hash = new.lower(), subscriber_hash(new)
+        if member and member.get("contact_id"):
+            row.mc_contact_id = member["contact_id"]
+        if mine == new.lower():
+            return ""
+        if mine not in (old, known_as):
+            # anaba changed the address since: anaba's stays (R1) and the push renames the member back
+            row.fingerprint = None
+            self._history(contact, SyncEventKind.EMAIL_CHANGED_IN_MC, "kept_anaba", details)
+            return "anaba's address kept"
+        others = [c for c in self.by_email.get(new.lower(), []) if c.id != contact.id]
+        if others:
+            error = MailchimpError("email_change_conflict", detail=f"{old} → {new}", email=new)
+            row.state, row.reason, row.fingerprint = SyncState.ERROR, "", None
+            row.error_kind, row.error_fix = error.kind, error.fix
+            row.error_message, row.error_field = f"{old} → {new}"[:2000], ""
+            self._history(contact, SyncEventKind.ERROR, f"{error.kind}: {old} → {new}"[:500], details)
+            return "conflict"
+        contact.email = new
+        contact.refresh_derived()
+        contact.updated_at = utcnow()
+        self.by_email[contact.email_normalized].append(contact)
+        if held:
+            row.fingerprint = self._fingerprint(contact, row)
+        self._history(contact, SyncEventKind.EMAIL_CHANGED_IN_MC, "followed", details)
+        return "email changed"
+
+    def _fingerprint(self, contact: Contact, row: ContactSync) -> str:
+        status = "unsubscribed" if row.state == SyncState.UNSUBSCRIBED else "subscribed"
+        return payload_fingerprint(build_member(contact, self.mappings, status=status))
+
+    def _on_profile(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+        contact, row = target.contact, target.row
+        if row.state not in (SyncState.SYNCED, SyncState.UNSUBSCRIBED, SyncState.PENDING):
+            return ""
+        expected = build_member(contact, self.mappings)
+        held = {"email_address": data.email, "merge_fields": data.merges()}
+        drift = sorted(k for k in member_diff(held, expected) if k not in ("status", "email_address"))
+        if not drift:
+            return ""
+        row.fingerprint = None  # R1: anaba wins; the push announced by this change restores its values
+        self._history(contact, SyncEventKind.DRIFT_REPAIRED, "profile", {
+            "webhook_event_id": event.id, "fields": drift, "fired_at": data.fired_at.isoformat()})
+        return "drift noted"
+
+
+def reread_time(member: dict) -> datetime | None:
+    """When Mailchimp last changed this member, as a time (None when it does not say)."""
+    return parse_fired_at(str(member.get("last_changed") or ""))
+
+
+def apply_member(contact: Contact, row: ContactSync | None, member: dict, *, mappings,
+                 channel: str = Channel.MAILCHIMP_RECONCILE) -> str:
+    """Apply the status of a member as read from Mailchimp (the nightly reconciliation, R22): the same
+    decisions as for a webhook event, dated by the member's own times. What changed ("" for nothing).
+    Not committed."""
+    status = member.get("status")
+    details = {"member_id": member.get("id"), "email": member.get("email_address"),
+               "last_changed": member.get("last_changed"), "status": status}
+    if status == "subscribed":
+        at = parse_fired_at(str(member.get("timestamp_opt") or "")) or reread_time(member)
+        evidence = ConsentEvidence(at=at, ip=member.get("ip_opt") or member.get("ip_signup") or "",
+                                   details={k: v for k, v in details.items() if v})
+        outcome = apply_status(contact, row, "subscribed", channel=channel, evidence=evidence)
+    elif status == "unsubscribed":
+        by_person = is_self_unsubscribe(member)
+        reason = (member.get("unsubscribe_reason") or "").strip()
+        details.update(unsubscribe_reason=reason, by="contact" if by_person else "admin")
+        evidence = ConsentEvidence(at=reread_time(member), details={k: v for k, v in details.items() if v})
+        outcome = apply_status(contact, row, "unsubscribed", channel=channel, evidence=evidence,
+                               self_unsubscribe=by_person, note=reason[:300])
+    else:
+        return ""
+    if outcome and row is not None:
+        settle(row, contact, mappings, status, member.get("email_address"), member.get("merge_fields"))
+    return outcome
