@@ -67,6 +67,8 @@ MEMBER_FIELDS = ["id", "email_address", "contact_id", "status", "unsubscribe_rea
                  "timestamp_opt", "ip_opt", "ip_signup", "merge_fields"]
 _OUT_OF_REACH = (SyncState.ARCHIVED_IN_MC, SyncState.DELETED_IN_MC)
 _NOT_READ = object()
+# Outcomes that change nothing anaba would send: no need to announce them to replication.
+_NOTHING_TO_PUSH = {"", "conflict", SyncState.DELETED_IN_MC, SyncState.ARCHIVED_IN_MC}
 
 
 # --- the decisions, shared with the reconciliation ------------------------------------------------
@@ -282,9 +284,17 @@ class _Round:
                     data.get("data[reason]") == "abuse" and data.get("data[action]")):
                 to_read.add(member)
         self._load_rows(ContactSync.member_hash, hashes)
+        same_second: dict[tuple[str, datetime], int] = defaultdict(int)
         for _event, data in parsed:
-            if data.type == "profile" and not self.rows_by_hash.get(_hash_of(data)):
-                to_read.add(_hash_of(data))
+            if data.type in ("subscribe", "unsubscribe"):
+                same_second[(_hash_of(data), data.fired_at)] += 1
+        for _event, data in parsed:
+            member = _hash_of(data)
+            if data.type == "profile" and not self.rows_by_hash.get(member):
+                to_read.add(member)
+            elif data.type == "subscribe" and (same_second[(member, data.fired_at)] > 1 or any(
+                    row.mc_event_at == data.fired_at for row in self.rows_by_hash.get(member) or [])):
+                to_read.add(member)  # Mailchimp's time has whole seconds: the member says which came last
         if to_read:
             oldest = min(data.fired_at for _e, data in parsed)
             self.members = self._read_members(to_read, oldest)
@@ -372,6 +382,8 @@ class _Round:
         fresh = [t for t in targets if t.row.mc_event_at is None or data.fired_at >= t.row.mc_event_at]
         if not fresh:
             return WebhookEventStatus.SUPERSEDED, "a newer change of this member was applied already"
+        if any(t.row.mc_event_at == data.fired_at for t in fresh) and self._contradicted(data, member_hash):
+            return WebhookEventStatus.SUPERSEDED, "a change of the same second is the member's current state"
         event.contact_id = fresh[0].contact.id
         handler = getattr(self, f"_on_{data.type}")
         outcomes = [handler(event, data, target, member_hash) for target in fresh]
@@ -379,11 +391,21 @@ class _Round:
             target.row.mc_event_at = max(filter(None, (target.row.mc_event_at, data.fired_at)))
         done = [o for o in outcomes if o]
         for target, outcome in zip(fresh, outcomes):
-            if outcome:
+            if set(outcome.split(", ")) - _NOTHING_TO_PUSH:
                 self.changed.add(target.contact.id)
         if not done:
             return WebhookEventStatus.IGNORED, "nothing to change"
         return WebhookEventStatus.APPLIED, ", ".join(sorted(set(done)))
+
+    def _contradicted(self, data: ParsedEvent, member_hash: str) -> bool:
+        """Two changes of one member in the same second (Mailchimp's times have no fractions): the one
+        the member, read again, does not show came first."""
+        member = self.members.get(member_hash)
+        if not member or data.get("data[action]") == "delete":
+            return False
+        status = member.get("status")
+        return (data.type == "subscribe" and status != "subscribed") or (
+            data.type == "unsubscribe" and status == "subscribed")
 
     def _on_subscribe(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
         contact, row = target.contact, target.row

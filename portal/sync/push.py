@@ -241,9 +241,10 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
         row.left_out(reason)
         result.skipped[reason] += 1
         return None
-    if row.state == SyncState.ERROR and row.error_kind == EMAIL_CHANGE_CONFLICT and _known_as(row) != contact.email_normalized:
+    if row.error_kind == EMAIL_CHANGE_CONFLICT and _known_as(row) != contact.email_normalized:
         # The person changed their address in Mailchimp to one another contact has: until someone
         # chooses the owner, pushing would rename the member back or create a second one.
+        row.set(state=SyncState.ERROR)
         result.skipped[row.error_kind] += 1
         return None
     if reason == NotSyncedReason.INVALID_EMAIL:
