@@ -69,6 +69,7 @@ _OUT_OF_REACH = (SyncState.ARCHIVED_IN_MC, SyncState.DELETED_IN_MC)
 _NOT_READ = object()
 # Outcomes that change nothing anaba would send: no need to announce them to replication.
 _NOTHING_TO_PUSH = {"", "conflict", SyncState.DELETED_IN_MC, SyncState.ARCHIVED_IN_MC}
+_CONSENT_EVENTS = ("subscribe", "unsubscribe")
 
 
 # --- the decisions, shared with the reconciliation ------------------------------------------------
@@ -233,7 +234,6 @@ class _Round:
     contacts: dict[int, Contact] = field(default_factory=dict)
     by_email: dict[str, list[Contact]] = field(default_factory=lambda: defaultdict(list))
     members: dict[str, dict | None] = field(default_factory=dict)
-    renamed_from: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.mappings = mappings_of(self.connector)
@@ -276,7 +276,6 @@ class _Round:
             hashes.add(member)
             emails.add(data.email.lower())
             if data.type == "upemail":
-                self.renamed_from.add(data.get("data[old_email]").strip().lower())
                 hashes.add(subscriber_hash(data.get("data[old_email]")))
                 emails.add(data.get("data[new_email]").strip().lower())
                 to_read.add(member)
@@ -351,9 +350,21 @@ class _Round:
         targets = [_Target(self.contacts[r.contact_id], r) for r in rows if r.contact_id in self.contacts]
         if targets or not by_email:
             return targets
-        contacts = self.by_email.get(data.email.lower()) or []
+        contacts = self.by_email.get(data.email.lower()) or self._renamed_from(data.email)
         made = ensure_rows(self.connector, [c.id for c in contacts])
         return [_Target(c, made[c.id]) for c in contacts]
+
+    def _renamed_from(self, email: str) -> list[Contact]:
+        """The contact whose member left this address (an upemail applied before this older event)."""
+        contact_id = db.session.scalar(select(WebhookEvent.contact_id).where(
+            WebhookEvent.connector_id == self.connector.id, WebhookEvent.type == "upemail",
+            WebhookEvent.status == WebhookEventStatus.APPLIED, WebhookEvent.email == email.strip())
+            .order_by(WebhookEvent.fired_at.desc()).limit(1))
+        contact = db.session.get(Contact, contact_id) if contact_id else None
+        if contact is None or contact.deleted_at is not None:
+            return []
+        self.contacts[contact.id] = contact
+        return [contact]
 
     def _evidence(self, event: WebhookEvent, data: ParsedEvent, **details) -> ConsentEvidence:
         ip = data.get("data[ip_opt]") or data.get("data[ip_signup]") if data.type == "subscribe" else ""
@@ -379,16 +390,20 @@ class _Round:
             targets = self._targets(data, member_hash)
         if not targets:
             return WebhookEventStatus.IGNORED, "no contact in anaba has this member"
-        fresh = [t for t in targets if t.row.mc_event_at is None or data.fired_at >= t.row.mc_event_at]
-        if not fresh:
-            return WebhookEventStatus.SUPERSEDED, "a newer change of this member was applied already"
-        if any(t.row.mc_event_at == data.fired_at for t in fresh) and self._contradicted(data, member_hash):
-            return WebhookEventStatus.SUPERSEDED, "a change of the same second is the member's current state"
+        fresh = targets
+        if data.type in _CONSENT_EVENTS:
+            # Consent events in Mailchimp's order: an older one delivered late is superseded.
+            fresh = [t for t in targets if t.row.mc_event_at is None or data.fired_at >= t.row.mc_event_at]
+            if not fresh:
+                return WebhookEventStatus.SUPERSEDED, "a newer consent change of this member was applied already"
+            if any(t.row.mc_event_at == data.fired_at for t in fresh) and self._contradicted(data, member_hash):
+                return WebhookEventStatus.SUPERSEDED, "a change of the same second is the member's current state"
         event.contact_id = fresh[0].contact.id
         handler = getattr(self, f"_on_{data.type}")
         outcomes = [handler(event, data, target, member_hash) for target in fresh]
-        for target in fresh:
-            target.row.mc_event_at = max(filter(None, (target.row.mc_event_at, data.fired_at)))
+        if data.type in _CONSENT_EVENTS:
+            for target in fresh:
+                target.row.mc_event_at = max(filter(None, (target.row.mc_event_at, data.fired_at)))
         done = [o for o in outcomes if o]
         for target, outcome in zip(fresh, outcomes):
             if set(outcome.split(", ")) - _NOTHING_TO_PUSH:
@@ -427,6 +442,18 @@ class _Round:
         complaint = "abuse" in reasons
         known = member if member is not _NOT_READ else None
         by_person = complaint or is_self_unsubscribe(known)
+        subscribed_since = ours = False
+        if known and known.get("status") == "subscribed":
+            # Read again, the member is subscribed: either someone signed them up after this event (its
+            # own event follows), or a push of ours crossed an admin's unsubscribe (a person's own
+            # unsubscribe cannot be undone through the API): then the member's opt-in time is our push's.
+            opt_in = parse_fired_at(str(known.get("timestamp_opt") or ""))
+            ours = bool(opt_in and row.last_synced_at and opt_in >= data.fired_at
+                        and row.last_synced_at >= data.fired_at
+                        and abs((opt_in - row.last_synced_at).total_seconds()) <= 2)
+            subscribed_since = not ours
+            if ours:
+                by_person = complaint
         evidence = self._evidence(event, data, action=action or "(none)", reason=",".join(reasons),
                                   campaign_id=data.get("data[campaign_id]"),
                                   unsubscribe_reason=(known or {}).get("unsubscribe_reason"),
@@ -435,12 +462,19 @@ class _Round:
                                self_unsubscribe=by_person,
                                lock_reason=ConsentLockReason.COMPLAINT if complaint else ConsentLockReason.SELF_UNSUBSCRIBE,
                                note=((known or {}).get("unsubscribe_reason") or "")[:300])
-        if contact.consent != Consent.OPT_IN:
+        if subscribed_since:
+            # The person is subscribed again now: end as Mailchimp is (its sign-up recorded with the
+            # member's own evidence); the later subscribe event then finds nothing to do.
+            again = apply_member(contact, row, known, mappings=self.mappings, channel=Channel.MAILCHIMP_WEBHOOK,
+                                 webhook_event_id=event.id)
+            outcome = ", ".join(filter(None, (outcome, again)))
+        elif ours and contact.consent != Consent.OPT_IN:
+            row.fingerprint = None  # the push that follows unsubscribes the member again
+        elif contact.consent != Consent.OPT_IN:
             settle(row, contact, self.mappings, "unsubscribed", data.email, data.merges())
-        if member is None and data.email.lower() not in self.renamed_from:
-            # gone for good (an old payload without data[action]); a rename would have been seen
-            outcome = ", ".join(filter(None, (outcome, self._out_of_reach(row, contact, SyncState.DELETED_IN_MC, event))))
-        elif known and known.get("status") == "archived":
+        # A member not found when read again was renamed since (its upemail follows) or deleted for
+        # good: a deletion comes with data[action]=delete, and the reconciliation finds the others.
+        if known and known.get("status") == "archived":
             outcome = ", ".join(filter(None, (outcome, self._out_of_reach(row, contact, SyncState.ARCHIVED_IN_MC, event))))
         elif known and known.get("status") == "cleaned":
             outcome = ", ".join(filter(None, (outcome, self._bounced(contact, event, data))))
@@ -526,7 +560,7 @@ def reread_time(member: dict) -> datetime | None:
 
 
 def apply_member(contact: Contact, row: ContactSync | None, member: dict, *, mappings,
-                 channel: str = Channel.MAILCHIMP_RECONCILE) -> str:
+                 channel: str = Channel.MAILCHIMP_RECONCILE, webhook_event_id: int | None = None) -> str:
     """Apply the status of a member as read from Mailchimp (the nightly reconciliation, R22): the same
     decisions as for a webhook event, dated by the member's own times. What changed ("" for nothing).
     Not committed."""
@@ -536,13 +570,14 @@ def apply_member(contact: Contact, row: ContactSync | None, member: dict, *, map
     if status == "subscribed":
         at = parse_fired_at(str(member.get("timestamp_opt") or "")) or reread_time(member)
         evidence = ConsentEvidence(at=at, ip=member.get("ip_opt") or member.get("ip_signup") or "",
-                                   details={k: v for k, v in details.items() if v})
+                                   webhook_event_id=webhook_event_id, details={k: v for k, v in details.items() if v})
         outcome = apply_status(contact, row, "subscribed", channel=channel, evidence=evidence)
     elif status == "unsubscribed":
         by_person = is_self_unsubscribe(member)
         reason = (member.get("unsubscribe_reason") or "").strip()
         details.update(unsubscribe_reason=reason, by="contact" if by_person else "admin")
-        evidence = ConsentEvidence(at=reread_time(member), details={k: v for k, v in details.items() if v})
+        evidence = ConsentEvidence(at=reread_time(member), webhook_event_id=webhook_event_id,
+                                   details={k: v for k, v in details.items() if v})
         outcome = apply_status(contact, row, "unsubscribed", channel=channel, evidence=evidence,
                                self_unsubscribe=by_person, note=reason[:300])
     else:

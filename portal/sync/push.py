@@ -60,7 +60,7 @@ MEMBER_TAGS_SHOWN = 50
 
 # A member we had stays ours to keep in line with consent (R15) in these states.
 _HAS_MEMBER = (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR, SyncState.UNSUBSCRIBED)
-_UNSUBSCRIBE_REASONS = (NotSyncedReason.OPT_OUT, NotSyncedReason.NO_CONSENT)
+_UNSUBSCRIBE_REASONS = (NotSyncedReason.OPT_OUT, NotSyncedReason.NO_CONSENT, NotSyncedReason.CONSENT_LOCKED)
 EMAIL_CHANGE_CONFLICT = "email_change_conflict"
 
 
@@ -254,7 +254,10 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
         result.error_kinds["invalid_email"] += 1
         return None
     if reason in _UNSUBSCRIBE_REASONS and _has_member(row) and _known_as(row) == contact.email_normalized:
-        status = "unsubscribed"  # R15: no longer opt-in, the member we created stops receiving campaigns
+        # R15: no longer opt-in, the member we created stops receiving campaigns. A locked consent
+        # (R16) too, unless the row knows Mailchimp holds it unsubscribed already (the usual case:
+        # the lock came from Mailchimp); an API unsubscribe keeps the person's own reason there.
+        status = "unsubscribed"
     elif reason:
         if reason == NotSyncedReason.CONSENT_LOCKED and _has_member(row):
             row.left_out(reason, state=SyncState.UNSUBSCRIBED)  # they unsubscribed themself in Mailchimp
@@ -274,7 +277,7 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
     if row.state in (SyncState.SYNCED, SyncState.UNSUBSCRIBED, SyncState.PENDING) and row.fingerprint == fingerprint:
         if sorted(row.synced_tags or []) == tags:
             result.unchanged += 1
-            row.restore_state(unsubscribed=status == "unsubscribed")
+            row.restore_state(unsubscribed=status == "unsubscribed", reason=unsubscribe_reason)
             return None
         return Item(contact, Action.TAGS, email=contact.email_normalized, payload=payload, fingerprint=fingerprint,
                     tags=tags, reason=unsubscribe_reason, had_member=had_member)
