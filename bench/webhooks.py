@@ -205,12 +205,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out-of-order", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--apply-after", action="store_true",
+                        help="start the worker once every event is posted (the web path alone, then the applying)")
     args = parser.parse_args(argv)
 
     import logging
 
     logging.disable(logging.WARNING)
     report: dict = {"benchmark": "webhooks", "events": args.events, "contacts": args.contacts,
+                    "apply_after": args.apply_after,
                     "senders": args.senders, "gunicorn_workers": args.workers, "duplicates": args.duplicates,
                     "out_of_order": args.out_of_order, "load_average_at_start": h.load_average()}
     from scripts.local_services import free_port
@@ -257,9 +260,12 @@ def main(argv: list[str]) -> None:
         report["posted"] = len(bodies)
         report["unique_events"] = len(keys)
         sim.control.clear_requests()
-        h.start_worker(world, "live")
+        if not args.apply_after:
+            h.start_worker(world, "live")
         first_post = time.monotonic()
         results, wall = _post_all(port, path, bodies, args.senders)
+        if args.apply_after:
+            h.start_worker(world, "live")
         statuses = Counter(status for status, _ in results)
         times = [seconds * 1000 for _, seconds in results]
         report["answers"] = dict(sorted((str(k), v) for k, v in statuses.items()))
@@ -279,6 +285,16 @@ def main(argv: list[str]) -> None:
                 time.sleep(0.1)
             report["applied_within_s"] = round(time.monotonic() - first_post, 2)
             report["applied_after_last_post_s"] = round(time.monotonic() - first_post - wall, 2)
+            from portal.models import ContactSync
+
+            while True:  # then the pushes those changes announced (none should write: no echo)
+                db.session.remove()
+                dirty = db.session.scalar(db.select(db.func.count()).select_from(ContactSync).where(
+                    ContactSync.connector_id == connector_id, ContactSync.dirty_at.is_not(None)))
+                if not dirty or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            report["replicated_within_s"] = round(time.monotonic() - first_post, 2)
             stored = list(db.session.scalars(db.select(WebhookEvent).where(WebhookEvent.connector_id == connector_id)))
             stored_keys = Counter(e.natural_key for e in stored if e.natural_key)
             report["outcomes"] = dict(Counter(e.status for e in stored))
@@ -291,8 +307,8 @@ def main(argv: list[str]) -> None:
                 db.session.execute(db.select(ConsentEvent.webhook_event_id, ConsentEvent.new, ConsentEvent.locked)
                                    .where(ConsentEvent.webhook_event_id.is_not(None))).all()).values() if n > 1)
             sync_twice = sum(n - 1 for n in Counter(
-                (e.data or {}).get("webhook_event_id") for e in db.session.scalars(db.select(SyncEvent))
-                if (e.data or {}).get("webhook_event_id")).values() if n > 1)
+                ((e.data or {}).get("webhook_event_id"), e.kind, e.contact_id) for e in db.session.scalars(
+                    db.select(SyncEvent)) if (e.data or {}).get("webhook_event_id")).values() if n > 1)
             report["applied_twice"] = twice_stored + consent_twice + sync_twice
             # anaba's consent ends as Mailchimp's status (lock included) for every contact touched
             members = {m["email_address"].lower(): m for m in mc.iter_members(

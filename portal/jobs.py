@@ -147,9 +147,21 @@ _WAKE = "anaba:webhooks:wake:{}"
 then costs one Redis call each, not an enqueue each."""
 
 
+WAKE_GRACE = 0.2
+"""Seconds during which a web process that saw a job waiting does not ask Redis again (a burst of
+events then costs no Redis call each); the job looks once more :data:`APPLY_GRACE` seconds after
+finding nothing, so an event stored meanwhile is not left for the minute sweep."""
+APPLY_GRACE = 0.3
+_seen_waiting: dict[int, float] = {}
+
+
 def _wake_webhook_applier(connector_id: int) -> None:
+    now = time.monotonic()
+    if now - _seen_waiting.get(connector_id, float("-inf")) < WAKE_GRACE:
+        return
     if redis_store.redis.set(_WAKE.format(connector_id), b"1", nx=True, ex=60):
         queue_webhook_apply(connector_id)
+    _seen_waiting[connector_id] = now
 
 
 def enqueue_later(run: SyncRun | CsvImport, delay: float) -> Job:
@@ -420,8 +432,14 @@ def apply_webhook_events(connector_id: int) -> str:
         queue_webhook_apply(connector_id, delay=lease)
         return "busy"
     try:
-        outcome, retry_in = mailchimp_events.apply_pending(
-            connector_id, keep_alive=lambda: lock.extend(lease, replace_ttl=True))
+        while True:
+            outcome, retry_in = mailchimp_events.apply_pending(
+                connector_id, keep_alive=lambda: lock.extend(lease, replace_ttl=True))
+            if outcome != replication.Outcome.DONE:
+                break
+            time.sleep(APPLY_GRACE)  # see WAKE_GRACE
+            if not mailchimp_events.has_pending(connector_id):
+                break
     finally:
         try:
             lock.release()

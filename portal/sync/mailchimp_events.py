@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from portal.crm.contacts import ConsentEvidence, mark_bounced, record_consent
 from portal.crm.events import announce
@@ -157,17 +157,18 @@ def apply_pending(connector_id: int, *, rounds: int = 20, keep_alive: Callable[[
         return Outcome.IDLE, None
     if connector.status == ConnectorStatus.PAUSED:
         return Outcome.IDLE, None
+    read_cache: dict[str, tuple[datetime, dict | None]] = {}
     try:
         with client_for(connector) as client:
             for _ in range(rounds):
-                events = list(db.session.scalars(
-                    select(WebhookEvent).where(WebhookEvent.connector_id == connector.id,
-                                               WebhookEvent.status == WebhookEventStatus.RECEIVED)
-                    .order_by(WebhookEvent.fired_at, WebhookEvent.id).limit(ROUND)))
+                events = [_Stored(row.id, row.body) for row in db.session.execute(
+                    select(WebhookEvent.id, WebhookEvent.body).where(
+                        WebhookEvent.connector_id == connector.id, WebhookEvent.status == WebhookEventStatus.RECEIVED)
+                    .order_by(WebhookEvent.fired_at, WebhookEvent.id).limit(ROUND))]
                 if not events:
                     return Outcome.DONE, None
                 try:
-                    changed = _Round(connector, client).apply(events)
+                    changed = _Round(connector, client, read_cache=read_cache).apply(events)
                 except BadEvent as exc:
                     db.session.rollback()
                     log.exception("connector %s: %s could not be applied; set aside", connector_id, exc)
@@ -202,6 +203,14 @@ def _set_aside(event_id: int) -> None:
     db.session.commit()
 
 
+def has_pending(connector_id: int) -> bool:
+    """True when events of the connector wait to be applied."""
+    db.session.rollback()  # a fresh look, not the snapshot of the last round
+    return db.session.scalar(select(WebhookEvent.id).where(
+        WebhookEvent.connector_id == connector_id, WebhookEvent.status == WebhookEventStatus.RECEIVED).limit(1)) \
+        is not None
+
+
 def _ignore_all(connector_id: int, why: str) -> None:
     db.session.execute(WebhookEvent.__table__.update().where(
         WebhookEvent.connector_id == connector_id, WebhookEvent.status == WebhookEventStatus.RECEIVED)
@@ -217,9 +226,21 @@ def _hash_of(event: ParsedEvent) -> str:
 
 
 @dataclass
+class _Stored:
+    """A stored event being applied: its row's id and body, and what became of it."""
+
+    id: int
+    body: str
+    status: str = WebhookEventStatus.RECEIVED
+    outcome: str = ""
+    contact_id: int | None = None
+
+
+@dataclass
 class _Target:
     contact: Contact
     row: ContactSync
+    renamed_to: dict | None = None  # found through Mailchimp's contact_id: the member, now at another address
 
 
 @dataclass
@@ -228,6 +249,7 @@ class _Round:
 
     connector: Connector
     client: object
+    read_cache: dict[str, tuple[datetime, dict | None]] = field(default_factory=dict)
     changed: set[int] = field(default_factory=set)
     rows_by_hash: dict[str, list[ContactSync]] = field(default_factory=lambda: defaultdict(list))
     rows_by_mc_id: dict[str, list[ContactSync]] = field(default_factory=lambda: defaultdict(list))
@@ -241,9 +263,9 @@ class _Round:
 
     # --- loading ---------------------------------------------------------------------------------
 
-    def apply(self, events: list[WebhookEvent]) -> set[int]:
+    def apply(self, events: list[_Stored]) -> set[int]:
         """Apply these events in order; the ids of the contacts that changed. Not committed."""
-        parsed: list[tuple[WebhookEvent, ParsedEvent]] = []
+        parsed: list[tuple[_Stored, ParsedEvent]] = []
         for event in events:
             try:
                 parsed.append((event, parse_body(event.body)))
@@ -258,14 +280,17 @@ class _Round:
             except Exception as exc:
                 raise BadEvent(event.id) from exc
             self._done(event, status, outcome)
+        table = WebhookEvent.__table__
+        db.session.execute(table.update().where(table.c.id == bindparam("_id")), [
+            {"_id": e.id, "status": e.status, "outcome": e.outcome, "contact_id": e.contact_id, "applied_at": self.now}
+            for e in events])
         return self.changed
 
-    def _done(self, event: WebhookEvent, status: WebhookEventStatus, outcome: str) -> None:
+    def _done(self, event: _Stored, status: WebhookEventStatus, outcome: str) -> None:
         event.status = status
         event.outcome = outcome[:300]
-        event.applied_at = self.now
 
-    def _load(self, parsed: list[tuple[WebhookEvent, ParsedEvent]]) -> None:
+    def _load(self, parsed: list[tuple[_Stored, ParsedEvent]]) -> None:
         hashes: set[str] = set()
         emails: set[str] = set()
         to_read: set[str] = set()
@@ -283,22 +308,6 @@ class _Round:
                     data.get("data[reason]") == "abuse" and data.get("data[action]")):
                 to_read.add(member)
         self._load_rows(ContactSync.member_hash, hashes)
-        same_second: dict[tuple[str, datetime], int] = defaultdict(int)
-        for _event, data in parsed:
-            if data.type in ("subscribe", "unsubscribe"):
-                same_second[(_hash_of(data), data.fired_at)] += 1
-        for _event, data in parsed:
-            member = _hash_of(data)
-            if data.type == "profile" and not self.rows_by_hash.get(member):
-                to_read.add(member)
-            elif data.type == "subscribe" and (same_second[(member, data.fired_at)] > 1 or any(
-                    row.mc_event_at == data.fired_at for row in self.rows_by_hash.get(member) or [])):
-                to_read.add(member)  # Mailchimp's time has whole seconds: the member says which came last
-        if to_read:
-            oldest = min(data.fired_at for _e, data in parsed)
-            self.members = self._read_members(to_read, oldest)
-            mc_ids = {m.get("contact_id") for m in self.members.values() if m and m.get("contact_id")}
-            self._load_rows(ContactSync.mc_contact_id, mc_ids)
         emails.discard("")
         for start in range(0, len(emails), 500):
             part = sorted(emails)[start:start + 500]
@@ -307,6 +316,29 @@ class _Round:
                 if contact.deleted_at is None:
                     self.by_email[contact.email_normalized].append(contact)
                     self.contacts[contact.id] = contact
+        same_second: dict[tuple[str, datetime], int] = defaultdict(int)
+        for _event, data in parsed:
+            if data.type in ("subscribe", "unsubscribe"):
+                same_second[(_hash_of(data), data.fired_at)] += 1
+        for _event, data in parsed:
+            member = _hash_of(data)
+            if data.type != "campaign" and not self.rows_by_hash.get(member) and (
+                    data.type in ("profile", "upemail") or not self.by_email.get(data.email.lower())):
+                # Not known by this address: renamed in Mailchimp (an upemail not applied yet)? Its
+                # contact_id, which survives a rename, tells.
+                to_read.add(member)
+            elif data.type == "subscribe" and (same_second[(member, data.fired_at)] > 1 or any(
+                    row.mc_event_at == data.fired_at for row in self.rows_by_hash.get(member) or [])):
+                to_read.add(member)  # Mailchimp's time has whole seconds: the member says which came last
+        if to_read:
+            newest: dict[str, datetime] = {}
+            for _event, data in parsed:
+                member = _hash_of(data)
+                if member in to_read:
+                    newest[member] = max(newest.get(member, data.fired_at), data.fired_at)
+            self.members = self._read_members(newest)
+            mc_ids = {m.get("contact_id") for m in self.members.values() if m and m.get("contact_id")}
+            self._load_rows(ContactSync.mc_contact_id, mc_ids)
 
     def _load_rows(self, column, values: Iterable[str]) -> None:
         ordered = sorted(v for v in values if v)
@@ -324,30 +356,42 @@ class _Round:
             for contact in db.session.scalars(select(Contact).where(Contact.id.in_(missing[start:start + 500]))):
                 self.contacts[contact.id] = contact
 
-    def _read_members(self, hashes: set[str], oldest: datetime) -> dict[str, dict | None]:
-        """The members as Mailchimp holds them now (None: deleted for good)."""
+    def _read_members(self, newest: dict[str, datetime]) -> dict[str, dict | None]:
+        """The members as Mailchimp holds them now (None: not found), by hash; `newest` gives, for each,
+        the time of its newest event here. A member read earlier in the same job, after that time,
+        is not read again (a burst is read once, not once per round)."""
         list_id = self.connector.audience_id
         found: dict[str, dict | None] = {}
-        if len(hashes) > ONE_BY_ONE:
-            since = oldest - timedelta(seconds=2)
+        for member_hash, fired in newest.items():
+            cached = self.read_cache.get(member_hash)
+            if cached is not None and cached[0] >= fired + timedelta(seconds=1):
+                found[member_hash] = cached[1]
+        wanted = set(newest) - set(found)
+        read_at = utcnow()
+        if len(wanted) > ONE_BY_ONE:
+            since = min(newest[h] for h in wanted) - timedelta(seconds=2)
             for status in (None, "archived"):
                 for member in self.client.iter_members(list_id, fields=MEMBER_FIELDS, status=status,
                                                        since_last_changed=since):
-                    if member.get("id") in hashes:
+                    self.read_cache[member.get("id")] = (read_at, member)
+                    if member.get("id") in wanted:
                         found[member["id"]] = member
-        for member_hash in sorted(hashes - set(found)):
+        for member_hash in sorted(wanted - set(found)):
             found[member_hash] = self.client.get_member(list_id, member_hash)
+            self.read_cache[member_hash] = (read_at, found[member_hash])
         return found
 
     # --- targets ---------------------------------------------------------------------------------
 
     def _targets(self, data: ParsedEvent, member_hash: str, *, by_email: bool = True) -> list[_Target]:
         rows = list(self.rows_by_hash.get(member_hash) or [])
-        if not rows and data.type == "upemail":
-            member = self.members.get(member_hash)
-            if member and member.get("contact_id"):
-                rows = list(self.rows_by_mc_id.get(member["contact_id"]) or [])
         targets = [_Target(self.contacts[r.contact_id], r) for r in rows if r.contact_id in self.contacts]
+        member = self.members.get(member_hash)
+        if not targets and member and member.get("contact_id"):
+            for row in self.rows_by_mc_id.get(member["contact_id"]) or []:
+                if row.contact_id in self.contacts:
+                    moved = (row.member_email or "").lower() != (member.get("email_address") or "").lower()
+                    targets.append(_Target(self.contacts[row.contact_id], row, member if moved else None))
         if targets or not by_email:
             return targets
         contacts = self.by_email.get(data.email.lower()) or self._renamed_from(data.email)
@@ -366,7 +410,7 @@ class _Round:
         self.contacts[contact.id] = contact
         return [contact]
 
-    def _evidence(self, event: WebhookEvent, data: ParsedEvent, **details) -> ConsentEvidence:
+    def _evidence(self, event: _Stored, data: ParsedEvent, **details) -> ConsentEvidence:
         ip = data.get("data[ip_opt]") or data.get("data[ip_signup]") if data.type == "subscribe" else ""
         base = {"type": data.type, "email": data.email, "member_id": data.get("data[id]")}
         base.update({k: v for k, v in details.items() if v not in (None, "")})
@@ -379,7 +423,7 @@ class _Round:
 
     # --- applying --------------------------------------------------------------------------------
 
-    def _apply_one(self, event: WebhookEvent, data: ParsedEvent) -> tuple[WebhookEventStatus, str]:
+    def _apply_one(self, event: _Stored, data: ParsedEvent) -> tuple[WebhookEventStatus, str]:
         if data.type == "campaign":
             return WebhookEventStatus.IGNORED, "campaign event: nothing to do"
         member_hash = _hash_of(data)
@@ -389,7 +433,11 @@ class _Round:
         else:
             targets = self._targets(data, member_hash)
         if not targets:
-            return WebhookEventStatus.IGNORED, "no contact in anaba has this member"
+            member = self.members.get(member_hash, _NOT_READ)
+            seen = "" if member is _NOT_READ else (
+                " (read again: not in the audience)" if member is None
+                else f" (read again: Mailchimp contact {member.get('contact_id') or '?'})")
+            return WebhookEventStatus.IGNORED, "no contact in anaba has this member" + seen
         fresh = targets
         if data.type in _CONSENT_EVENTS:
             # Consent events in Mailchimp's order: an older one delivered late is superseded.
@@ -399,8 +447,12 @@ class _Round:
             if any(t.row.mc_event_at == data.fired_at for t in fresh) and self._contradicted(data, member_hash):
                 return WebhookEventStatus.SUPERSEDED, "a change of the same second is the member's current state"
         event.contact_id = fresh[0].contact.id
+        followed = [self._follow(event, data.fired_at, t.contact, t.row, (t.row.member_email or "").lower(),
+                                 t.renamed_to["email_address"], t.renamed_to)
+                    for t in fresh if t.renamed_to and data.type != "upemail"]
         handler = getattr(self, f"_on_{data.type}")
         outcomes = [handler(event, data, target, member_hash) for target in fresh]
+        outcomes = [", ".join(filter(None, (f, o))) for f, o in zip(followed + [""] * len(fresh), outcomes)]
         if data.type in _CONSENT_EVENTS:
             for target in fresh:
                 target.row.mc_event_at = max(filter(None, (target.row.mc_event_at, data.fired_at)))
@@ -422,7 +474,7 @@ class _Round:
         return (data.type == "subscribe" and status != "subscribed") or (
             data.type == "unsubscribe" and status == "subscribed")
 
-    def _on_subscribe(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+    def _on_subscribe(self, event: _Stored, data: ParsedEvent, target: _Target, member_hash: str) -> str:
         contact, row = target.contact, target.row
         if row.state in _OUT_OF_REACH:
             row.state, row.fingerprint = SyncState.PENDING, None  # they signed up again: a member exists
@@ -432,7 +484,7 @@ class _Round:
             settle(row, contact, self.mappings, "subscribed", data.email, data.merges())
         return outcome
 
-    def _on_unsubscribe(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+    def _on_unsubscribe(self, event: _Stored, data: ParsedEvent, target: _Target, member_hash: str) -> str:
         contact, row = target.contact, target.row
         action = data.get("data[action]")
         member = self.members.get(member_hash, _NOT_READ)
@@ -480,10 +532,10 @@ class _Round:
             outcome = ", ".join(filter(None, (outcome, self._bounced(contact, event, data))))
         return outcome
 
-    def _on_cleaned(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+    def _on_cleaned(self, event: _Stored, data: ParsedEvent, target: _Target, member_hash: str) -> str:
         return self._bounced(target.contact, event, data)
 
-    def _bounced(self, contact: Contact, event: WebhookEvent, data: ParsedEvent) -> str:
+    def _bounced(self, contact: Contact, event: _Stored, data: ParsedEvent) -> str:
         if not mark_bounced(contact, actor=ACTOR, channel=Channel.MAILCHIMP_WEBHOOK):
             return ""
         self._history(contact, SyncEventKind.MAILCHIMP_STATE, SyncState.BOUNCED, {
@@ -491,24 +543,33 @@ class _Round:
             "campaign_id": data.get("data[campaign_id]"), "fired_at": data.fired_at.isoformat()})
         return "bounced"
 
-    def _out_of_reach(self, row: ContactSync, contact: Contact, state: SyncState, event: WebhookEvent) -> str:
+    def _out_of_reach(self, row: ContactSync, contact: Contact, state: SyncState, event: _Stored) -> str:
         if row.state == state or not row.member_hash:
             return ""
         if not mark_out_of_reach(self.connector, [row.member_hash], state):
             return ""
         return state
 
-    def _on_upemail(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
-        contact, row = target.contact, target.row
-        old = data.get("data[old_email]").strip().lower()
+    def _on_upemail(self, event: _Stored, data: ParsedEvent, target: _Target, member_hash: str) -> str:
         member = self.members.get(member_hash)
         new = ((member or {}).get("email_address") or data.get("data[new_email]")).strip()
+        return self._follow(event, data.fired_at, target.contact, target.row,
+                            data.get("data[old_email]").strip().lower(), new, member)
+
+    def _follow(self, event: _Stored, fired_at: datetime, contact: Contact, row: ContactSync, old: str, new: str,
+                member: dict | None) -> str:
+        """The person's address moved from `old` to `new` in Mailchimp (an upemail, or a member found
+        at another address through its contact_id): the contact's e-mail follows, unless anaba changed
+        it since (anaba's stays, R1) or another contact has the new one (an error to fix, R19)."""
         details = {"webhook_event_id": event.id, "old_email": old, "email": new.lower(),
-                   "fired_at": data.fired_at.isoformat()}
+                   "fired_at": fired_at.isoformat()}
         mine = contact.email_normalized or ""
         known_as = (row.member_email or "").lower()
         held = row.fingerprint is not None and row.fingerprint == self._fingerprint(contact, row)
         row.member_email, row.member_hash = new.lower(), subscriber_hash(new)
+        if row not in self.rows_by_hash[row.member_hash]:
+            self.rows_by_hash[row.member_hash].append(row)  # later events of this round use the new address
+        self._revive(new, fired_at)
         if member and member.get("contact_id"):
             row.mc_contact_id = member["contact_id"]
         if mine == new.lower():
@@ -535,11 +596,20 @@ class _Round:
         self._history(contact, SyncEventKind.EMAIL_CHANGED_IN_MC, "followed", details)
         return "email changed"
 
+    def _revive(self, address: str, since: datetime) -> None:
+        """Events at the new address that arrived before their upemail found no contact then: they are
+        applied again now that the contact is known there (the round after this one)."""
+        db.session.execute(WebhookEvent.__table__.update().where(
+            WebhookEvent.connector_id == self.connector.id, WebhookEvent.status == WebhookEventStatus.IGNORED,
+            WebhookEvent.email == address.strip(), WebhookEvent.fired_at >= since,
+            WebhookEvent.outcome.like("no contact in anaba has this member%"))
+            .values(status=WebhookEventStatus.RECEIVED, outcome="", applied_at=None))
+
     def _fingerprint(self, contact: Contact, row: ContactSync) -> str:
         status = "unsubscribed" if row.state == SyncState.UNSUBSCRIBED else "subscribed"
         return payload_fingerprint(build_member(contact, self.mappings, status=status))
 
-    def _on_profile(self, event: WebhookEvent, data: ParsedEvent, target: _Target, member_hash: str) -> str:
+    def _on_profile(self, event: _Stored, data: ParsedEvent, target: _Target, member_hash: str) -> str:
         contact, row = target.contact, target.row
         if row.state not in (SyncState.SYNCED, SyncState.UNSUBSCRIBED, SyncState.PENDING):
             return ""

@@ -52,6 +52,9 @@ MAX_BODY = 64 * 1024
 """Largest body accepted: a real event is a few hundred bytes (a profile with every merge field, a
 few KB)."""
 KEEP_REJECTED = 8 * 1024
+_EVENT_DEFAULTS = {"natural_key": None, "type": "", "fired_at": None, "list_id": "", "email": "", "body": "",
+                   "content_type": "", "remote_addr": "", "status": WebhookEventStatus.RECEIVED, "outcome": "",
+                   "contact_id": None, "applied_at": None}
 """How much of a refused body is kept for inspection."""
 RETRY_REGISTRATION_SECONDS = 15 * 60
 """How long after a failed registration the minute sweep tries again."""
@@ -339,8 +342,9 @@ class _SecretCache:
             hit = self._found.get(secret)
         if hit is not None and now - hit[0] < self.TTL:
             return hit[1]
-        row = db.session.execute(select(Connector.id, Connector.workspace_id, Connector.audience_id).where(
-            Connector.webhook_secret == secret, Connector.deleted_at.is_(None))).first()
+        with db.engine.connect() as connection:
+            row = connection.execute(select(Connector.id, Connector.workspace_id, Connector.audience_id).where(
+                Connector.webhook_secret == secret, Connector.deleted_at.is_(None))).first()
         if row is None:
             with self._lock:
                 self._found.pop(secret, None)
@@ -366,14 +370,24 @@ def knows_secret(secret: str) -> bool:
     return bool(secret) and len(secret) <= 64 and secret_cache.get(secret) is not None
 
 
+_INSERTS: dict[str, object] = {}
+
+
 def _insert(values: dict) -> int | None:
-    """Insert an event unless its natural key is there already; its id, or None for a duplicate."""
-    table = WebhookEvent.__table__
-    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table).values(**values)
-    if values.get("natural_key"):
-        statement = statement.on_conflict_do_nothing(index_elements=["connector_id", "natural_key"])
-    return db.session.execute(statement.returning(table.c.id)).scalar()
+    """Insert an event unless its natural key is there already, and commit; its id, or None for a
+    duplicate. One prepared statement per dialect on a connection of its own: the endpoint's whole
+    work is this insert, so it skips the ORM session."""
+    dialect = db.engine.dialect.name
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        table = WebhookEvent.__table__
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(table).on_conflict_do_nothing(index_elements=["connector_id", "natural_key"]) \
+            .returning(table.c.id)
+        _INSERTS[dialect] = statement
+    row = dict(_EVENT_DEFAULTS, **values)
+    with db.engine.begin() as connection:
+        return connection.execute(statement, row).scalar()
 
 
 def receive(secret: str, body: bytes, *, content_type: str = "", remote_addr: str = "",
@@ -392,8 +406,7 @@ def receive(secret: str, body: bytes, *, content_type: str = "", remote_addr: st
     connector_id, workspace_id, audience_id = found
     text = body.decode("utf-8", errors="replace")
     base = {"connector_id": connector_id, "workspace_id": workspace_id, "received_at": utcnow(),
-            "content_type": (content_type or "")[:100], "remote_addr": (remote_addr or "")[:45], "type": "",
-            "list_id": "", "email": "", "outcome": "", "status": WebhookEventStatus.RECEIVED}
+            "content_type": (content_type or "")[:100], "remote_addr": (remote_addr or "")[:45]}
 
     def refuse(status: int, reason: str, event: ParsedEvent | None = None) -> Receipt:
         log.warning("webhook of connector %s: refused (%s) from %s", connector_id, reason, remote_addr or "?")
@@ -403,7 +416,6 @@ def receive(secret: str, body: bytes, *, content_type: str = "", remote_addr: st
             values.update(type=event.type, fired_at=event.fired_at, list_id=event.list_id[:40],
                           email=event.email[:254])
         event_id = _insert(values)
-        db.session.commit()
         return Receipt(status, reason, connector_id, event_id)
 
     if too_large:
@@ -419,7 +431,6 @@ def receive(secret: str, body: bytes, *, content_type: str = "", remote_addr: st
         return refuse(400, "other_audience", event)
     event_id = _insert(dict(base, natural_key=event.natural_key, type=event.type, fired_at=event.fired_at,
                             list_id=event.list_id[:40], email=event.email[:254], body=text))
-    db.session.commit()
     if event_id is None:
         return Receipt(200, "duplicate", connector_id)
     return Receipt(200, "accepted", connector_id, event_id)

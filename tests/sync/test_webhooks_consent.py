@@ -492,3 +492,22 @@ def test_an_event_for_a_contact_anaba_does_not_know_is_ignored(hooked, sim, audi
 
     assert db.session.scalar(select(func.count()).select_from(Contact).where(
         Contact.email_normalized == act_email)) == 0  # R4: members anaba does not know are left alone
+
+
+def test_an_event_at_the_new_address_before_its_upemail_finds_the_contact(hooked, sim, audience, run_jobs, mc):
+    """Profile vs upemail races: the person changes address, then unsubscribes; the upemail arrives
+    last. Read again, the member's Mailchimp contact_id names the contact; its e-mail follows."""
+    connector, ids = hooked
+    new = "person2.ailleurs@ardent-clients.fr"
+    delivered(sim, lambda: sim.control.member_action(audience[1], email(2), "change-email", new_email=new,
+                                                     webhook_delay_s=2), count=0)
+    delivered(sim, lambda: sim.control.member_action(audience[1], new, "unsubscribe-via-form"))
+    apply(run_jobs)
+    person = contact(ids[2])
+    assert (person.email, person.consent, person.consent_locked) == (new, "opt_out", True)
+    sim.control.wait_for_deliveries(2, timeout=10)
+    seq = last_seq(sim)
+    apply(run_jobs)
+    assert [e.status for e in webhook_events(type="upemail")] == ["ignored"]  # followed already
+    assert member_writes(sim, seq) == []
+    assert sync_rows(connector.id)[ids[2]].member_email == new
