@@ -21,10 +21,12 @@ SECRET = "s3cr3t-" + "x" * 36
 def hook(app, workspace):
     """An active connector of `workspace` whose webhook URL carries SECRET; returns its URL path."""
     from portal.models import Connector
+    from portal.sync import webhooks
 
     db.session.add(Connector(workspace_id=workspace.id, status="active", api_key_encrypted="x", api_key_hint="…-us1",
                              audience_id=LIST_ID, webhook_secret=SECRET, webhook_id="wh1"))
     db.session.commit()
+    webhooks.secret_cache.clear()  # the same secret names another connector row in each test
     return f"/webhooks/mailchimp/{SECRET}"
 
 
@@ -184,3 +186,26 @@ def test_a_deleted_connectors_url_is_404(mailchimp, hook, support_user):
     db.session.commit()
     webhooks.secret_cache.clear()
     assert post(mailchimp, hook, form("unsubscribe", LIST_ID, **UNSUBSCRIBE)).status_code == 404
+
+
+def test_a_connector_remembered_by_a_web_process_but_gone_is_looked_up_again(mailchimp, hook, workspace):
+    """The secret cache may name a connector row that no longer exists: never a 500."""
+    from portal.sync import webhooks
+
+    webhooks.secret_cache._found[SECRET] = (time.monotonic(), (999_999, workspace.id, LIST_ID))
+    assert post(mailchimp, hook, form("unsubscribe", LIST_ID, **UNSUBSCRIBE)).status_code == 200
+    [event] = events()
+    assert event.connector_id != 999_999
+
+
+def test_when_the_database_cannot_store_the_event_the_answer_asks_mailchimp_to_retry(mailchimp, hook, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from portal.sync import webhooks
+
+    def down(values):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(webhooks, "_insert", down)
+    response = post(mailchimp, hook, form("unsubscribe", LIST_ID, **UNSUBSCRIBE))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "60"

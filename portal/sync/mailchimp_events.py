@@ -1,7 +1,7 @@
 """Changes made on Mailchimp's side, applied to anaba (R13, R15, R16, R21, R22).
 
 The webhook's events (stored by :mod:`.webhooks`) are applied here by a background job, in
-Mailchimp's order (``fired_at``, then arrival), a round of up to 500 at a time:
+Mailchimp's order (``fired_at``, then arrival), a round of up to 100 at a time:
 
 - ``subscribe`` → the contact becomes opt-in, which lifts a lock (R16);
 - ``unsubscribe`` → opt-out; *locked* when the person did it themself (a form, an unsubscribe link, a
@@ -147,7 +147,7 @@ def apply_status(contact: Contact, row: ContactSync | None, status: str, *, chan
 
 def apply_pending(connector_id: int, *, rounds: int = 20, keep_alive: Callable[[], None] = lambda: None
                   ) -> tuple[Outcome, float | None]:
-    """Apply the connector's stored events, up to `rounds` rounds of 500; ``(outcome, retry_in_s)``.
+    """Apply the connector's stored events, up to `rounds` rounds of :data:`ROUND`; ``(outcome, retry_in_s)``.
 
     The caller holds the connector's lock (events are applied in order, by one job at a time).
     Events of a deleted connector are marked ignored; a paused one's wait for the reconnection.

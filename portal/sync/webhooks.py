@@ -34,6 +34,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from portal.extensions import db
 from portal.mailchimp import MailchimpError
@@ -392,6 +393,24 @@ def _insert(values: dict) -> int | None:
 
 def receive(secret: str, body: bytes, *, content_type: str = "", remote_addr: str = "",
             too_large: bool = False) -> Receipt:
+    """Store one request made to a webhook URL and say what to answer (R21); see :func:`_receive`.
+
+    When the database cannot store it, the answer is 503: Mailchimp retries later, and nothing
+    was acknowledged that is not stored.
+    """
+    try:
+        try:
+            return _receive(secret, body, content_type=content_type, remote_addr=remote_addr, too_large=too_large)
+        except IntegrityError:
+            secret_cache.clear()  # a connector remembered here is gone: look again
+            return _receive(secret, body, content_type=content_type, remote_addr=remote_addr, too_large=too_large)
+    except DBAPIError as exc:
+        log.error("webhook: the event could not be stored (%s): answered 503, Mailchimp retries", exc.__class__.__name__)
+        return Receipt(503, "unavailable")
+
+
+def _receive(secret: str, body: bytes, *, content_type: str = "", remote_addr: str = "",
+             too_large: bool = False) -> Receipt:
     """Store one request made to a webhook URL and say what to answer (R21); commits.
 
     200 once stored (a duplicate too: Mailchimp must stop sending it); 404 for an unknown secret

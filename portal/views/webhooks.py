@@ -4,8 +4,9 @@ Mailchimp checks the URL with a ``GET`` when the webhook is registered, then ``P
 form-encoded, and gives up after 10 s. So the endpoint only stores the raw event and answers
 (:func:`portal.jobs.receive_webhook`); a job applies it. Answers: 200 (stored, or a duplicate),
 400 (malformed, or another audience's event: kept for inspection), 404 (unknown secret: logged),
-413 (too large). Never 410, which would disable the webhook, and never a 500: whatever goes wrong
-after the event is stored is the job's business. Mailchimp carries no session cookie and signs
+413 (too large), 503 when the database cannot store it (Mailchimp retries). Never 410, which
+would disable the webhook, and never a 500: whatever goes wrong after the event is stored is the
+job's business. Mailchimp carries no session cookie and signs
 nothing (the secret in the URL is the authentication), so CSRF does not apply to this blueprint:
 the only exempt one besides the token API.
 """
@@ -53,6 +54,8 @@ def receive(secret: str) -> ResponseReturnValue:
                                    content_type=request.content_type or "", remote_addr=request.remote_addr or "",
                                    too_large=too_large)
     response = _plain(receipt.status, receipt.outcome)
+    if receipt.status == 503:
+        response.headers["Retry-After"] = "60"
     if too_large:
         response.headers["Connection"] = "close"  # the rest of the body is never read
     return response
