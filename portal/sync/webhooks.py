@@ -386,7 +386,8 @@ def _insert(values: dict) -> int | None:
         statement = insert(table).on_conflict_do_nothing(index_elements=["connector_id", "natural_key"]) \
             .returning(table.c.id)
         _INSERTS[dialect] = statement
-    row = dict(_EVENT_DEFAULTS, **values)
+    # PostgreSQL text cannot hold NUL characters; a body carrying them is kept readable without.
+    row = {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in dict(_EVENT_DEFAULTS, **values).items()}
     with db.engine.begin() as connection:
         return connection.execute(statement, row).scalar()
 
