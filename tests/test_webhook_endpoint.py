@@ -210,3 +210,20 @@ def test_when_the_database_cannot_store_the_event_the_answer_asks_mailchimp_to_r
     monkeypatch.setattr(webhooks, "_insert", down)
     response = post(mailchimp, hook, form("unsubscribe", LIST_ID, **UNSUBSCRIBE))
     assert response.status_code == 503 and response.headers["Retry-After"] == "60"
+
+
+def test_support_reads_what_mailchimp_sent_and_the_refused_requests(app, mailchimp, hook, support_client, support_user,
+                                                                    customer_client):
+    from portal.models import Connector
+
+    support_user.locale = "en"
+    db.session.commit()
+    post(mailchimp, hook, form("unsubscribe", LIST_ID, **UNSUBSCRIBE))
+    post(mailchimp, hook, b'{"type": "unsubscribe"}', content_type="application/json")
+    connector = db.session.scalar(select(Connector))
+    page = support_client.get(f"/support/connectors/{connector.id}/webhook-events?status=rejected")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "not_form_data" in html and "api+unsub@mailchimp.com" not in html
+    html = support_client.get(f"/support/connectors/{connector.id}/webhook-events").get_data(as_text=True)
+    assert "api+unsub@mailchimp.com" in html and "waiting to be applied" in html
+    assert customer_client.get(f"/support/connectors/{connector.id}/webhook-events").status_code == 403

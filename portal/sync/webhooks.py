@@ -464,6 +464,15 @@ def connectors_with_unapplied(older_than: float = 0.0) -> list[int]:
         WebhookEvent.status == WebhookEventStatus.RECEIVED, WebhookEvent.received_at <= limit).distinct()))
 
 
+def recent_events(connector_id: int, status: str = "", limit: int = 100) -> list[WebhookEvent]:
+    """The connector's latest webhook events (of one status when given), newest first: what support
+    reads to see what Mailchimp sent, what became of it, and the requests refused."""
+    query = select(WebhookEvent).where(WebhookEvent.connector_id == connector_id)
+    if status in tuple(WebhookEventStatus):
+        query = query.where(WebhookEvent.status == status)
+    return list(db.session.scalars(query.order_by(WebhookEvent.id.desc()).limit(limit)))
+
+
 @dataclass(frozen=True)
 class WebhookStatus:
     """What the health panel shows about a connector's webhook."""

@@ -20,7 +20,7 @@ from portal import jobs
 from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError
 from portal.models import Connector, ConnectorStatus, RunKind
-from portal.sync import ConnectorError, audience, error_fixes, lifecycle
+from portal.sync import ConnectorError, audience, error_fixes, lifecycle, webhooks
 from portal.sync import runs as sync_runs
 from portal.views.access import support_required
 from portal.views.connector import error_text, health_context, progress_context, progress_response
@@ -111,6 +111,17 @@ def reregister_webhook(connector_id: int) -> ResponseReturnValue:
         flash(_("The webhook is being registered again; the health panel shows the result in a few seconds."),
               "success")
     return redirect(url_for("support_connectors.show", connector_id=connector.id))
+
+
+@bp.get("/<int:connector_id>/webhook-events")
+@support_required
+def webhook_events(connector_id: int) -> ResponseReturnValue:
+    """What Mailchimp sent to the connector's webhook and what became of it (R21); `?status=rejected`
+    shows the requests refused, kept for inspection."""
+    connector = _connector(connector_id)
+    status = request.args.get("status", "")
+    return render("support/connectors/webhook_events.html", connector=connector, status=status,
+                  events=webhooks.recent_events(connector.id, status))
 
 
 @bp.get("/<int:connector_id>")
