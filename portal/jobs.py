@@ -43,11 +43,11 @@ from rq.worker import Worker
 from portal.background import Outcome
 from portal.crm import csv_import
 from portal.extensions import redis_store
-from portal.models import (BackgroundProblem, Connector, ContactChange, CsvImport, RunKind, RunStatus, SyncRun, User,
-                           utcnow)
+from portal.models import (BackgroundProblem, Connector, ConnectorStatus, ContactChange, CsvImport, RunKind,
+                           RunStatus, SyncRun, User, utcnow)
 from portal.sync import ConnectorError
-from portal.sync import (activity_import, audience, consent_import, error_fixes, lifecycle, preview, reconciliation,
-                         replication)
+from portal.sync import (activity_import, audience, consent_import, error_fixes, lifecycle, mailchimp_events,
+                         preview, reconciliation, replication, webhooks)
 from portal.sync import initial_copy as copy
 from portal.sync import runs as sync_runs
 
@@ -190,6 +190,44 @@ def queue_replication(connector_id: int, *, delay: float | None = None) -> Job |
 
 
 @_left_for_the_sweep
+def queue_webhook_apply(connector_id: int, *, delay: float | None = None) -> Job:
+    """Make sure a job applies the connector's stored webhook events (R21); coalesces like
+    :func:`queue_replication` (a job already running may have read before the newest event)."""
+    job_id = f"webhooks-{connector_id}"
+    if delay:
+        return queue("live").enqueue_in(timedelta(seconds=delay), apply_webhook_events, connector_id,
+                                        job_id=f"{job_id}-at{int(time.time() + delay)}", failure_ttl=FAILURE_TTL)
+    try:
+        if Job.fetch(job_id, connection=redis_store.redis).get_status(refresh=True) == JobStatus.STARTED:
+            job_id += "-next"
+    except NoSuchJobError:
+        pass
+    return enqueue("live", apply_webhook_events, connector_id, job_id=job_id, job_timeout=600)
+
+
+_WAKE = "anaba:webhooks:wake:{}"
+"""Set while a job that will read the connector's newest events is waiting: a burst of events
+then costs one Redis call each, not an enqueue each."""
+
+
+WAKE_GRACE = 0.2
+"""Seconds during which a web process that saw a job waiting does not ask Redis again (a burst of
+events then costs no Redis call each); the job looks once more :data:`APPLY_GRACE` seconds after
+finding nothing, so an event stored meanwhile is not left for the minute sweep."""
+APPLY_GRACE = 0.3
+_seen_waiting: dict[int, float] = {}
+
+
+def _wake_webhook_applier(connector_id: int) -> None:
+    now = time.monotonic()
+    if now - _seen_waiting.get(connector_id, float("-inf")) < WAKE_GRACE:
+        return
+    if redis_store.redis.set(_WAKE.format(connector_id), b"1", nx=True, ex=60):
+        queue_webhook_apply(connector_id)
+    _seen_waiting[connector_id] = now
+
+
+@_left_for_the_sweep
 def enqueue_later(run: SyncRun | CsvImport, delay: float) -> Job | None:
     """Come back to `run` in `delay` seconds (the worker's scheduler moves it then)."""
     verb, queue_name, job_id = _verb_of(run)
@@ -280,12 +318,41 @@ def reconnect_connector(connector_id: int, user: User | None, api_key: str | Non
     enqueue_waiting(connector.id)
     if replication.replicates(connector):
         queue_replication(connector.id)
+        # A new key may reach the audience through another account: make sure our webhook is there.
+        enqueue("live", register_webhook, connector.id, job_id=f"webhook-register-{connector.id}")
+    queue_webhook_apply(connector.id)  # events that arrived while paused
     return connector
 
 
 def reconcile_now(connector_id: int) -> SyncRun:
     """Support asks for a reconciliation now (R22): what changed in Mailchimp is found and repaired."""
     return _started(reconciliation.start(connector_id))
+
+
+def receive_webhook(secret: str, body: bytes, *, content_type: str = "", remote_addr: str = "",
+                    too_large: bool = False) -> webhooks.Receipt:
+    """Mailchimp posted to a webhook URL (R21): the event is stored, then a job applies it.
+
+    When Redis is down the event is stored all the same and answered 200: the minute sweep
+    (:func:`resume_stale_runs`) applies it later.
+    """
+    receipt = webhooks.receive(secret, body, content_type=content_type, remote_addr=remote_addr,
+                               too_large=too_large)
+    if receipt.accepted:
+        try:
+            _wake_webhook_applier(receipt.connector_id)
+        except RedisError as exc:
+            log.warning("webhook event %s stored; not enqueued (%s): the sweep applies it", receipt.event_id, exc)
+    return receipt
+
+
+def reregister_webhook(connector_id: int) -> None:
+    """Someone asks to register the connector's webhook again (health panel): done in the background,
+    since Mailchimp calls our URL back while it registers it."""
+    connector = lifecycle.get_connector(connector_id)
+    if connector.status not in (ConnectorStatus.ACTIVE, ConnectorStatus.COPYING):
+        raise ConnectorError(_("Only an active connector has a webhook."))
+    enqueue("live", register_webhook, connector_id, True, job_id=f"webhook-register-{connector_id}")
 
 
 def erase_from_mailchimp(workspace_id: int, contact_id: int) -> None:
@@ -448,6 +515,41 @@ def replicate(connector_id: int) -> str:
     return outcome
 
 
+def apply_webhook_events(connector_id: int) -> str:
+    """Apply the connector's stored webhook events in Mailchimp's order (R13, R15, R16, R21), one job
+    per connector at a time (its lock); the changes are then replicated like any other."""
+    redis_store.redis.delete(_WAKE.format(connector_id))  # an event stored from now on wakes another job
+    lease = current_app.config["REPLICATION_LOCK_SECONDS"]
+    lock = redis_store.redis.lock(f"anaba:webhooks:{connector_id}", timeout=lease)
+    if not lock.acquire(blocking=True, blocking_timeout=lease + 1):
+        queue_webhook_apply(connector_id, delay=lease)
+        return "busy"
+    try:
+        while True:
+            outcome, retry_in = mailchimp_events.apply_pending(
+                connector_id, keep_alive=lambda: lock.extend(lease, replace_ttl=True))
+            if outcome != replication.Outcome.DONE:
+                break
+            time.sleep(APPLY_GRACE)  # see WAKE_GRACE
+            if not mailchimp_events.has_pending(connector_id):
+                break
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("webhook lock of connector %s had expired", connector_id)
+    if outcome == replication.Outcome.MORE:
+        queue_webhook_apply(connector_id)
+    elif outcome == replication.Outcome.RETRY_LATER:
+        queue_webhook_apply(connector_id, delay=retry_in)
+    return outcome
+
+
+def register_webhook(connector_id: int, force: bool = False) -> str:
+    """Register the connector's webhook on its audience (R21); `force` replaces it. The problem left."""
+    return webhooks.register_now(connector_id, force=force)
+
+
 def retry_contacts(connector_id: int, contact_ids: list[int] | None = None) -> None:
     """Push these contacts again (None: every contact in error) (R19); kept for jobs queued before
     retries went through replication."""
@@ -485,8 +587,9 @@ def import_activity_weekly() -> list[int]:
 
 def resume_stale_runs() -> list[int]:
     """Enqueue the work a worker should have but may not: runs whose worker died or whose job was
-    lost, and changes waiting for a push for more than a little while (the job was lost, or Redis
-    was down when they were made)."""
+    lost, changes waiting for a push and webhook events waiting to be applied for more than a
+    little while (the job was lost, or Redis was down when they were made), and webhooks whose
+    registration failed a while ago."""
     ids = []
     for run in sync_runs.needing_a_job() + csv_import.needing_a_job():
         enqueue_run(run)
@@ -495,4 +598,8 @@ def resume_stale_runs() -> list[int]:
         log.info("runs enqueued again: %s", ids)
     for connector_id in replication.due_connectors(older_than=current_app.config["REPLICATION_SWEEP_SECONDS"]):
         queue_replication(connector_id)
+    for connector_id in webhooks.connectors_with_unapplied(older_than=current_app.config["REPLICATION_SWEEP_SECONDS"]):
+        queue_webhook_apply(connector_id)
+    for connector_id in webhooks.needing_registration():
+        enqueue("live", register_webhook, connector_id, job_id=f"webhook-register-{connector_id}")
     return ids

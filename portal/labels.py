@@ -12,8 +12,9 @@ from typing import Any
 from flask_babel import format_date, format_time, gettext, lazy_gettext as _l
 
 from portal.mailchimp.errors import KINDS, MESSAGES_EN, field_fallback
-from portal.models import (ActivityAction, BackgroundProblem, Channel, ConnectorStatus, Consent, NotSyncedReason,
-                           RunKind, RunStatus, SyncEventKind, SyncState)
+from portal.models import (ActivityAction, BackgroundProblem, Channel, ConnectorStatus, Consent, ConsentLockReason,
+                           NotSyncedReason, RunKind, RunStatus, SyncEventKind, SyncState, WebhookEventStatus,
+                           WebhookProblem)
 
 CONNECTOR_STATUS = {
     ConnectorStatus.PENDING_VALIDATION: _l("Waiting for anaba's validation"),
@@ -90,14 +91,14 @@ CONSENT = {
 }
 
 CHANNEL = {
-    Channel.UI: _l("the portal"),
-    Channel.API: _l("the API"),
-    Channel.CSV_IMPORT: _l("a CSV import"),
-    Channel.MAILCHIMP_IMPORT: _l("the import from Mailchimp"),
+    Channel.UI: _l("Portal"),
+    Channel.API: _l("API"),
+    Channel.CSV_IMPORT: _l("CSV import"),
+    Channel.MAILCHIMP_IMPORT: _l("Mailchimp (consent import)"),
     Channel.MAILCHIMP_WEBHOOK: _l("Mailchimp (webhook)"),
     Channel.MAILCHIMP_RECONCILE: _l("Mailchimp (nightly check)"),
-    Channel.SUPPORT: _l("anaba's support"),
-    Channel.DEMO: _l("the demo data"),
+    Channel.SUPPORT: _l("anaba support"),
+    Channel.DEMO: _l("Demo data"),
 }
 
 SYNC_EVENT = {
@@ -110,6 +111,7 @@ SYNC_EVENT = {
     SyncEventKind.DRIFT_REPAIRED: _l("Values changed in Mailchimp restored"),
     SyncEventKind.MAILCHIMP_STATE: _l("State seen in Mailchimp"),
     SyncEventKind.FIXED: _l("Error fixed"),
+    SyncEventKind.EMAIL_CHANGED_IN_MC: _l("E-mail address changed by the contact in Mailchimp"),
 }
 
 ACTIVITY_ACTION = {
@@ -119,6 +121,27 @@ ACTIVITY_ACTION = {
     ActivityAction.HARD_BOUNCE: _l("Bounced (address rejected)"),
     ActivityAction.SOFT_BOUNCE: _l("Bounced (temporarily undeliverable)"),
     ActivityAction.UNSUBSCRIBE: _l("Unsubscribed"),
+}
+
+LOCK_REASON = {
+    ConsentLockReason.SELF_UNSUBSCRIBE: _l("the contact unsubscribed themself through a Mailchimp form or "
+                                           "unsubscribe link"),
+    ConsentLockReason.COMPLAINT: _l("the contact reported a Mailchimp campaign as spam"),
+}
+
+WEBHOOK_PROBLEM = {
+    WebhookProblem.MISSING: _l("Not registered on the audience (or deleted in Mailchimp)."),
+    WebhookProblem.WRONG_URL: _l("Registered with another address than the portal's."),
+    WebhookProblem.WRONG_EVENTS: _l("Registered, but not for the events the connector needs."),
+    WebhookProblem.WRONG_SOURCES: _l("Registered, but not for the sources the connector needs."),
+}
+
+WEBHOOK_EVENT_STATUS = {
+    WebhookEventStatus.RECEIVED: _l("waiting to be applied"),
+    WebhookEventStatus.APPLIED: _l("applied"),
+    WebhookEventStatus.IGNORED: _l("nothing to do"),
+    WebhookEventStatus.SUPERSEDED: _l("older than a change already applied"),
+    WebhookEventStatus.REJECTED: _l("refused (not a valid event)"),
 }
 
 # The contact fields, as forms, the CSV import, the mapping and the API messages name them.
@@ -137,6 +160,7 @@ ERROR_TITLE = {
     "member_exists": _l("Address already used by another member"),
     "email_taken": _l("New address already used by another member"),
     "duplicate_email": _l("E-mail address shared by several contacts"),
+    "email_change_conflict": _l("New address given in Mailchimp already used by another contact"),
     "merge_field_invalid": _l("Field value refused by Mailchimp"),
     "merge_field_required": _l("Required field left empty"),
     "value_too_long": _l("Value too long for Mailchimp"),
@@ -195,6 +219,8 @@ COUNT = {
 DRIFT = {
     "fields": _l("fields"), "tags": _l("tags"), "archived": _l("archived in Mailchimp"),
     "deleted": _l("deleted in Mailchimp"), "cleaned": _l("addresses cleaned"),
+    "unsubscribed": _l("unsubscribed in Mailchimp (consent updated)"),
+    "resubscribed": _l("subscribed again in Mailchimp (consent updated)"),
 }
 
 
@@ -382,3 +408,24 @@ def count(key: str) -> str:
 def drift(kind: str) -> str:
     """A kind of difference the nightly reconciliation found (R22)."""
     return _lookup(DRIFT, kind)
+
+
+def lock_reason(code: str) -> str:
+    """Why a consent is locked (R16), lower case (it reads inside a sentence)."""
+    if not code:
+        return str(LOCK_REASON[ConsentLockReason.SELF_UNSUBSCRIBE])
+    text = LOCK_REASON.get(code)
+    return str(text) if text is not None else str(code)
+
+
+def webhook_problem(problem: str) -> str:
+    """What is wrong with a connector's webhook: a WebhookProblem, or the Mailchimp error of the last try."""
+    text = WEBHOOK_PROBLEM.get(problem)
+    if text is not None:
+        return str(text)
+    return error_message(problem) if problem else ""
+
+
+def webhook_event_status(status: str) -> str:
+    """What became of an event Mailchimp sent to the webhook."""
+    return _lookup(WEBHOOK_EVENT_STATUS, status)

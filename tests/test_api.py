@@ -244,13 +244,13 @@ def test_patch_cannot_opt_in_a_contact_locked_by_mailchimp_and_changes_nothing(a
 
     created = new_contact(api, consent="opt_in")
     crm.set_consent(ws_a[0].id, created["id"], "opt_out", actor="Mailchimp", channel="mailchimp_webhook",
-                    locked=True, lock_reason="unsubscribed through Mailchimp")
+                    locked=True, lock_reason="self_unsubscribe")
     response = api.patch(f"/api/v1/contacts/{created['id']}", {"consent": "opt_in", "first_name": "Autre"})
     assert response.status_code == 409
     assert response.get_json()["code"] == "consent_locked"
     after = api.get(f"/api/v1/contacts/{created['id']}").get_json()
     assert after["first_name"] == "Léa"
-    assert after["consent"] == {"value": "opt_out", "locked": True, "lock_reason": "unsubscribed through Mailchimp"}
+    assert after["consent"] == {"value": "opt_out", "locked": True, "lock_reason": "self_unsubscribe"}
 
 
 def test_deleted_contact_disappears_and_a_second_delete_is_404(api):

@@ -35,7 +35,7 @@ def row_names(html: str) -> list[str]:
 def lock(workspace, contact):
     """Lock a contact's consent as a Mailchimp unsubscribe would (R16)."""
     return set_consent(workspace.id, contact.id, "opt_out", actor="Mailchimp", channel="mailchimp_webhook",
-                       locked=True, lock_reason="Unsubscribed through a Mailchimp link")
+                       locked=True, lock_reason="self_unsubscribe")
 
 
 # --------------------------------------------------------------------------- the table
@@ -367,10 +367,11 @@ def test_lock_is_shown_with_its_reason_in_table_and_record(ui, workspace):
     contact = factories.contact(workspace)
     lock(workspace, contact)
     table = text(ui.get("/contacts/"))
+    reason = "the contact unsubscribed themself through a Mailchimp form or unsubscribe link"
     assert re.search(r'class="consent-lock" role="img" aria-label="Locked" '
-                     r'title="Unsubscribed through a Mailchimp link"><svg class="icon-lock"', table)
+                     rf'title="Locked: {reason}"><svg class="icon-lock"', table)
     record = text(ui.get(f"/contacts/{contact.id}"))
-    assert re.search(r'<svg class="icon-lock".*</svg> Locked: Unsubscribed through a Mailchimp link', record)
+    assert f"Consent locked by Mailchimp:</strong> {reason}." in record
 
 
 # --------------------------------------------------------------------------- the record

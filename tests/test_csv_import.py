@@ -309,7 +309,7 @@ def test_import_cannot_opt_in_a_contact_whose_consent_is_locked(ui, run_jobs, wo
 
     locked = factories.contact(workspace, email="parti@example.org")
     set_consent(workspace.id, locked.id, "opt_out", actor="mailchimp", channel="mailchimp_webhook", locked=True,
-                lock_reason="Unsubscribed through a Mailchimp link")
+                lock_reason="self_unsubscribe")
     imp = import_file(ui, run_jobs, "email,consent,city\nparti@example.org,oui,Lyon\n")
     assert imp.rejected == 1 and "subscribe again" in imp.rejects[0][1]
     db.session.expire_all()

@@ -1,6 +1,8 @@
 """Create, change, delete and find contacts; tags and consent with their audit trail."""
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime, timedelta
@@ -13,9 +15,10 @@ from sqlalchemy import func, insert, select
 from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
 from portal.crm.events import announce
 from portal.extensions import db
+from portal import labels
 from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCampaign, ActivitySummary, Channel,
-                           Consent, ConsentEvent, Contact, ContactChange, ContactSync, SyncEvent, Tag, contact_tags,
-                           utcnow)
+                           Consent, ConsentEvent, ConsentLockReason, Contact, ContactChange, ContactSync, SyncEvent,
+                           Tag, contact_tags, utcnow)
 from portal.models.contact import fold
 from portal.security import has_control_characters, is_invisible
 
@@ -152,7 +155,7 @@ def workspace_tags(workspace_id: int) -> list[Tag]:
 
 
 _STATE_DEFAULTS = {"consent": Consent.UNKNOWN, "consent_locked": False, "consent_lock_reason": "",
-                   "email_bounced": False, "do_not_sync": False, "deleted_at": None}
+                   "consent_changed_at": None, "email_bounced": False, "do_not_sync": False, "deleted_at": None}
 
 
 def insert_contacts(workspace_id: int, rows: Sequence[Mapping], tags: Sequence[Sequence[str]] | None = None,
@@ -172,8 +175,9 @@ def insert_contacts(workspace_id: int, rows: Sequence[Mapping], tags: Sequence[S
     for row in rows:
         fields = {name: str(row.get(name) or "") for name in Contact.EDITABLE}
         fields["email"] = row.get("email") or None
+        dated = {"consent_changed_at": now} if row.get("consent", Consent.UNKNOWN) != Consent.UNKNOWN else {}
         values.append({
-            **fields, **_STATE_DEFAULTS, **{k: v for k, v in row.items() if k in _STATE_DEFAULTS},
+            **fields, **_STATE_DEFAULTS, **dated, **{k: v for k, v in row.items() if k in _STATE_DEFAULTS},
             **Contact.derived(fields["email"], fields["first_name"], fields["last_name"], fields["company"]),
             "workspace_id": workspace_id, "created_at": row.get("created_at") or now,
             "updated_at": row.get("updated_at") or row.get("created_at") or now,
@@ -188,12 +192,25 @@ def insert_contacts(workspace_id: int, rows: Sequence[Mapping], tags: Sequence[S
     return ids
 
 
+@dataclass(frozen=True)
+class ConsentEvidence:
+    """What Mailchimp gave for a consent change it reported (R15): the raw webhook event it came in,
+    the IP address and the time it recorded, and whatever else it said (reason, campaign…)."""
+
+    at: datetime | None = None
+    ip: str = ""
+    webhook_event_id: int | None = None
+    details: dict = dataclass_field(default_factory=dict)
+
+
 def record_consent(contact: Contact, new: str, *, actor: str, channel: str, locked: bool | None = None,
-                   note: str = "", lock_reason: str = "") -> bool:
-    """Change the contact's consent and write the audit event; True when anything changed.
+                   note: str = "", lock_reason: str = "", evidence: ConsentEvidence | None = None) -> bool:
+    """Change the contact's consent and write the audit event; True when anything changed. Not committed.
 
     Refuses to set opt-in on a locked contact unless the change comes from Mailchimp (R16):
-    only the contact re-subscribing through Mailchimp may lift the lock.
+    only the contact re-subscribing through Mailchimp may lift the lock. `lock_reason` is a
+    :class:`~portal.models.ConsentLockReason` code (a self-unsubscribe when a lock is set without
+    one). `evidence` (Mailchimp's channels) dates the change by Mailchimp's clock.
     """
     if new not in CONSENT_VALUES:
         raise ValidationFailed({"consent": _("Consent must be one of: opt_in, opt_out, unknown.")})
@@ -207,14 +224,25 @@ def record_consent(contact: Contact, new: str, *, actor: str, channel: str, lock
         new_locked = False
     if new == contact.consent and new_locked == contact.consent_locked:
         return False
+    if lock_reason and lock_reason not in tuple(ConsentLockReason):
+        raise ValueError(f"unknown consent lock reason {lock_reason!r}")
+    reason = ""
+    if new_locked:
+        reason = lock_reason or (contact.consent_lock_reason if contact.consent_locked else "") \
+            or ConsentLockReason.SELF_UNSUBSCRIBE
+    now = utcnow()
+    evidence = evidence or ConsentEvidence()
     db.session.add(ConsentEvent(
         workspace_id=contact.workspace_id, contact_id=contact.id, old=contact.consent, new=new,
-        locked=new_locked, actor=actor, channel=channel, note=note,
+        locked=new_locked, lock_reason=reason, actor=actor[:254], channel=channel, note=note[:300], created_at=now,
+        webhook_event_id=evidence.webhook_event_id, evidence_ip=(evidence.ip or "")[:45],
+        evidence_at=evidence.at, evidence=dict(evidence.details) or None,
     ))
     contact.consent = new
     contact.consent_locked = new_locked
-    contact.consent_lock_reason = lock_reason if new_locked else ""
-    contact.updated_at = utcnow()
+    contact.consent_lock_reason = reason
+    contact.consent_changed_at = evidence.at if (from_mailchimp and evidence.at) else now
+    contact.updated_at = now
     return True
 
 
@@ -292,11 +320,12 @@ def update_contact(workspace_id: int, contact_id: int, data: Mapping, *, actor: 
 
 @_all_or_nothing
 def set_consent(workspace_id: int, contact_id: int, consent: str, *, actor: str, channel: str,
-                locked: bool | None = None, note: str = "", lock_reason: str = "") -> Contact:
+                locked: bool | None = None, note: str = "", lock_reason: str = "",
+                evidence: ConsentEvidence | None = None) -> Contact:
     """Change one contact's consent (R15), commit, announce."""
     contact = get_contact(workspace_id, contact_id)
     changed = record_consent(contact, consent, actor=actor, channel=channel, locked=locked, note=note,
-                             lock_reason=lock_reason)
+                             lock_reason=lock_reason, evidence=evidence)
     db.session.commit()
     if changed:
         announce(workspace_id, [contact.id], ContactChange.CONSENT)
@@ -417,6 +446,62 @@ def contact_history(workspace_id: int, contact_id: int) -> list[dict]:
         previous = e.data or previous
     items.sort(key=lambda item: (item["at"], item["event"].id), reverse=True)
     return items
+
+
+def consent_history(workspace_id: int, contact_id: int) -> list[ConsentEvent]:
+    """Every consent change of one contact, oldest first (R15), deleted contacts included (a
+    regulator may ask about someone deleted since); ContactNotFound for another workspace's id."""
+    get_contact(workspace_id, contact_id, include_deleted=True)
+    return list(db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == contact_id)
+                                   .order_by(ConsentEvent.created_at, ConsentEvent.id)))
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else ""
+
+
+def contacts_by_email_everywhere(email: str, *, limit: int = 50) -> list[tuple[Contact, str]]:
+    """Support's look-up (R15): the contacts of every workspace with this address (deleted ones too),
+    each with its workspace's name. For a complaint or a regulator's question about one person."""
+    from portal.models import Workspace
+
+    address = (email or "").strip().lower()
+    if not address:
+        return []
+    rows = db.session.execute(
+        select(Contact, Workspace.name).join(Workspace, Workspace.id == Contact.workspace_id)
+        .where(Contact.email_normalized == address).order_by(Workspace.name, Contact.id).limit(limit)).all()
+    return [(contact, name) for contact, name in rows]
+
+
+def consent_history_csv(workspace_id: int | None, contact_id: int) -> str:
+    """One contact's consent history as a CSV file (``;``-separated, headers in the reader's
+    language): what a customer answers a regulator or a complaint with. Every change with its
+    before and after, lock, channel, who or what made it, when, and Mailchimp's evidence.
+    Cells a spreadsheet would run as formulas are neutralised. `workspace_id` None: support,
+    for a contact of any workspace."""
+    from portal.crm.csv_import import protect_cell  # csv_import builds on this module
+
+    if workspace_id is None:  # support: any workspace
+        found = db.session.get(Contact, contact_id)
+        if found is None:
+            raise ContactNotFound(_("Contact not found."))
+        workspace_id = found.workspace_id
+    contact = get_contact(workspace_id, contact_id, include_deleted=True)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow([protect_cell(c) for c in (
+        _("Contact"), _("E-mail"), _("When (UTC)"), _("Before"), _("After"), _("Locked"), _("Lock reason"),
+        _("Channel"), _("Who or what"), _("Note"), _("Time given by Mailchimp (UTC)"), _("IP address given by Mailchimp"),
+        _("Webhook event"), _("Details from Mailchimp"))])
+    for e in consent_history(workspace_id, contact_id):
+        details = ", ".join(f"{k}={v}" for k, v in sorted((e.evidence or {}).items()) if v not in (None, ""))
+        writer.writerow([protect_cell(c) for c in (
+            contact.full_name, contact.email or "", _iso(e.created_at), labels.consent(e.old), labels.consent(e.new),
+            _("yes") if e.locked else _("no"), labels.lock_reason(e.lock_reason) if e.locked else "",
+            labels.channel(e.channel), e.actor, e.note or "", _iso(e.evidence_at), e.evidence_ip or "",
+            e.webhook_event_id or "", details)])
+    return out.getvalue()
 
 
 def _push_changes(before: dict | None, sent: dict | None) -> dict | None:

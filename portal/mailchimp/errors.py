@@ -53,6 +53,8 @@ KINDS: dict[str, Kind] = {
     # R11: a contact's new address already belongs to another member of the audience.
     "email_taken": Kind(FIX_EDIT_CONTACT, contact_fault=True),
     "duplicate_email": Kind(FIX_CHOOSE_OWNER, contact_fault=True),
+    # The person changed their address in Mailchimp to one another contact of the workspace has.
+    "email_change_conflict": Kind(FIX_CHOOSE_OWNER, contact_fault=True),
     "merge_field_invalid": Kind(FIX_EDIT_CONTACT, contact_fault=True),
     "merge_field_required": Kind(FIX_EDIT_CONTACT, contact_fault=True),
     "value_too_long": Kind(FIX_EDIT_CONTACT, contact_fault=True),
@@ -94,6 +96,11 @@ MESSAGES_EN: dict[str, str] = {
     ),
     "duplicate_email": N_(
         "Several contacts share this e-mail address. Choose which contact owns it."
+    ),
+    "email_change_conflict": N_(
+        "This person changed their e-mail address in Mailchimp to one that another contact already has in "
+        "anaba. Choose the contact that owns the new address: if it is this one, it takes the new address; "
+        "otherwise stop syncing this one."
     ),
     "merge_field_invalid": N_(
         "Mailchimp refused the value of the field {field}. Correct it on the contact, then retry."

@@ -39,8 +39,15 @@ class Connector(db.Model):
     merge_fields_to_create: Mapped[list] = mapped_column(JSON, default=list)
     sent_back_reason: Mapped[str] = mapped_column(Text, default="")
     paused_reason: Mapped[str] = mapped_column(Text, default="")
+    # Our audience webhook (R21): its id in Mailchimp, the secret its URL carries (unique: the
+    # endpoint finds the connector by it), the URL registered, and the last check of it.
     webhook_id: Mapped[str | None] = mapped_column(String(40))
-    webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    webhook_secret: Mapped[str | None] = mapped_column(String(64), unique=True)
+    webhook_url: Mapped[str] = mapped_column(String(500), default="")
+    webhook_registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    webhook_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "" when registered as expected; else a WebhookProblem or the Mailchimp error kind of the last try.
+    webhook_problem: Mapped[str] = mapped_column(String(32), default="")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     validated_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -139,6 +146,9 @@ class ContactSync(db.Model):
     # been told yet; cleared by the push that tells it, only if nothing changed meanwhile (R10).
     dirty_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     erase_requested: Mapped[bool] = mapped_column(default=False)
+    # Mailchimp's time (``fired_at``) of the newest webhook event applied to this member: an older
+    # event delivered late never overwrites its effect (R21).
+    mc_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -84,7 +84,11 @@ class Contact(db.Model):
     country: Mapped[str] = mapped_column(String(80), default="")
     consent: Mapped[str] = mapped_column(String(8), default=Consent.UNKNOWN)
     consent_locked: Mapped[bool] = mapped_column(default=False)
-    consent_lock_reason: Mapped[str] = mapped_column(String(200), default="")
+    consent_lock_reason: Mapped[str] = mapped_column(String(200), default="")  # a ConsentLockReason code
+    # When the consent took its current value: anaba's clock for changes made in anaba, Mailchimp's
+    # time of the event for changes Mailchimp reported. A late Mailchimp event older than this does
+    # not overwrite a newer change (R21).
+    consent_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     email_bounced: Mapped[bool] = mapped_column(default=False)
     do_not_sync: Mapped[bool] = mapped_column(default=False)
     sort_name: Mapped[str] = mapped_column(String(220), default="")
@@ -123,7 +127,9 @@ class Contact(db.Model):
 
 
 class ConsentEvent(db.Model):
-    """One consent change: before, after, who or what, through which channel, when (R15)."""
+    """One consent change: before, after, who or what, through which channel, when (R15), and the
+    evidence Mailchimp gave for it when it came from there: the raw webhook event it was applied
+    from, the IP address and the time Mailchimp recorded (what a customer shows a regulator)."""
 
     __tablename__ = "consent_event"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -132,7 +138,13 @@ class ConsentEvent(db.Model):
     old: Mapped[str] = mapped_column(String(8))
     new: Mapped[str] = mapped_column(String(8))
     locked: Mapped[bool] = mapped_column(default=False)
+    lock_reason: Mapped[str] = mapped_column(String(32), default="")  # a ConsentLockReason code
     actor: Mapped[str] = mapped_column(String(254))
     channel: Mapped[str] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    webhook_event_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_event.id"))
+    evidence_ip: Mapped[str] = mapped_column(String(45), default="")
+    evidence_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Whatever else Mailchimp said (its unsubscribe reason, the campaign, the member's id…).
+    evidence: Mapped[dict | None] = mapped_column(JSON)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ActivityAction", "BackgroundProblem", "Channel", "ConnectorStatus", "Consent", "ContactChange",
-           "NotSyncedReason", "Role", "RunKind", "RunStatus", "SyncEventKind", "SyncState"]
+__all__ = ["ActivityAction", "BackgroundProblem", "Channel", "ConnectorStatus", "Consent", "ConsentLockReason",
+           "ContactChange", "NotSyncedReason", "Role", "RunKind", "RunStatus", "SyncEventKind", "SyncState",
+           "WebhookEventStatus", "WebhookProblem"]
 
 
 class ConnectorStatus(StrEnum):
@@ -90,6 +91,14 @@ class Consent(StrEnum):
     UNKNOWN = "unknown"
 
 
+class ConsentLockReason(StrEnum):
+    """Why a consent is locked (R16): a stable code stored on the contact and its consent events;
+    :mod:`portal.labels` says it in the reader's language."""
+
+    SELF_UNSUBSCRIBE = "self_unsubscribe"  # a Mailchimp form or an unsubscribe link
+    COMPLAINT = "complaint"  # the person reported a campaign as spam
+
+
 class Channel(StrEnum):
     """Through what a change reached a contact (consent audit, R15)."""
 
@@ -130,6 +139,26 @@ class SyncEventKind(StrEnum):
     DRIFT_REPAIRED = "drift_repaired"
     MAILCHIMP_STATE = "mailchimp_state"
     FIXED = "fixed"  # someone acted on the contact's error (R19): edited it, chose an owner, excluded it
+    EMAIL_CHANGED_IN_MC = "email_changed_in_mc"  # the person changed their address in Mailchimp
+
+
+class WebhookEventStatus(StrEnum):
+    """Where an event Mailchimp sent to our webhook is (R21)."""
+
+    RECEIVED = "received"  # stored, waiting to be applied
+    APPLIED = "applied"  # its change is in anaba
+    IGNORED = "ignored"  # nothing to do (no such contact, already so, a campaign event…)
+    SUPERSEDED = "superseded"  # a newer change of the same member was applied first
+    REJECTED = "rejected"  # malformed or not ours (answered 400): kept for inspection
+
+
+class WebhookProblem(StrEnum):
+    """What is wrong with a connector's webhook, as last checked (health panel, R21)."""
+
+    MISSING = "missing"  # not registered, or gone from the audience
+    WRONG_URL = "wrong_url"
+    WRONG_EVENTS = "wrong_events"
+    WRONG_SOURCES = "wrong_sources"
 
 
 class Role(StrEnum):

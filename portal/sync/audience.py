@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from flask import current_app
 from flask_babel import format_number
 from flask_babel import gettext as _
 
@@ -22,6 +21,7 @@ from portal.models import Connector, ConnectorStatus, RunKind, RunStatus, SyncRu
 from portal.sync import ConnectorError
 from portal.sync import runs as run_rows
 from portal.sync.mailchimp_access import client_for
+from portal.sync.webhooks import EVENTS, SOURCES, problem_with, webhook_url
 
 MAX_MERGE_FIELDS = 30
 """Merge fields an audience holds at most (API-NOTES §5)."""
@@ -119,6 +119,20 @@ def normalise_mapping(mapping: Sequence[Any] | None) -> list[FieldMapping]:
     return result
 
 
+def _webhook_fact(connector: Connector, hooks: list[dict]) -> dict:
+    """Is our webhook on the audience as we register it (R21)? Before the copy ends there is none yet.
+
+    ``problem`` is "" (registered as it should be), a :class:`~portal.models.WebhookProblem`, or
+    "not_yet" while the connector is not active.
+    """
+    mine = [h for h in hooks if connector.webhook_id and str(h.get("id")) == str(connector.webhook_id)]
+    if connector.status not in (ConnectorStatus.ACTIVE, ConnectorStatus.PAUSED) and not mine:
+        return {"check": "webhook", "ok": None, "problem": "not_yet"}
+    expected = webhook_url(connector) if connector.webhook_secret else ""
+    problem = problem_with(mine[0] if mine else None, expected)
+    return {"check": "webhook", "ok": not problem, "problem": problem or ""}
+
+
 def audience_checks(connector: Connector) -> list[dict]:
     """Checks shown to support before validating (R7): ``{"name", "ok", "detail"}`` each, in the reader's language.
 
@@ -149,9 +163,7 @@ def check_facts(connector: Connector) -> list[dict]:
     unfillable = [f["tag"] for f in merge_fields if f.get("required") and f["tag"] not in mapped_tags
                   and not str(f.get("default_value") or "").strip()]
     facts.append({"check": "required", "ok": not unfillable, "tags": unfillable})
-    base = current_app.config["PUBLIC_BASE_URL"]
-    ours = [w for w in webhooks if base and str(w.get("url", "")).startswith(base)]
-    facts.append({"check": "webhook", "ok": None, "registered": bool(ours or connector.webhook_id)})
+    facts.append(_webhook_fact(connector, webhooks))
     stats = audience.get("stats") or {}
     facts.append({"check": "size", "ok": None, **{key: int(stats.get(key) or 0) for key in
                                                   ("member_count", "unsubscribe_count", "cleaned_count")}})
@@ -177,9 +189,14 @@ def describe_checks(facts: Iterable[dict]) -> list[dict]:
             name = _("Required merge fields")
             detail = _("anaba cannot fill: %(tags)s", tags=tags) if tags else _("anaba fills every required merge field.")
         elif check == "webhook":
-            name = _("Webhook")
-            detail = (_("Already registered.") if fact.get("registered")
-                      else _("Not registered yet: it is registered when replication starts."))
+            name, problem = _("Webhook"), fact.get("problem")
+            if problem == "not_yet":
+                detail = _("Not registered yet: it is registered when the first copy ends.")
+            elif not problem:
+                detail = _("Registered: events %(events)s; sources %(sources)s (never api, so anaba's own writes do "
+                           "not come back).", events=", ".join(EVENTS), sources=", ".join(SOURCES))
+            else:
+                detail = labels.webhook_problem(problem)
         elif check == "size":
             name = _("Audience size")
             detail = _("%(subscribed)s subscribed, %(unsubscribed)s unsubscribed, %(cleaned)s cleaned",

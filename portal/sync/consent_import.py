@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import logging
 
-from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal import background
-from portal.crm.contacts import mark_bounced, record_consent
+from portal.crm.contacts import ConsentEvidence, mark_bounced, record_consent
 from portal.crm.events import announce
 from portal.extensions import db
-from portal.models import Channel, Connector, Consent, Contact, ContactChange, SyncRun
+from portal.models import Channel, Connector, Consent, ConsentLockReason, Contact, ContactChange, SyncRun
+from portal.sync.webhooks import parse_fired_at
 from portal.sync import runs as run_rows
 from portal.sync.counts import match_members
 from portal.sync.mailchimp_access import client_for
@@ -35,6 +35,8 @@ ADMIN_UNSUBSCRIBE = "N/A (Unsubscribed by admin)"
 ACTOR = "Mailchimp"
 CHANNEL = Channel.MAILCHIMP_IMPORT
 PAGE = 1000
+MEMBER_FIELDS = ["id", "email_address", "status", "unsubscribe_reason", "last_changed", "timestamp_opt", "ip_opt",
+                 "ip_signup"]
 
 
 def run(run_id: int) -> run_rows.RunResult:
@@ -52,8 +54,7 @@ def _import(run: SyncRun, connector: Connector, token: str) -> None:
         background.checkpoint(run, token)
         db.session.commit()
         page: list[dict] = []
-        members = client.iter_members(connector.audience_id, fields=["email_address", "status", "unsubscribe_reason"],
-                                      page_size=PAGE)
+        members = client.iter_members(connector.audience_id, fields=MEMBER_FIELDS, page_size=PAGE)
         for member in members:
             page.append(member)
             if len(page) >= PAGE:
@@ -100,11 +101,21 @@ def _apply(run: SyncRun, connector: Connector, members: list[dict], counts: dict
         announce(connector.workspace_id, changed, ContactChange.CONSENT)
 
 
+def _evidence(member: dict) -> ConsentEvidence:
+    """What the audience says about the member's consent: when (its opt-in time, or its last
+    change), from which IP address, and Mailchimp's own reason (R15)."""
+    subscribed = member.get("status") == "subscribed"
+    at = parse_fired_at(str((member.get("timestamp_opt") if subscribed else "") or member.get("last_changed") or ""))
+    details = {k: member.get(k) for k in ("id", "status", "unsubscribe_reason", "last_changed") if member.get(k)}
+    return ConsentEvidence(at=at, ip=(member.get("ip_opt") or member.get("ip_signup") or "") if subscribed else "",
+                           details=details)
+
+
 def _apply_member(contact: Contact, member: dict, counts: dict) -> bool:
     """Apply one member's status to its contact; True when the contact changed."""
     status = member.get("status")
     if status == "subscribed":
-        if record_consent(contact, Consent.OPT_IN, actor=ACTOR, channel=CHANNEL):
+        if record_consent(contact, Consent.OPT_IN, actor=ACTOR, channel=CHANNEL, evidence=_evidence(member)):
             counts["opt_in"] += 1
             return True
         return False
@@ -112,9 +123,8 @@ def _apply_member(contact: Contact, member: dict, counts: dict) -> bool:
         reason = (member.get("unsubscribe_reason") or "").strip()
         locked = reason != ADMIN_UNSUBSCRIBE
         changed = record_consent(
-            contact, Consent.OPT_OUT, actor=ACTOR, channel=CHANNEL, locked=locked,
-            note=reason[:300],
-            lock_reason=_("Unsubscribed through Mailchimp") if locked else "",
+            contact, Consent.OPT_OUT, actor=ACTOR, channel=CHANNEL, locked=locked, note=reason[:300],
+            lock_reason=ConsentLockReason.SELF_UNSUBSCRIBE if locked else "", evidence=_evidence(member),
         )
         if changed:
             counts["locked" if locked else "opt_out"] += 1

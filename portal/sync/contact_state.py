@@ -62,9 +62,10 @@ class SyncRow:
                  synced_tags=sorted(tags), last_synced_at=at, attempts=0)
         self._clear_error()
 
-    def restore_state(self, *, unsubscribed: bool = False) -> None:
-        """Nothing to send after all: the row reads again what Mailchimp holds."""
-        self.set(state=SyncState.UNSUBSCRIBED if unsubscribed else SyncState.SYNCED)
+    def restore_state(self, *, unsubscribed: bool = False, reason: str = "") -> None:
+        """Nothing to send after all: the row reads again what Mailchimp holds (unsubscribed for `reason`)."""
+        self.set(state=SyncState.UNSUBSCRIBED if unsubscribed else SyncState.SYNCED,
+                 reason=reason if unsubscribed else "")
 
     def left_out(self, reason: NotSyncedReason, *, state: SyncState | None = None) -> None:
         """Not sent, for `reason` (R2); whatever was last sent no longer counts."""

@@ -25,6 +25,7 @@ from portal.sync import ConnectorError
 from portal.sync.contact_state import ensure_rows, states_for
 from portal.sync.counts import error_rows, problems_by_connector, undecided_shared_rows
 from portal.sync.eligibility import owners_for
+from portal.sync.push import EMAIL_CHANGE_CONFLICT
 from portal.sync.lifecycle import live_connector
 
 GROUP_SAMPLE = 50
@@ -216,8 +217,9 @@ def exclude(workspace_id: int, contact_id: int, *, actor: str, channel: str = Ch
     return contact
 
 
-def choose_email_owner(workspace_id: int, contact_id: int, *, actor: str = "") -> tuple[Connector, list[int]]:
-    """Make this contact the owner of the e-mail it shares with others (R19).
+def choose_email_owner(workspace_id: int, contact_id: int, *, actor: str = "portal") -> tuple[Connector, list[int]]:
+    """Make this contact the owner of the e-mail it shares with others (R19), or of the address the
+    person gave Mailchimp when another contact has it already (``email_change_conflict``).
 
     Returns the connector and the ids of every contact sharing the address: they must be pushed
     again (the owner overwrites the member, the others become "not synced"). Nothing is pushed
@@ -227,13 +229,22 @@ def choose_email_owner(workspace_id: int, contact_id: int, *, actor: str = "") -
     connector = live_connector(workspace_id)
     if connector is None or not contact.email_normalized:
         raise ConnectorError(_("There is no Mailchimp connector or the contact has no e-mail."))
+    row = states_for(connector.id, [contact.id]).get(contact.id)
+    fixed_kind = "duplicate_email"
+    if row is not None and row.error_kind == EMAIL_CHANGE_CONFLICT and row.member_email \
+            and row.member_email != contact.email_normalized:
+        # The person changed their address in Mailchimp to one another contact has: this contact
+        # takes the new address and owns it (the others sharing it are then not sent).
+        contact = crm.update_contact(workspace_id, contact.id, {"email": row.member_email}, actor=actor,
+                                     channel=Channel.UI)
+        fixed_kind = EMAIL_CHANGE_CONFLICT
     sharing = list(db.session.scalars(
         select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.deleted_at.is_(None),
                                  Contact.email_normalized == contact.email_normalized)
     ))
     for cid, row in ensure_rows(connector, sharing).items():
         row.owner_chosen = cid == contact.id
-    _note_fix(connector, contact.id, "owner_chosen", "duplicate_email", actor=actor)
+    _note_fix(connector, contact.id, "owner_chosen", fixed_kind, actor=actor)
     db.session.commit()
     pushable = connector.status in (ConnectorStatus.ACTIVE, ConnectorStatus.COPYING)
     return connector, sharing if pushable else []

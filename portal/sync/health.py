@@ -1,6 +1,7 @@
-"""A connector's health, as the customer's connector page and support's view show it (R10, R19, R22):
-changes waiting and how long the oldest has waited, the last push that reached Mailchimp,
-errors by kind, the last reconciliation and what it found, and whether Mailchimp answers."""
+"""A connector's health, as the customer's connector page and support's view show it (R10, R19, R21,
+R22): changes waiting and how long the oldest has waited, the last push that reached Mailchimp,
+errors by kind, the last reconciliation and what it found, whether Mailchimp answers, and our
+webhook (registered as expected, the last event received, events waiting)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from portal.extensions import db
 from portal.models import Connector, ConnectorStatus, ContactSync, RunKind, RunStatus, SyncRun, utcnow
 from portal.sync import counts
+from portal.sync.webhooks import WebhookStatus, status_of
 
 TRANSIENT = ("unavailable", "timeout", "rate_limited")
 
@@ -27,6 +29,7 @@ class Health:
     mailchimp_answers: bool
     mailchimp_problem: str  # an error kind when Mailchimp does not answer, or refuses the key / audience
     problem_since: datetime | None
+    webhook: WebhookStatus | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -56,4 +59,5 @@ def connector_health(connector: Connector) -> Health:
         pending=int(pending or 0), oldest_pending_seconds=(now - oldest).total_seconds() if oldest else None,
         last_push_at=connector.last_push_at, errors_by_kind=kinds, last_reconciliation=reconciliation,
         mailchimp_answers=not problem, mailchimp_problem=problem, problem_since=since,
+        webhook=status_of(connector) if connector.status in (ConnectorStatus.ACTIVE, ConnectorStatus.PAUSED) else None,
     )

@@ -18,7 +18,8 @@ contact whose result is committed, and ``result["phase"]`` says which phase it i
 API calls are therefore about members/500 + Σ over tags of ceil(changes/500): the fewest the
 API allows. A revoked key or a deleted audience pauses the run and the connector (nobody is
 marked failed); transient Mailchimp failures are retried by the client, then per chunk.
-At the end the connector is active and the customers get an e-mail with the counts.
+At the end the connector is active, our webhook is registered on the audience (R21) and the
+customers get an e-mail with the counts.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from portal.mailchimp import MailchimpError
 from portal.mailchimp.payload import FieldMapping
 from portal.models import (Connector, ConnectorStatus, Contact, ContactSync, PendingTagOp, RunKind, RunStatus,
                            SyncRun, SyncState, utcnow)
-from portal.sync import consent_import
+from portal.sync import consent_import, webhooks
 from portal.sync import runs as run_rows
 from portal.sync.eligibility import in_workspace, own_reason
 from portal.sync.lifecycle import pause_connector
@@ -96,6 +97,8 @@ def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep,
     if result.pauses_connector:
         pause_connector(db.session.get(SyncRun, run_id).connector_id, result.error)
     elif result.outcome == Outcome.FINISHED and activated:
+        # Active from now on: Mailchimp's side of consent comes back through our webhook (R15, R21).
+        webhooks.register_now(activated[0].id)
         notify_copy_finished(activated[0], db.session.get(SyncRun, run_id))
     return result
 

@@ -10,6 +10,7 @@ Mailchimp happens in a background job, after support's validation.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from portal.extensions import db
 from portal.mailchimp import MailchimpError, encrypt_secret, mask_api_key
 from portal.models import (Connector, ConnectorStatus, Contact, RunKind, RunStatus, SyncRun, User, Workspace,
                            utcnow)
-from portal.sync import ConnectorError, notifications
+from portal.sync import ConnectorError, notifications, webhooks
 from portal.sync import runs as run_rows
 from portal.sync.audience import by_tag, normalise_mapping
 from portal.sync.mailchimp_access import api_key_of, client_for
@@ -106,7 +107,7 @@ def create_connector(workspace_id: int, user: User | None, api_key: str, audienc
         field_mapping=[m.to_dict() for m in mappings],
         merge_fields_to_create=[m.to_dict() for m in to_create],
         created_by_id=user.id if user is not None else None, submitted_at=utcnow(),
-        sent_back_reason="", paused_reason="",
+        sent_back_reason="", paused_reason="", webhook_secret=secrets.token_urlsafe(32),
     )
     db.session.add(connector)
     db.session.get(Workspace, workspace_id).consent_enabled = True
@@ -211,16 +212,13 @@ def delete_connector(connector_id: int, user: User | None) -> Connector:
     connector = get_connector(connector_id)
     if connector.status == ConnectorStatus.DELETED:
         return connector
-    if connector.webhook_id:
-        try:
-            # Best effort, one short attempt: a slow Mailchimp never holds the deletion (a page).
-            with client_for(connector, timeout=current_app.config["MAILCHIMP_WEB_TIMEOUT"], retries=False) as client:
-                client.delete_webhook(connector.audience_id, connector.webhook_id)
-        except MailchimpError as exc:
-            log.warning("connector %s: webhook not unregistered (%s)", connector.id, exc.kind)
-        connector.webhook_id = None
+    if connector.webhook_id or connector.webhook_url:
+        # Best effort, one short attempt: a slow Mailchimp never holds the deletion (a page).
+        with client_for(connector, timeout=current_app.config["MAILCHIMP_WEB_TIMEOUT"], retries=False) as client:
+            webhooks.unregister(connector, client)
     connector.status = ConnectorStatus.DELETED
     connector.deleted_at = utcnow()
+    webhooks.secret_cache.clear()
     db.session.execute(
         update(SyncRun).where(SyncRun.connector_id == connector.id,
                               SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)))

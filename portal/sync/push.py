@@ -65,7 +65,8 @@ MEMBER_TAGS_SHOWN = 50
 
 # A member we had stays ours to keep in line with consent (R15) in these states.
 _HAS_MEMBER = (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR, SyncState.UNSUBSCRIBED)
-_UNSUBSCRIBE_REASONS = (NotSyncedReason.OPT_OUT, NotSyncedReason.NO_CONSENT)
+_UNSUBSCRIBE_REASONS = (NotSyncedReason.OPT_OUT, NotSyncedReason.NO_CONSENT, NotSyncedReason.CONSENT_LOCKED)
+EMAIL_CHANGE_CONFLICT = "email_change_conflict"
 
 
 class Action(StrEnum):
@@ -245,6 +246,12 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
         row.left_out(reason)
         result.skipped[reason] += 1
         return None
+    if row.error_kind == EMAIL_CHANGE_CONFLICT and _known_as(row) != contact.email_normalized:
+        # The person changed their address in Mailchimp to one another contact has: until someone
+        # chooses the owner, pushing would rename the member back or create a second one.
+        row.set(state=SyncState.ERROR)
+        result.skipped[row.error_kind] += 1
+        return None
     if reason == NotSyncedReason.INVALID_EMAIL:
         # Mailchimp would refuse it: an error with its fix, without spending a call.
         row.failed(MailchimpError("invalid_email", email=contact.email))
@@ -252,7 +259,10 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
         result.error_kinds["invalid_email"] += 1
         return None
     if reason in _UNSUBSCRIBE_REASONS and _has_member(row) and _known_as(row) == contact.email_normalized:
-        status = "unsubscribed"  # R15: no longer opt-in, the member we created stops receiving campaigns
+        # R15: no longer opt-in, the member we created stops receiving campaigns. A locked consent
+        # (R16) too, unless the row knows Mailchimp holds it unsubscribed already (the usual case:
+        # the lock came from Mailchimp); an API unsubscribe keeps the person's own reason there.
+        status = "unsubscribed"
     elif reason:
         if reason == NotSyncedReason.CONSENT_LOCKED and _has_member(row):
             row.left_out(reason, state=SyncState.UNSUBSCRIBED)  # they unsubscribed themself in Mailchimp
@@ -272,7 +282,7 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
     if row.state in (SyncState.SYNCED, SyncState.UNSUBSCRIBED, SyncState.PENDING) and row.fingerprint == fingerprint:
         if sorted(row.synced_tags or []) == tags:
             result.unchanged += 1
-            row.restore_state(unsubscribed=status == "unsubscribed")
+            row.restore_state(unsubscribed=status == "unsubscribed", reason=unsubscribe_reason)
             return None
         return Item(contact, Action.TAGS, email=contact.email_normalized, payload=payload, fingerprint=fingerprint,
                     tags=tags, reason=unsubscribe_reason, had_member=had_member)

@@ -4,13 +4,19 @@ Webhooks and live pushes keep Mailchimp and anaba together; this run catches wha
 It only *reads* Mailchimp; repairs go through live replication:
 
 1. the members changed since the last run (``since_last_changed``, 1,000 per page, only the
-   fields compared) are matched to the connector's contacts by member hash. A member whose
-   fields or anaba tags differ from what anaba would send was edited in Mailchimp: anaba wins
-   (R1), so the contact is marked for a push (its last-sent fingerprint forgotten); one
-   cleaned marks the address bounced (R6);
+   fields compared) are matched to the connector's contacts by member hash (by e-mail for a
+   member anaba never sent). Consent first: a member who unsubscribed, or subscribed again,
+   without the webhook telling us, changes the contact's consent exactly as the webhook would
+   have (:func:`.mailchimp_events.apply_member`, channel ``mailchimp_reconcile``, R15, R16). A
+   member whose fields or anaba tags differ from what anaba would send was edited in Mailchimp:
+   anaba wins (R1), so the contact is marked for a push (its last-sent fingerprint forgotten);
+   one cleaned marks the address bounced (R6);
 2. every member id of the audience, and of its archived members, is read (ids only): a member
    we had that is archived makes its contact "archived in Mailchimp", one that is gone
    "deleted in Mailchimp" (R13).
+
+3. our webhook is checked (registered, right URL, events and sources) and registered again when
+   it is missing or wrong (R21).
 
 The run records a drift report (counts per kind, a sample of contacts) that support reads, and
 where it read up to, so the next night starts there. A second run with nothing changed writes
@@ -29,8 +35,10 @@ from portal import background
 from portal.crm.contacts import mark_bounced
 from portal.extensions import db
 from portal.mailchimp.payload import build_member, member_diff, tag_changes
-from portal.models import (Channel, Connector, ConnectorStatus, Contact, ContactSync, NotSyncedReason, RunKind,
+from portal.models import (Channel, Connector, ConnectorStatus, Consent, Contact, ContactSync, NotSyncedReason, RunKind,
                            RunStatus, SyncRun, SyncState, utcnow)
+from portal.sync import mailchimp_events, webhooks
+from portal.sync.contact_state import ensure_rows
 from portal.sync import runs as run_rows
 from portal.sync.eligibility import judge
 from portal.sync.push import CONTACT_COLUMNS, contact_tags_of, managed_tag_names, mappings_of
@@ -43,7 +51,8 @@ log = logging.getLogger(__name__)
 PAGE = 1000
 SAMPLES = 20
 OVERLAP = timedelta(seconds=2)  # Mailchimp's since filters are exclusive, at one-second precision
-CHANGED_FIELDS = ["id", "email_address", "status", "merge_fields", "tags", "tags_count", "last_changed"]
+CHANGED_FIELDS = ["id", "email_address", "status", "merge_fields", "tags", "tags_count", "last_changed",
+                  "unsubscribe_reason", "timestamp_opt", "ip_opt", "ip_signup"]
 
 
 def start(connector_id: int) -> SyncRun:
@@ -124,6 +133,7 @@ def _reconcile(run: SyncRun, connector: Connector, token: str) -> None:
             seen.add(member.get("id"))
         archived = {m.get("id") for m in client.iter_members(connector.audience_id, status="archived",
                                                               fields=["id"], page_size=PAGE)}
+        webhook_problem, webhook_repaired = webhooks.repair(connector, client)
     newly_archived = _rows_with_members(connector, archived)
     for row in newly_archived:
         report.add("archived", row.contact_id, email=row.member_email)
@@ -141,7 +151,8 @@ def _reconcile(run: SyncRun, connector: Connector, token: str) -> None:
     run.counts = dict(report.counts)
     run.result = {"read_until": read_until.isoformat(), "members_read": members_read,
                   "audience_members": len(seen), "drift": dict(report.counts), "samples": report.samples,
-                  "repushed": len(to_push)}
+                  "repushed": len(to_push),
+                  "webhook": {"problem": webhook_problem, "repaired": webhook_repaired} if webhook_problem else None}
     connector.last_reconciled_at = utcnow()
 
 
@@ -165,23 +176,57 @@ def _latest_change(page: list[dict], current: datetime) -> datetime:
     return latest
 
 
+def _consent_needs_look(contact, member: dict) -> bool:
+    """Cheap test on plain values: could this member's status change the contact's consent?"""
+    status = member.get("status")
+    if status == "subscribed":
+        return contact.consent != Consent.OPT_IN or bool(contact.consent_locked)
+    if status == "unsubscribed":
+        return contact.consent == Consent.OPT_IN or (mailchimp_events.is_self_unsubscribe(member)
+                                                    and not contact.consent_locked)
+    return False
+
+
+def _apply_consent(connector: Connector, contact_id: int, row: ContactSync | None, member: dict, mappings,
+                   report: _Report) -> bool:
+    """What webhooks missed: the member's status becomes the contact's consent (R15, R16). Not committed."""
+    full = db.session.get(Contact, contact_id)
+    outcome = mailchimp_events.apply_member(full, row, member, mappings=mappings)
+    if not outcome:
+        return False
+    kind = "resubscribed" if outcome == "opt_in" else "unsubscribed"
+    report.add(kind, contact_id, email=member.get("email_address"), consent=outcome)
+    return True
+
+
 def _compare_page(connector: Connector, members: list[dict], report: _Report) -> set[int]:
     """Compare one page of changed members with anaba; the contacts to push again (not committed)."""
     by_hash = {m.get("id"): m for m in members if m.get("id")}
     rows = _rows_with_members(connector, set(by_hash))
+    mappings = mappings_of(connector)
+    to_push = _unknown_members(connector, [m for h, m in by_hash.items() if h not in {r.member_hash for r in rows}],
+                               mappings, report)
     if not rows:
-        return set()
+        return to_push
     ids = [r.contact_id for r in rows]
     contacts = {c.id: c for c in db.session.execute(select(*CONTACT_COLUMNS).where(Contact.id.in_(ids))).all()}
+    consent_moved = set()
+    for row in rows:
+        member, contact = by_hash[row.member_hash], contacts.get(row.contact_id)
+        if contact is not None and contact.deleted_at is None and _consent_needs_look(contact, member):
+            if _apply_consent(connector, contact.id, row, member, mappings, report):
+                consent_moved.add(contact.id)
+    if consent_moved:
+        to_push |= consent_moved
+        contacts.update({c.id: c for c in db.session.execute(
+            select(*CONTACT_COLUMNS).where(Contact.id.in_(sorted(consent_moved)))).all()})
     verdicts = judge(connector.workspace_id, connector.id, list(contacts.values()))
     tags_of = contact_tags_of(ids)
-    mappings = mappings_of(connector)
     managed = managed_tag_names(connector.workspace_id)
-    to_push: set[int] = set()
     for row in rows:
         member = by_hash[row.member_hash]
         contact = contacts.get(row.contact_id)
-        if contact is None:
+        if contact is None or contact.id in consent_moved:
             continue
         if member.get("status") == "cleaned":
             full = db.session.get(Contact, contact.id)
@@ -206,6 +251,30 @@ def _compare_page(connector: Connector, members: list[dict], report: _Report) ->
             row.synced_tags = sorted(t for t in current if t.casefold() in {m.casefold() for m in managed})
             to_push.add(contact.id)
     return to_push
+
+
+def _unknown_members(connector: Connector, members: list[dict], mappings, report: _Report) -> set[int]:
+    """Members anaba never sent whose address a contact has (someone signed up through the audience's
+    form, or unsubscribed there): their status becomes the contact's consent. Not committed."""
+    by_email = {(m.get("email_address") or "").strip().lower(): m for m in members
+                if m.get("status") in ("subscribed", "unsubscribed") and m.get("email_address")}
+    if not by_email:
+        return set()
+    found = [c for c in db.session.scalars(select(Contact).where(
+        Contact.workspace_id == connector.workspace_id, Contact.email_normalized.in_(sorted(by_email))))
+        if c.deleted_at is None and _consent_needs_look(c, by_email[c.email_normalized])]
+    if not found:
+        return set()
+    rows = ensure_rows(connector, [c.id for c in found])
+    moved = set()
+    for contact in found:
+        member = by_email[contact.email_normalized]
+        row = rows[contact.id]
+        if row.member_hash and row.member_hash != member.get("id"):
+            continue  # the contact's member is another one
+        if _apply_consent(connector, contact.id, row, member, mappings, report):
+            moved.add(contact.id)
+    return moved
 
 
 def _still_ours(row: ContactSync) -> bool:

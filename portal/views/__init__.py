@@ -6,8 +6,8 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Attach every area's blueprint and the error handlers."""
-    from portal.views import api, auth, connector, contacts, errors, main, support, support_connectors
+    from portal.views import api, auth, connector, contacts, errors, main, support, support_connectors, webhooks
 
-    for module in (auth, main, contacts, connector, support, support_connectors, api):
+    for module in (auth, main, contacts, connector, support, support_connectors, api, webhooks):
         app.register_blueprint(module.bp)
     errors.register(app)

@@ -181,6 +181,21 @@ def reconnect() -> ResponseReturnValue:
     return redirect_to(url_for("connector.index"))
 
 
+@bp.post("/webhook/register")
+@customer_required
+def reregister_webhook() -> ResponseReturnValue:
+    """Register our Mailchimp webhook again (health panel, R21), in the background."""
+    connector = _connector_or_404()
+    try:
+        jobs.reregister_webhook(connector.id)
+    except ConnectorError as exc:
+        flash(error_text(exc), "error")
+    else:
+        flash(_("The webhook is being registered again; the health panel shows the result in a few seconds."),
+              "success")
+    return redirect_to(url_for("connector.index"))
+
+
 # --- wizard (R5) --------------------------------------------------------------------------
 
 def _wizard() -> dict:

@@ -78,7 +78,6 @@ def _row_texts() -> dict[str, str]:
         "edit_tags": _("Edit tags"), "edit_tags_of": _("Edit tags of %(name)s"), "add_tags": _("Add tags"),
         "shared_title": _("Several contacts use this e-mail; Mailchimp keeps one member per address."),
         "shared_by": _("shared by %(n)s contacts"), "locked": _("Locked"),
-        "locked_default": _("Locked: the contact unsubscribed through Mailchimp"),
         "opt_in": _("Opt-in"), "opt_out": _("Opt-out"), "unknown": _("Unknown"),
         "mailchimp_is": _("%(label)s: %(value)s", label="Mailchimp", value="%(state)s"),
     }
@@ -339,6 +338,16 @@ def activity(contact_id: int) -> ResponseReturnValue:
 def history(contact_id: int) -> ResponseReturnValue:
     """A contact's record, History tab: consent changes and sync events (R15)."""
     return _record_page(_contact(contact_id), "history")
+
+
+@bp.get("/<id:contact_id>/consent-history.csv")
+@customer_required
+def consent_history_csv(contact_id: int) -> ResponseReturnValue:
+    """The contact's consent history as a CSV file (R15): what a customer answers a regulator with."""
+    body = "\ufeff" + crm.consent_history_csv(workspace_id(), contact_id)
+    return Response(body.encode("utf-8"), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="consent-history-{contact_id}.csv"',
+        "Cache-Control": "no-store"})
 
 
 @bp.get("/<id:contact_id>/mailchimp-state")

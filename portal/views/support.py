@@ -1,12 +1,13 @@
 """Support agents' area: what needs someone (connectors waiting, paused, copying, with errors), every
 workspace with its connector, contacts and errors, a workspace's contacts (read only), failed
-background jobs, and the Outbox."""
+background jobs, the Outbox, and a contact's consent history for a complaint or a regulator."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from portal import jobs, notify
+from portal.crm import contacts as crm
 from portal.models import SyncState
 from portal.security import int_arg, without_control_characters
 from portal.sync import overview
@@ -54,3 +55,22 @@ def outbox_email(email_id: int) -> ResponseReturnValue:
     if email is None:
         abort(404)
     return render_template("support/outbox_email.html", email=email)
+
+
+@bp.get("/consent")
+@support_required
+def consent_lookup() -> ResponseReturnValue:
+    """Find a person by e-mail address in every workspace, to export their consent history (R15)."""
+    email = request.args.get("email", "").strip()[:254]
+    return render_template("support/consent.html", email=email,
+                           found=crm.contacts_by_email_everywhere(email) if email else [])
+
+
+@bp.get("/consent/<id:contact_id>.csv")
+@support_required
+def consent_export(contact_id: int) -> ResponseReturnValue:
+    """A contact's consent history as a CSV file, whatever its workspace (R15)."""
+    body = "\ufeff" + crm.consent_history_csv(None, contact_id)
+    return Response(body.encode("utf-8"), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="consent-history-{contact_id}.csv"',
+        "Cache-Control": "no-store"})

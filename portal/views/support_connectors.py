@@ -22,7 +22,8 @@ from portal.htmx import is_htmx, render
 from portal.mailchimp import MailchimpError
 from portal.models import Connector, ConnectorStatus, RunKind
 from portal.security import id_arg, parse_id, safe_next
-from portal.sync import ConnectorError, activity_import, audience, counts, error_fixes, lifecycle
+from portal.sync import (ConnectorError, activity_import, audience, counts, error_fixes, lifecycle,
+                         webhooks)
 from portal.sync import runs as sync_runs
 from portal.views.access import support_required
 from portal.views.connector import error_text, health_context, progress_context, progress_response, standing_context
@@ -103,6 +104,32 @@ def reconcile(connector_id: int) -> ResponseReturnValue:
     else:
         flash(_("Reconciliation started: what changed in Mailchimp is compared with anaba and put back."), "success")
     return redirect(url_for("support_connectors.show", connector_id=connector.id))
+
+
+@bp.post("/<id:connector_id>/webhook")
+@support_required
+def reregister_webhook(connector_id: int) -> ResponseReturnValue:
+    """Register the connector's Mailchimp webhook again (R21), in the background."""
+    connector = _connector(connector_id)
+    try:
+        jobs.reregister_webhook(connector.id)
+    except ConnectorError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(_("The webhook is being registered again; the health panel shows the result in a few seconds."),
+              "success")
+    return redirect(url_for("support_connectors.show", connector_id=connector.id))
+
+
+@bp.get("/<id:connector_id>/webhook-events")
+@support_required
+def webhook_events(connector_id: int) -> ResponseReturnValue:
+    """What Mailchimp sent to the connector's webhook and what became of it (R21); `?status=rejected`
+    shows the requests refused, kept for inspection."""
+    connector = _connector(connector_id)
+    status = request.args.get("status", "")
+    return render("support/connectors/webhook_events.html", connector=connector, status=status,
+                  events=webhooks.recent_events(connector.id, status))
 
 
 @bp.get("/<id:connector_id>")
