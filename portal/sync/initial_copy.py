@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 from flask import current_app
@@ -47,6 +48,7 @@ from portal.sync import runs as run_rows
 from portal.sync.eligibility import in_workspace, own_reason
 from portal.sync.lifecycle import pause_connector
 from portal.sync.mailchimp_access import client_for
+from portal.sync.replication import mark_dirty
 from portal.sync.notifications import notify_copy_finished
 from portal.sync.push import (PreparedPush, SegmentDirectory, managed_tag_names, prepare_push, record_push,
                               send_prepared, send_tag_group)
@@ -59,6 +61,8 @@ SCAN_PAGE = 2000
 UP_TO_DATE = (SyncState.SYNCED, SyncState.UNSUBSCRIBED)
 TAG_BATCH = 500
 CHUNK_RETRIES = 5
+DEFERRED_RETRY_SECONDS = 60.0
+"""When a contact Mailchimp refused for now is tried again, unless the refusal said when."""
 T = TypeVar("T")
 
 
@@ -283,6 +287,11 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
                                lambda a=after, u=chunk.last_id: _note_send(run, token, a, u))
             window.after(client.stats.rate_limited > limited)
             result = record_push(prepared, answers, run, client=client)
+            if result.deferred_ids:
+                # Refused for now through no fault of theirs (a sign-up throttle, an outage on one
+                # item): live replication tries them again once the refusal may have lifted.
+                retry_at = utcnow() + timedelta(seconds=result.retry_after or DEFERRED_RETRY_SECONDS)
+                mark_dirty(connector, result.deferred_ids, retry_at)
             result.unchanged += chunk.unchanged
             run.cursor = chunk.last_id
             run.done = (run.done or 0) + chunk.scanned

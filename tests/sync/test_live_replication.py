@@ -339,6 +339,34 @@ def test_the_minute_sweep_sends_changes_whose_job_was_lost(live, workspace, run_
     assert member(mc, audience, "person4@ardent-clients.fr")["merge_fields"]["FNAME"] == "Oubliée"
 
 
+def test_a_contact_mailchimp_refuses_for_now_during_the_copy_is_sent_once_the_refusal_lifts(copy, workspace, run_jobs,
+                                                                                             sim, mc, audience):
+    """R8, R19: a sign-up throttle on one address during the copy leaves that contact pending (never
+    in error: it is not its fault), with a push planned for when the throttle may have lifted."""
+    from datetime import timedelta
+
+    from portal import jobs
+    from portal.extensions import db
+    from portal.models import ContactSync, SyncState, utcnow
+
+    ids = add_contacts(workspace, 12)
+    sim.control.throttle_address("person5@ardent-clients.fr")
+    connector = copy()
+    run_jobs()
+    row = db.session.scalar(select(ContactSync).where(ContactSync.contact_id == ids[5]))
+    assert row.state == SyncState.PENDING and row.error_kind == ""
+    assert row.dirty_at is not None and row.dirty_at > utcnow() + timedelta(minutes=30)  # Mailchimp: retry much later
+    assert member(mc, audience, "person5@ardent-clients.fr") is None
+
+    sim.control.release_address("person5@ardent-clients.fr")
+    row.dirty_at = utcnow() - timedelta(minutes=1)  # the hour has passed
+    db.session.commit()
+    jobs.resume_stale_runs()
+    run_jobs()
+    assert member(mc, audience, "person5@ardent-clients.fr")["status"] == "subscribed"
+    assert sync_rows(connector.id)[ids[5]].state == SyncState.SYNCED
+
+
 def test_bulk_changes_go_through_the_batch_endpoints(copy, workspace, run_jobs, sim, mc, audience):
     """R10: a tag put on 1,200 contacts costs one static-segment call per 500 e-mails; an opt-out of
     600 contacts one batch-subscribe call per 500 members — never a call per contact."""
