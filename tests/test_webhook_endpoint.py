@@ -128,6 +128,14 @@ def test_a_wrong_or_missing_secret_gets_404_is_logged_and_stores_nothing(mailchi
     assert events() == []
 
 
+@pytest.mark.parametrize("secret", ["1%00", "%00", "a%0Db", "sécret", "x" * 65, "a.b"])
+def test_a_secret_no_connector_could_have_is_404_on_every_database(mailchimp, hook, secret):
+    # a NUL in the URL once reached PostgreSQL, which refuses it in a text comparison: a 500
+    assert mailchimp.get("/webhooks/mailchimp/" + secret).status_code == 404
+    assert post(mailchimp, "/webhooks/mailchimp/" + secret, form("unsubscribe", LIST_ID, **UNSUBSCRIBE)).status_code == 404
+    assert events() == []
+
+
 def test_a_very_large_body_is_refused_and_kept_in_part(mailchimp, hook):
     body = form("profile", LIST_ID, email="a@ardent.fr", id="x", merges={"NOTES": "z" * 200_000})
     response = post(mailchimp, hook, body)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -338,6 +339,8 @@ class _SecretCache:
 
     def get(self, secret: str) -> tuple[int, int, str] | None:
         """``(connector_id, workspace_id, audience_id)`` of the live connector with this secret."""
+        if not _SECRET_SHAPE.fullmatch(secret or ""):
+            return None  # never a connector's; a NUL would not even reach PostgreSQL
         now = time.monotonic()
         with self._lock:
             hit = self._found.get(secret)
@@ -364,11 +367,12 @@ class _SecretCache:
 
 
 secret_cache = _SecretCache()
+_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what secrets.token_urlsafe makes
 
 
 def knows_secret(secret: str) -> bool:
     """True when a live connector's webhook URL carries this secret (the validator's GET)."""
-    return bool(secret) and len(secret) <= 64 and secret_cache.get(secret) is not None
+    return secret_cache.get(secret) is not None
 
 
 _INSERTS: dict[str, object] = {}
@@ -418,7 +422,7 @@ def _receive(secret: str, body: bytes, *, content_type: str = "", remote_addr: s
     (logged); 400 for a malformed body or another audience's event, 413 for a body too large (both
     kept, ``rejected``). Never 410: that would disable the webhook.
     """
-    found = secret_cache.get(secret) if secret and len(secret) <= 64 else None
+    found = secret_cache.get(secret)
     if found is None:
         log.warning("webhook: unknown secret (sha256 %s…) from %s", hashlib.sha256(secret.encode()).hexdigest()[:12],
                     remote_addr or "?")
