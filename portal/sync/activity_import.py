@@ -263,7 +263,7 @@ def _refresh_summaries(run: SyncRun, workspace_id: int, token: str) -> None:
 
 
 def _import(run: SyncRun, connector: Connector, token: str) -> None:
-    with client_for(connector) as client, ThreadPoolExecutor(PREFETCH, thread_name_prefix="activity-page") as pool:
+    with client_for(connector, bulk=True) as client, ThreadPoolExecutor(PREFETCH, thread_name_prefix="activity-page") as pool:
         state = dict(run.result or {})
         if "plan" not in state:
             _plan(run, connector, client, token)

@@ -30,9 +30,10 @@ def client_for(connector_or_api_key: Connector | str, *, timeout: float | None =
     Inside a web request the client is short by default (issue 13: no page waits on a slow
     Mailchimp): one attempt per call, read timeout ``MAILCHIMP_WEB_TIMEOUT``, a short wait for
     a connection slot. Elsewhere (workers, commands): read timeout ``MAILCHIMP_TIMEOUT`` and
-    retries with backoff. `timeout` and `retries` override either. ``bulk=True`` (the copy's
-    batch calls) also keeps to ``MAILCHIMP_BULK_CONNECTIONS`` of them, so that live replication
-    always finds a connection.
+    retries with backoff. `timeout` and `retries` override either. ``bulk=True`` (bulk work: the
+    copy, a bulk change pushed by live replication, reconciliation, the activity import) also
+    keeps to ``MAILCHIMP_BULK_CONNECTIONS`` of them, so that single live edits always find a
+    connection.
     """
     from portal.mailchimp import MailchimpClient, RetryPolicy
 

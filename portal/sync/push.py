@@ -31,11 +31,12 @@ import logging
 import re
 import threading
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from sqlalchemy import select, update
 
@@ -52,6 +53,8 @@ if TYPE_CHECKING:  # the adapter loads mailchimp3 on first use only
     from portal.mailchimp.client import MailchimpClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 # The parts of a batch-subscribe answer we read; the rest (full member objects) is dropped
 # by Mailchimp before it is sent.
@@ -292,21 +295,33 @@ def _plan(contact, row: SyncRow, reason: str, mappings: list[FieldMapping], tags
 
 # --- sending --------------------------------------------------------------------------------------
 
-def send_prepared(client: MailchimpClient, prepared: PreparedPush, audience_id: str) -> list[dict]:
+def send_prepared(client: MailchimpClient, prepared: PreparedPush, audience_id: str, *,
+                  parallel: int = 1) -> list[dict]:
     """Every call of a prepared push; the batch-subscribe answers (500 members each), in order.
 
     Renames, archives and erasures are one call each; their answers are kept on their items.
-    Mailchimp refuses a whole batch when one item breaks its schema (a merge value of the
-    wrong JSON type after someone changed the field's type in Mailchimp…): one bad contact must
-    not sink 499 others (R8), so such a batch is split to find the culprits, which come back as
-    per-member errors of the answer (API-NOTES §2).
+    Up to `parallel` batch calls are in flight at once (a bulk change in live replication, R20;
+    the client's connection semaphore stays the referee). Mailchimp refuses a whole batch when
+    one item breaks its schema (a merge value of the wrong JSON type after someone changed the
+    field's type in Mailchimp…): one bad contact must not sink 499 others (R8), so such a batch
+    is split to find the culprits, which come back as per-member errors of the answer
+    (API-NOTES §2).
     """
     for item in prepared.items:
         if item.action in (Action.RENAME, Action.ARCHIVE, Action.ERASE):
             item.answer = _send_one(client, audience_id, item)
     batch = prepared.to_send
-    return [_subscribe_isolating(client, audience_id, [item.payload for item in batch[start:start + BATCH_LIMIT]])
-            for start in range(0, len(batch), BATCH_LIMIT)]
+    chunks = [[item.payload for item in batch[start:start + BATCH_LIMIT]] for start in range(0, len(batch), BATCH_LIMIT)]
+    return in_parallel(lambda payloads: _subscribe_isolating(client, audience_id, payloads), chunks, parallel)
+
+
+def in_parallel(fn: Callable[[T], R], jobs: Sequence[T], width: int) -> list[R]:
+    """``fn`` over `jobs`, answers in order, up to `width` at once (threads: the work is waiting
+    on Mailchimp). The first failure is raised once the calls already in flight are over."""
+    if width <= 1 or len(jobs) <= 1:
+        return [fn(job) for job in jobs]
+    with ThreadPoolExecutor(min(width, len(jobs)), thread_name_prefix="push") as pool:
+        return list(pool.map(fn, jobs))
 
 
 def _send_one(client, audience_id: str, item: Item) -> Any:
@@ -391,8 +406,9 @@ class _Recorder:
     """Writes each contact's result, its event and its tag changes (not committed)."""
 
     def __init__(self, prepared: PreparedPush, run: SyncRun | None, client,
-                 directory: SegmentDirectory | None = None) -> None:
+                 directory: SegmentDirectory | None = None, parallel: int = 1) -> None:
         self.directory = directory
+        self.parallel = parallel
         self.prepared = prepared
         self.connector = prepared.connector
         self.result = prepared.result
@@ -543,7 +559,8 @@ class _Recorder:
         self.result.tag_ops = len(self.tag_ops)
         if self.tag_ops and self.run is None:
             send_tag_ops(self.client, self.connector.audience_id,
-                         [(email, tag, op) for _, email, tag, op in self.tag_ops], directory=self.directory)
+                         [(email, tag, op) for _, email, tag, op in self.tag_ops], directory=self.directory,
+                         parallel=self.parallel)
         save_rows(self.connector, self.prepared.rows)
         if self.tag_ops and self.run is not None:
             db.session.execute(PendingTagOp.__table__.insert(), [
@@ -557,14 +574,16 @@ class _Recorder:
 
 
 def record_push(prepared: PreparedPush, answers: Sequence[dict], run: SyncRun | None = None, *,
-                client: MailchimpClient | None = None, directory: SegmentDirectory | None = None) -> PushResult:
+                client: MailchimpClient | None = None, directory: SegmentDirectory | None = None,
+                parallel: int = 1) -> PushResult:
     """Write each contact's result from Mailchimp's answers, and the tag changes (not committed).
 
     Tag changes become PendingTagOp rows of `run`; without a run they are sent now through
     `client` (which also reads the tags of members carrying more than 50), with `directory`
-    (the audience's tags, read once per replication job) when given.
+    (the audience's tags, read once per replication job) when given, up to `parallel` tag calls
+    at once.
     """
-    recorder = _Recorder(prepared, run, client, directory)
+    recorder = _Recorder(prepared, run, client, directory, parallel)
     recorder.batch(answers)
     for item in prepared.items:
         if item.action != Action.SEND:
@@ -669,9 +688,10 @@ def send_tag_group(directory: SegmentDirectory, tag: str, add: Sequence[str], re
 
 
 def send_tag_ops(client: MailchimpClient, list_id: str, ops: Sequence[tuple[str, str, str]], *,
-                 directory: SegmentDirectory | None = None) -> int:
+                 directory: SegmentDirectory | None = None, parallel: int = 1) -> int:
     """Send (email, tag, op) changes now, by the cheaper of per-member and per-tag calls (500 e-mails
-    per static-segment call); `directory` saves reading the audience's tags again."""
+    per static-segment call), up to `parallel` calls at once; `directory` saves reading the
+    audience's tags again."""
     if not ops:
         return 0
     by_member: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
@@ -684,11 +704,19 @@ def send_tag_ops(client: MailchimpClient, list_id: str, ops: Sequence[tuple[str,
     if not directory.loaded:
         per_tag_calls += 1  # reading the audience's tags
     if len(by_member) <= per_tag_calls:
-        for email, (add, remove) in by_member.items():
-            client.set_member_tags(list_id, email, add=add, remove=remove)
+        in_parallel(lambda change: client.set_member_tags(list_id, change[0], add=change[1][0], remove=change[1][1]),
+                    list(by_member.items()), parallel)
         return len(by_member)
+    groups = [(tag, add[start:start + BATCH_LIMIT], remove[start:start + BATCH_LIMIT])
+              for tag, (add, remove) in by_tag.items() for start in range(0, max(len(add), len(remove)), BATCH_LIMIT)]
+    # A tag the audience lacks is created by its first group alone, before the others: two groups
+    # racing to create it would cost a refused call.
+    creating, others, seen = [], [], set()
+    for group in groups:
+        new = group[0] not in seen and directory.find(group[0]) is None
+        (creating if new else others).append(group)
+        seen.add(group[0])
     calls = 0
-    for tag, (add, remove) in by_tag.items():
-        for start in range(0, max(len(add), len(remove)), BATCH_LIMIT):
-            calls += send_tag_group(directory, tag, add[start:start + BATCH_LIMIT], remove[start:start + BATCH_LIMIT])
+    for wave in (creating, others):
+        calls += sum(in_parallel(lambda g: send_tag_group(directory, *g), wave, parallel))
     return calls

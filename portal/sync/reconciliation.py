@@ -112,7 +112,7 @@ def _reconcile(run: SyncRun, connector: Connector, token: str) -> None:
     read_until = since or started
     members_read = 0
     to_push: set[int] = set()
-    with client_for(connector) as client:
+    with client_for(connector, bulk=True) as client:
         page: list[dict] = []
         changed = client.iter_members(connector.audience_id, fields=CHANGED_FIELDS, page_size=PAGE,
                                       since_last_changed=(since - OVERLAP) if since else None)

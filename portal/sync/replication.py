@@ -4,10 +4,11 @@
    those sharing their old or new address, whose ownership may move) are marked *dirty*
    (``ContactSync.dirty_at``) and shown "pending" (R17). That is all a web request does.
 2. :func:`replicate` — a background job pushes the dirty contacts, 500 per round, through
-   :mod:`.push` (batch subscribe, renames, archives, tag calls). A contact is cleared only if it
-   did not change again while it was being sent (compare-and-clear on ``dirty_at``): bursts
-   coalesce (ten quick edits cost at most two pushes, the last with the final state) and
-   nothing is lost. A contact Mailchimp asks to come back later (a sign-up throttle) gets a
+   :mod:`.push` (batch subscribe, renames, archives, tag calls); a bulk change (more than a
+   round due) goes as bulk work, ``MAILCHIMP_BULK_CONNECTIONS`` rounds' calls at once (R20).
+   A contact is cleared only if it did not change again while it was being sent
+   (compare-and-clear on ``dirty_at``): bursts coalesce (ten quick edits cost at most two
+   pushes, the last with the final state) and nothing is lost. A contact Mailchimp asks to come back later (a sign-up throttle) gets a
    ``dirty_at`` in the future.
 
 One replication job per connector works at a time (the caller holds a lock), so a contact's
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from flask import current_app
 from sqlalchemy import bindparam, func, select, update
 
 from portal.extensions import db
@@ -189,20 +191,23 @@ def replicate(connector_id: int, *, rounds: int = 10, keep_alive: Callable[[], N
     connector = db.session.get(Connector, connector_id)
     if not replicates(connector):
         return Outcome.IDLE, None
+    dirty = select(ContactSync.id, ContactSync.contact_id, ContactSync.dirty_at).where(
+        ContactSync.connector_id == connector.id, ContactSync.dirty_at.is_not(None))
+    # A bulk change (a tag on 20,000 contacts, a large import) is pushed as bulk work: several batch
+    # calls at once within the key's bulk budget, leaving the rest of its connections to single edits.
+    bulk = db.session.scalar(select(func.count()).select_from(
+        dirty.where(ContactSync.dirty_at <= utcnow()).limit(ROUND + 1).subquery())) > ROUND
+    width = int(current_app.config["MAILCHIMP_BULK_CONNECTIONS"]) if bulk else 1
     try:
-        with client_for(connector) as client:
+        with client_for(connector, bulk=bulk) as client:
             _find_archived(connector, client)
             directory = SegmentDirectory(client, connector.audience_id)
             for _ in range(rounds):
-                due = db.session.execute(
-                    select(ContactSync.id, ContactSync.contact_id, ContactSync.dirty_at)
-                    .where(ContactSync.connector_id == connector.id, ContactSync.dirty_at.is_not(None),
-                           ContactSync.dirty_at <= utcnow())
-                    .order_by(ContactSync.dirty_at).limit(ROUND)
-                ).all()
+                due = db.session.execute(dirty.where(ContactSync.dirty_at <= utcnow())
+                                         .order_by(ContactSync.dirty_at).limit(ROUND * width)).all()
                 if not due:
                     return Outcome.DONE, None
-                result = _push_round(connector, client, due, directory)
+                result = _push_round(connector, client, due, directory, width)
                 keep_alive()
                 log.info("connector %s: pushed %d contacts (%d member writes, %d tag changes)", connector.id,
                          result.processed, result.member_writes, result.tag_ops)
@@ -218,11 +223,13 @@ def replicate(connector_id: int, *, rounds: int = 10, keep_alive: Callable[[], N
         raise
 
 
-def _push_round(connector: Connector, client, due: Sequence, directory: SegmentDirectory) -> PushResult:
-    """One round: push these dirty contacts, then clear those that did not change meanwhile."""
+def _push_round(connector: Connector, client, due: Sequence, directory: SegmentDirectory,
+                width: int = 1) -> PushResult:
+    """One round: push these dirty contacts (up to `width` calls at once), then clear those that
+    did not change meanwhile."""
     prepared = prepare_push(connector, [r.contact_id for r in due])
-    answers = send_prepared(client, prepared, connector.audience_id)
-    result = record_push(prepared, answers, None, client=client, directory=directory)
+    answers = send_prepared(client, prepared, connector.audience_id, parallel=width)
+    result = record_push(prepared, answers, None, client=client, directory=directory, parallel=width)
     now = utcnow()
     later = set(result.deferred_ids)
     delay = timedelta(seconds=result.retry_after or 60.0)

@@ -85,12 +85,12 @@ def test_bursts_coalesce_into_at_most_two_pushes_the_last_with_the_final_state(l
     real = replication.send_prepared
     calls = []
 
-    def send_while_editing(client, prepared, audience_id):
+    def send_while_editing(client, prepared, audience_id, **options):
         calls.append(1)
         if len(calls) == 1:  # five more edits land while the first push is on its way
             for n in range(5, 10):
                 edit(workspace, ids[1], first_name=f"Brouillon {n}")
-        return real(client, prepared, audience_id)
+        return real(client, prepared, audience_id, **options)
 
     monkeypatch.setattr(replication, "send_prepared", send_while_editing)
     seq = last_seq(sim)
@@ -387,3 +387,32 @@ def test_bulk_changes_go_through_the_batch_endpoints(copy, workspace, run_jobs, 
     assert [c["path_template"] for c in consent_calls] == ["/3.0/lists/{list_id}"] * 2
     assert member(mc, audience, "person599@ardent-clients.fr")["status"] == "unsubscribed"
     assert member(mc, audience, "person600@ardent-clients.fr")["status"] == "subscribed"
+
+
+def test_a_bulk_change_keeps_several_calls_in_flight_within_the_bulk_budget(copy, workspace, run_jobs, sim, mc,
+                                                                          audience, app):
+    """R20, issue 14: a tag on 3,000 contacts and an opt-out of 3,000 are bulk work — their calls go
+    out several at once, never more than MAILCHIMP_BULK_CONNECTIONS, and still one per 500."""
+    ids = add_contacts(workspace, 3000, tags_every=0)
+    connector = copy()
+    run_jobs()
+    app.config["MAILCHIMP_BULK_CONNECTIONS"] = 3  # rounds of 1,500 contacts, three calls at once
+    sim.control.set_faults(audience[0], latency_ms=150)
+    crm = _crm()
+    seq = last_seq(sim)
+    sim.control.clear_requests()
+    crm.add_tag_to(workspace.id, ids, "Salon 2026", actor="test", channel="api")
+    run_jobs()
+    assert len(writes(sim, seq)) == 6  # one per 500 e-mails; the first creates the tag on its own
+    assert max(sim.control.peak_concurrency().values()) == 3
+    seq = last_seq(sim)
+    sim.control.clear_requests()
+    crm.set_consent_of(workspace.id, ids, "opt_out", actor="test", channel="api")
+    run_jobs()
+    assert [c["path_template"] for c in writes(sim, seq)] == ["/3.0/lists/{list_id}"] * 6
+    assert max(sim.control.peak_concurrency().values()) == 3
+    sim.control.clear_faults(audience[0])
+    everyone = members(mc, audience[1])
+    assert len(everyone) == 3000 and {m["status"] for m in everyone.values()} == {"unsubscribed"}
+    assert all("Salon 2026" in {t["name"] for t in m["tags"]} for m in everyone.values())
+    assert {r.state for r in sync_rows(connector.id).values()} == {"unsubscribed"}
