@@ -177,32 +177,28 @@ def queue_replication(connector_id: int, *, delay: float | None = None) -> Job |
     Coalesces: a job still waiting takes every change made before it starts. A job already
     running may have looked before this change: a second one is queued behind it.
     """
-    job_id = f"replicate-{connector_id}"
-    if delay:
-        return queue("live").enqueue_in(timedelta(seconds=delay), replicate, connector_id,
-                                        job_id=f"{job_id}-at{int(time.time() + delay)}", failure_ttl=FAILURE_TTL)
-    try:
-        if Job.fetch(job_id, connection=redis_store.redis).get_status(refresh=True) == JobStatus.STARTED:
-            job_id += "-next"
-    except NoSuchJobError:
-        pass
-    return enqueue("live", replicate, connector_id, job_id=job_id, job_timeout=600)
+    return _queue_coalesced(f"replicate-{connector_id}", replicate, connector_id, delay)
 
 
 @_left_for_the_sweep
 def queue_webhook_apply(connector_id: int, *, delay: float | None = None) -> Job:
     """Make sure a job applies the connector's stored webhook events (R21); coalesces like
     :func:`queue_replication` (a job already running may have read before the newest event)."""
-    job_id = f"webhooks-{connector_id}"
+    return _queue_coalesced(f"webhooks-{connector_id}", apply_webhook_events, connector_id, delay)
+
+
+def _queue_coalesced(job_id: str, func: Callable, connector_id: int, delay: float | None) -> Job:
+    """Queue `func(connector_id)` on ``live`` as `job_id` unless that job is still waiting (it will
+    take the newest work); behind it when it is running (it may have looked already)."""
     if delay:
-        return queue("live").enqueue_in(timedelta(seconds=delay), apply_webhook_events, connector_id,
+        return queue("live").enqueue_in(timedelta(seconds=delay), func, connector_id,
                                         job_id=f"{job_id}-at{int(time.time() + delay)}", failure_ttl=FAILURE_TTL)
     try:
         if Job.fetch(job_id, connection=redis_store.redis).get_status(refresh=True) == JobStatus.STARTED:
             job_id += "-next"
     except NoSuchJobError:
         pass
-    return enqueue("live", apply_webhook_events, connector_id, job_id=job_id, job_timeout=600)
+    return enqueue("live", func, connector_id, job_id=job_id, job_timeout=600)
 
 
 _WAKE = "anaba:webhooks:wake:{}"

@@ -235,6 +235,16 @@ def customer_client(app, customer):
 
 
 @pytest.fixture
+def ui(customer_client, customer):
+    """The customer's client, with the interface in English so assertions read plainly."""
+    from portal.extensions import db
+
+    customer.locale = "en"
+    db.session.commit()
+    return customer_client
+
+
+@pytest.fixture
 def support_client(app, support_user):
     """A client logged in as the support agent."""
     b = Browser(app)

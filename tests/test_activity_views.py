@@ -15,14 +15,6 @@ from portal.extensions import db
 HX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def ui(customer_client, customer):
-    """The customer's client, with the interface in English so assertions read plainly."""
-    customer.locale = "en"
-    db.session.commit()
-    return customer_client
-
-
 def text(response) -> str:
     return response.get_data(as_text=True)
 

@@ -14,14 +14,6 @@ from portal.extensions import db
 
 
 @pytest.fixture
-def ui(customer_client, customer):
-    """The customer's client, interface in English."""
-    customer.locale = "en"
-    db.session.commit()
-    return customer_client
-
-
-@pytest.fixture
 def jeanne(workspace):
     """A contact opted in from the portal, then opted out by a Mailchimp self-unsubscribe (locked)."""
     from portal.crm.contacts import ConsentEvidence, set_consent

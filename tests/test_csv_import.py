@@ -14,14 +14,6 @@ from portal.extensions import db
 from portal.models import ConsentEvent, Contact, CsvImport, Tag
 
 
-@pytest.fixture
-def ui(customer_client, customer):
-    """The customer's client, with the interface in English so assertions read plainly."""
-    customer.locale = "en"
-    db.session.commit()
-    return customer_client
-
-
 def upload(client, content: bytes | str, name: str = "contacts.csv"):
     """Post a file to the upload form."""
     if isinstance(content, str):

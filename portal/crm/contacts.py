@@ -557,19 +557,26 @@ class CampaignActivity:
         return max(self.opens) if self.opens else None
 
 
-@dataclass
-class ActivityTimeline:
-    """One page of a contact's campaigns, newest first."""
+class _Paged:
+    """A page of a longer list: how many pages there are."""
 
-    items: list[CampaignActivity]
     total: int
-    page: int
     per_page: int
 
     @property
     def pages(self) -> int:
         """Number of pages (at least 1)."""
         return max(1, -(-self.total // self.per_page))
+
+
+@dataclass
+class ActivityTimeline(_Paged):
+    """One page of a contact's campaigns, newest first."""
+
+    items: list[CampaignActivity]
+    total: int
+    page: int
+    per_page: int
 
 
 def contact_campaign_timeline(workspace_id: int, contact_id: int, *, page: int = 1,
@@ -666,18 +673,13 @@ def valid_opened_filter(value: str | None) -> str:
 
 
 @dataclass
-class ContactPage:
+class ContactPage(_Paged):
     """One page of the contacts table."""
 
     items: list[Contact]
     total: int
     page: int
     per_page: int
-
-    @property
-    def pages(self) -> int:
-        """Number of pages (at least 1)."""
-        return max(1, -(-self.total // self.per_page))
 
 
 SORTS = {

@@ -47,8 +47,25 @@ def _ints(values: Mapping[str, Any] | None) -> dict[str, int]:
     return {str(k): int(v) for k, v in (values or {}).items() if isinstance(v, (int, float)) and int(v)}
 
 
+class _Totals:
+    """The totals of a set of figures kept by reason (``not_synced``) and by kind (``errors``)."""
+
+    not_synced: dict[str, int]
+    errors: dict[str, int]
+
+    @property
+    def not_synced_total(self) -> int:
+        """Contacts left out on purpose, all reasons together."""
+        return sum(self.not_synced.values())
+
+    @property
+    def errors_total(self) -> int:
+        """Contacts in error (or that Mailchimp will refuse), all kinds together."""
+        return sum(self.errors.values())
+
+
 @dataclass
-class Figures:
+class Figures(_Totals):
     """What a copy did with the workspace's contacts, or what the preview says it will do."""
 
     created: int = 0
@@ -65,16 +82,6 @@ class Figures:
     def sent(self) -> int:
         """Contacts that are (or will be) in Mailchimp: created, updated or already up to date."""
         return self.created + self.updated + self.unchanged
-
-    @property
-    def not_synced_total(self) -> int:
-        """Contacts left out on purpose, all reasons together."""
-        return sum(self.not_synced.values())
-
-    @property
-    def errors_total(self) -> int:
-        """Contacts Mailchimp refused (or will refuse), all kinds together."""
-        return sum(self.errors.values())
 
     @property
     def contacts(self) -> int:
@@ -204,7 +211,7 @@ def problems_by_connector(connector_ids: Iterable[int] | None = None) -> dict[in
 
 
 @dataclass
-class Standing:
+class Standing(_Totals):
     """Where a connector's contacts are now (R17): each live contact in one figure."""
 
     contacts: int = 0
@@ -215,16 +222,6 @@ class Standing:
     errors: dict[str, int] = field(default_factory=dict)
     out_of_reach: dict[str, int] = field(default_factory=dict)  # archived / deleted in Mailchimp (R13)
     addresses_to_decide: int = 0
-
-    @property
-    def not_synced_total(self) -> int:
-        """Contacts left out on purpose, all reasons together."""
-        return sum(self.not_synced.values())
-
-    @property
-    def errors_total(self) -> int:
-        """Contacts in error, all kinds together."""
-        return sum(self.errors.values())
 
     @property
     def to_fix(self) -> int:

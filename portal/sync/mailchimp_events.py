@@ -48,10 +48,9 @@ from portal.mailchimp.payload import build_member, member_diff, payload_fingerpr
 from portal.models import (Channel, Connector, ConnectorStatus, Consent, ConsentLockReason, Contact, ContactChange,
                            ContactSync, SyncEvent, SyncEventKind, SyncState, WebhookEvent, WebhookEventStatus, utcnow)
 from portal.sync.contact_state import ensure_rows
-from portal.sync.lifecycle import pause_connector
 from portal.sync.mailchimp_access import client_for
 from portal.sync.push import mappings_of
-from portal.sync.replication import Outcome, mark_out_of_reach
+from portal.sync.replication import Outcome, after_call_failure, mark_out_of_reach
 from portal.sync.webhooks import Malformed, ParsedEvent, parse_body, parse_fired_at
 
 log = logging.getLogger(__name__)
@@ -181,12 +180,7 @@ def apply_pending(connector_id: int, *, rounds: int = 20, keep_alive: Callable[[
             return Outcome.MORE, None
     except MailchimpError as exc:
         db.session.rollback()
-        if exc.pauses_connector:
-            pause_connector(connector_id, exc)
-            return Outcome.PAUSED, None
-        if exc.transient:
-            return Outcome.RETRY_LATER, exc.retry_after or 30.0
-        raise
+        return after_call_failure(connector_id, exc)
 
 
 class BadEvent(Exception):

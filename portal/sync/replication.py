@@ -215,12 +215,19 @@ def replicate(connector_id: int, *, rounds: int = 10, keep_alive: Callable[[], N
     except MailchimpError as exc:
         db.session.rollback()
         _note_call_failure(connector_id, exc)
-        if exc.pauses_connector:
-            pause_connector(connector_id, exc)
-            return Outcome.PAUSED, None
-        if exc.transient:
-            return Outcome.RETRY_LATER, exc.retry_after or 30.0
-        raise
+        return after_call_failure(connector_id, exc)
+
+
+def after_call_failure(connector_id: int, error: MailchimpError) -> tuple[Outcome, float | None]:
+    """How a live job ends when Mailchimp failed a whole call (the session rolled back): a revoked
+    key or a deleted audience pauses the connector; an outage comes back later. Anything else is
+    raised again (the job fails and is reported)."""
+    if error.pauses_connector:
+        pause_connector(connector_id, error)
+        return Outcome.PAUSED, None
+    if error.transient:
+        return Outcome.RETRY_LATER, error.retry_after or 30.0
+    raise error
 
 
 def _push_round(connector: Connector, client, due: Sequence, directory: SegmentDirectory,

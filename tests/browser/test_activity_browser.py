@@ -15,20 +15,7 @@ from portal.extensions import db
 pytestmark = pytest.mark.browser
 
 
-def login(page, live_server, user):
-    """Log `user` in through the form, interface in English."""
-    user.locale = "en"
-    db.session.commit()
-    page.set_default_timeout(15_000)
-    page.goto(live_server + "/login")
-    page.get_by_label("E-mail").fill(user.email)
-    page.get_by_label("Password").fill("secret-pw")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile(r"/login"))
-    return page
-
-
-def test_customer_filters_on_opens_and_reads_a_contacts_campaigns(page, live_server, customer, workspace):
+def test_customer_filters_on_opens_and_reads_a_contacts_campaigns(page, log_in, live_server, customer, workspace):
     connector = active_connector(workspace)
     ines = factories.contact(workspace, email="ines@atelier.example.fr", first_name="Inès", last_name="Moreau")
     hugo = factories.contact(workspace, email="hugo@atelier.example.fr", first_name="Hugo", last_name="Petit")
@@ -43,7 +30,7 @@ def test_customer_filters_on_opens_and_reads_a_contacts_campaigns(page, live_ser
     activity(hugo, "lettre-11", "sent", ago(7))  # Hugo received it and never opened anything
     summarize(workspace)
 
-    login(page, live_server, customer)
+    log_in(customer)
     expect(page.locator("tr.contact-row")).to_have_count(3)
     page.get_by_label("Campaigns").select_option(label="Opened in the last 2 weeks")
     expect(page.locator("tr.contact-row")).to_have_count(1)
@@ -75,10 +62,10 @@ def test_customer_filters_on_opens_and_reads_a_contacts_campaigns(page, live_ser
     expect(page).to_have_url(re.compile(r"/activity\?page=2$"))
 
 
-def test_empty_tab_says_when_the_next_import_runs(page, live_server, customer, workspace):
+def test_empty_tab_says_when_the_next_import_runs(page, log_in, live_server, customer, workspace):
     active_connector(workspace)
     zoe = factories.contact(workspace, email="zoe@atelier.example.fr", first_name="Zoé", last_name="Roux")
-    login(page, live_server, customer)
+    log_in(customer)
     page.goto(f"{live_server}/contacts/{zoe.id}/activity")
     empty = page.locator(".activity-empty")
     expect(empty).to_contain_text("No campaign activity yet.")
@@ -86,7 +73,7 @@ def test_empty_tab_says_when_the_next_import_runs(page, live_server, customer, w
 
 
 def test_support_imports_now_and_the_customer_sees_the_campaign(mc_app, sim, sim_key, page, live_server,
-                                                                support_user, customer, workspace, run_jobs):
+                                                                support_user, customer, workspace, run_jobs, log_in):
     from portal import jobs
     from portal.models import Contact
 
@@ -102,7 +89,7 @@ def test_support_imports_now_and_the_customer_sees_the_campaign(mc_app, sim, sim
                               subject="Venez nous voir samedi", open_rate=1.0, bounce_rate=0, soft_bounce_rate=0,
                               unsubscribe_rate=0)
 
-    login(page, live_server, support_user)
+    log_in(support_user)
     page.goto(f"{live_server}/support/connectors/{connector.id}")
     card = page.locator("#activity-imports")
     expect(card).to_contain_text("No import yet.")
@@ -115,7 +102,7 @@ def test_support_imports_now_and_the_customer_sees_the_campaign(mc_app, sim, sim
     expect(card).to_contain_text("1 campaign known.")
 
     page.get_by_role("button", name="Log out").click()
-    login(page, live_server, customer)
+    log_in(customer)
     ines = db.session.scalar(db.select(Contact).where(Contact.email == "ines@atelier.example.fr"))
     page.goto(f"{live_server}/contacts/{ines.id}/activity")
     row = page.locator("tr.campaign-row")
