@@ -57,6 +57,49 @@ def _time(client, url: str, runs: int, headers: dict | None = None) -> dict:
     }
 
 
+def _fake_copy(workspace_id: int) -> None:
+    """An active connector and the sync rows a finished copy leaves, written straight to the
+    database: synced for opt-in contacts with an address (one in 150 refused as an invalid
+    address), the reason for the others, the second and later holders of a shared address left
+    out for it (R2, R17, R19)."""
+    from portal.extensions import db
+    from portal.models import Connector, ConnectorStatus, Contact, ContactSync, utcnow
+
+    connector = Connector(workspace_id=workspace_id, status=ConnectorStatus.ACTIVE, api_key_encrypted="-",
+                          api_key_hint="…-us1", audience_id="bench0000", audience_name="Bench", activated_at=utcnow())
+    db.session.add(connector)
+    db.session.flush()
+    seen: set[str] = set()
+    now = utcnow()
+    rows = db.session.execute(db.select(Contact.id, Contact.email_normalized, Contact.consent)
+                              .where(Contact.workspace_id == workspace_id).order_by(Contact.id))
+    batch: list[dict] = []
+    for n, (cid, email, consent) in enumerate(rows):
+        row = {"connector_id": connector.id, "workspace_id": workspace_id, "contact_id": cid, "state": "not_synced",
+               "reason": "", "error_kind": "", "error_message": "", "error_fix": "", "error_field": "",
+               "synced_tags": [], "attempts": 0, "owner_chosen": False, "erase_requested": False, "updated_at": now}
+        if not email:
+            row["reason"] = "no_email"
+        elif email in seen:
+            row["reason"] = "shared_email"
+        elif consent != "opt_in":
+            row["reason"] = "no_consent" if consent == "unknown" else "opt_out"
+        elif n % 150 == 0:
+            row.update(state="error", error_kind="invalid_email", error_message="Invalid address", error_fix="edit_contact_and_retry",
+                       error_field="email")
+        else:
+            row.update(state="synced", member_email=email, last_synced_at=now)
+        if email:
+            seen.add(email)
+        batch.append(row)
+        if len(batch) == 10000:
+            db.session.execute(ContactSync.__table__.insert(), batch)
+            batch = []
+    if batch:
+        db.session.execute(ContactSync.__table__.insert(), batch)
+    db.session.commit()
+
+
 def _login(client, email: str, password: str) -> None:
     html = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
@@ -130,6 +173,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--database-url", help="PostgreSQL URL of a database this benchmark may wipe")
     parser.add_argument("--import-rows", type=int, default=0, help="also time a CSV import of this many rows")
+    parser.add_argument("--connector", action="store_true",
+                        help="also give the workspace an active connector whose copy is done (sync rows written "
+                             "directly, no simulator) and time the connector page, the error list and the "
+                             "state filter")
     parser.add_argument("--try-index", action="append", default=[], metavar="DDL",
                         help="extra SQL run after seeding (CREATE/DROP INDEX, ANALYZE, VACUUM), to measure an "
                              "index before changing the models (repeatable)")
@@ -167,6 +214,9 @@ def main(argv: list[str]) -> None:
         middle = db.session.scalar(db.select(Contact.id).where(Contact.workspace_id == ws.id)
                                    .order_by(Contact.id).offset(args.contacts // 2).limit(1))
         tag_id, contact_id = tag.id, middle
+        if args.connector:
+            _fake_copy(ws.id)
+            refresh_statistics(db.engine)
 
     client = app.test_client()
     _login(client, "bench@example.org", "bench-password")
@@ -183,6 +233,13 @@ def main(argv: list[str]) -> None:
         "contact_record": _time(client, f"/contacts/{contact_id}", args.runs),
         "contact_history": _time(client, f"/contacts/{contact_id}/history", args.runs, hx),
     }
+    if args.connector:
+        timings.update({
+            "connector_page": _time(client, "/mailchimp/", args.runs),
+            "error_list": _time(client, "/mailchimp/errors", args.runs),
+            "state_filter_error": _time(client, "/contacts/?mailchimp=error", args.runs, hx),
+            "state_filter_not_synced": _time(client, "/contacts/?mailchimp=not_synced", args.runs, hx),
+        })
     result = {
         "benchmark": "contacts_ui",
         "database": app.config["SQLALCHEMY_DATABASE_URI"].split(":", 1)[0],
