@@ -77,7 +77,8 @@ def _fake_copy(workspace_id: int) -> None:
     for n, (cid, email, consent) in enumerate(rows):
         row = {"connector_id": connector.id, "workspace_id": workspace_id, "contact_id": cid, "state": "not_synced",
                "reason": "", "error_kind": "", "error_message": "", "error_fix": "", "error_field": "",
-               "synced_tags": [], "attempts": 0, "owner_chosen": False, "erase_requested": False, "updated_at": now}
+               "synced_tags": [], "attempts": 0, "owner_chosen": False, "erase_requested": False, "updated_at": now,
+               "member_email": None, "last_synced_at": None}
         if not email:
             row["reason"] = "no_email"
         elif email in seen:

@@ -9,6 +9,7 @@ appear here: they are not stored on contacts. What counts as an error is
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -110,16 +111,23 @@ def shared_addresses(live=None, limit: int = GROUP_SAMPLE) -> list[SharedAddress
         .group_by(ContactSync.connector_id, Contact.workspace_id, Contact.email_normalized)
         .order_by(Contact.email_normalized).limit(limit)
     ).all()
-    found: list[SharedAddress] = []
+    emails_of: dict[tuple[int, int], list[str]] = defaultdict(list)
     for connector_id, ws_id, email in keys:
-        contacts = list(db.session.scalars(
-            select(Contact).where(Contact.workspace_id == ws_id, Contact.email_normalized == email,
-                                  Contact.deleted_at.is_(None)).order_by(Contact.id)))
-        rows = states_for(connector_id, [c.id for c in contacts])
-        owner = owners_for(ws_id, connector_id, [email]).get(email)
-        found.append(SharedAddress(email=email, workspace_id=ws_id, connector_id=connector_id, owner_id=owner,
-                                   contacts=[(c, rows.get(c.id)) for c in contacts]))
-    return found
+        emails_of[(connector_id, ws_id)].append(email)
+    found: dict[tuple[int, str], SharedAddress] = {}
+    for (connector_id, ws_id), emails in emails_of.items():  # a few queries per connector, not per address
+        sharing: dict[str, list[Contact]] = defaultdict(list)
+        for contact in db.session.scalars(select(Contact).where(
+                Contact.workspace_id == ws_id, Contact.email_normalized.in_(emails),
+                Contact.deleted_at.is_(None)).order_by(Contact.id)):
+            sharing[contact.email_normalized].append(contact)
+        rows = states_for(connector_id, [c.id for people in sharing.values() for c in people])
+        owners = owners_for(ws_id, connector_id, emails)
+        for email in emails:
+            found[(connector_id, email)] = SharedAddress(
+                email=email, workspace_id=ws_id, connector_id=connector_id, owner_id=owners.get(email),
+                contacts=[(c, rows.get(c.id)) for c in sharing[email]])
+    return [found[(connector_id, email)] for connector_id, _ws, email in keys]
 
 
 def owners_of(workspace_id: int, connector_id: int, contacts: Sequence[Contact]) -> dict[int, Contact]:
