@@ -160,7 +160,7 @@ class SimApp:
         except ApiError as exc:
             return self.problem(exc, request_id)
         except MethodNotAllowed as exc:
-            return self.problem(problems.method_not_allowed(allow_header(exc)), request_id)
+            return self.problem(problems.method_not_allowed(problems.allow_header(exc)), request_id)
         except NotFound:
             return self.problem(problems.not_found(), request_id)
 
@@ -229,7 +229,7 @@ class SimApp:
                 raise fault_problem(fault_error)
             if values is None or endpoint is None or not endpoint.startswith("api:"):
                 if isinstance(values, MethodNotAllowed):
-                    raise problems.method_not_allowed(allow_header(values))
+                    raise problems.method_not_allowed(problems.allow_header(values))
                 raise problems.not_found()
             ctx = Ctx(self, request, account, key)
             response = self.run_handler(endpoint, values, request, account, key, request_id,
@@ -297,16 +297,6 @@ class SimApp:
         (the 11th of a key counts too, though it was answered 429)."""
         with self.limit_lock:
             return dict(self.peak)
-
-
-METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
-
-
-def allow_header(exc: MethodNotAllowed) -> str:
-    """The ``Allow`` value for a 405: the route's own methods, without the ``HEAD`` and
-    ``OPTIONS`` werkzeug adds on its own (Mailchimp lists e.g. ``GET, PUT``)."""
-    methods = set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"}
-    return ", ".join(m for m in METHOD_ORDER if m in methods)
 
 
 def fault_problem(status: int) -> ApiError:

@@ -21,7 +21,6 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from . import problems
-from .app import allow_header
 from .render import link
 from .validation import wrong_type
 from .store import Batch, iso, now
@@ -184,7 +183,7 @@ class Runner:
             try:
                 endpoint, values = self.app.url_map.bind_to_environ(environ).match()
             except MethodNotAllowed as exc:
-                raise problems.method_not_allowed(allow_header(exc)) from None
+                raise problems.method_not_allowed(problems.allow_header(exc)) from None
             except NotFound:
                 raise problems.not_found() from None
             if not endpoint.startswith("api:") or "batches" in endpoint:

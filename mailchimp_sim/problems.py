@@ -134,3 +134,13 @@ def service_unavailable() -> ApiError:
     """503, used by fault injection."""
     return ApiError(503, "Service Unavailable",
                     "The service is temporarily unavailable. Please try again later.")
+
+
+METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allow_header(exc) -> str:
+    """The ``Allow`` value for a 405: the route's own methods, without the ``HEAD`` and
+    ``OPTIONS`` werkzeug adds on its own (Mailchimp lists e.g. ``GET, PUT``)."""
+    methods = set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"}
+    return ", ".join(m for m in METHOD_ORDER if m in methods)

@@ -14,6 +14,7 @@ from sqlalchemy import func, insert, select
 
 from portal.crm.errors import ConsentLocked, ContactNotFound, CrmError, ValidationFailed
 from portal.crm.events import announce
+from portal.crm.spreadsheet_cells import protect_cell
 from portal.extensions import db
 from portal import labels
 from portal.models import (CONSENT_VALUES, Activity, ActivityAction, ActivityCampaign, ActivitySummary, Channel,
@@ -480,7 +481,6 @@ def consent_history_csv(workspace_id: int | None, contact_id: int) -> str:
     before and after, lock, channel, who or what made it, when, and Mailchimp's evidence.
     Cells a spreadsheet would run as formulas are neutralised. `workspace_id` None: support,
     for a contact of any workspace."""
-    from portal.crm.csv_import import protect_cell  # csv_import builds on this module
 
     if workspace_id is None:  # support: any workspace
         found = db.session.get(Contact, contact_id)

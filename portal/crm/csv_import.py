@@ -47,6 +47,7 @@ from sqlalchemy.orm import defer
 from portal import background, labels
 from portal.crm.contacts import clean_tag_names, insert_contacts, record_consent, validate_contact_data, workspace_tags
 from portal.crm.errors import ValidationFailed
+from portal.crm.spreadsheet_cells import protect_cell, unprotect_cell
 from portal.crm.events import announce
 from portal.extensions import db
 from portal.models import (Channel, Consent, ConsentEvent, Contact, ContactChange, CsvImport, RunStatus,
@@ -78,8 +79,6 @@ _ENCODING_NAMES = {
     "utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32", "cp1252": "Windows-1252",
     "iso8859-15": "ISO-8859-15", "iso8859-1": "ISO-8859-1", "mac-roman": "Mac Roman", "cp850": "DOS (CP850)",
 }
-# What a spreadsheet runs as a formula when a cell starts with it (OWASP "CSV injection").
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # Headers people actually write, folded (lower case, no accents, no spaces or punctuation).
 _ALIASES = {
@@ -379,18 +378,6 @@ def parse_consent(value: str) -> str:
         return _CONSENT_INDEX[key]
     raise RowRejected(_("Consent “%(value)s” is not understood (use opt_in, opt_out or unknown; "
                         "oui and non work too).", value=value))
-
-
-def protect_cell(value: object) -> str:
-    """A cell for a CSV file people open in a spreadsheet: text a spreadsheet would run as a formula
-    gets a leading `'` (which spreadsheets show as "this is text" and do not keep)."""
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
-def unprotect_cell(value: str) -> str:
-    """A cell as it was before :func:`protect_cell` (a rejects file, fixed and imported again)."""
-    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
 def split_tags(value: str) -> list[str]:
