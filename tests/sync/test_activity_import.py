@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from sync_helpers import add_contacts, last_seq
+from sync_helpers import add_contacts, crash_worker, last_seq
 
 DAY = timedelta(days=1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -464,18 +464,6 @@ def _worker(app_env, sim, lease, log_path):
                                 stdout=subprocess.DEVNULL, stderr=log)
 
 
-def _kill(worker) -> None:
-    """SIGKILL the worker and its work horse."""
-    import psutil
-
-    horses = psutil.Process(worker.pid).children(recursive=True)
-    for horse in horses:
-        horse.kill()
-    worker.kill()
-    worker.wait(10)
-    psutil.wait_procs(horses, timeout=10)
-
-
 def _until(predicate, timeout=90.0):
     import time
 
@@ -512,7 +500,7 @@ def test_a_worker_killed_mid_import_is_taken_over_by_another(copy, workspace, si
     try:
         _until(lambda: done() >= 1)  # a campaign committed, the next one under way
     finally:
-        _kill(first)
+        crash_worker(first)
     assert db.session.get(SyncRun, run_id).status == "running"
     kept = len(_activities())
     assert 0 < kept < sum(expected.values())
