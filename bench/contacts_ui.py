@@ -178,12 +178,20 @@ def main(argv: list[str]) -> None:
                         help="also give the workspace an active connector whose copy is done (sync rows written "
                              "directly, no simulator) and time the connector page, the error list and the "
                              "state filter")
+    parser.add_argument("--only", action="append", default=[], metavar="SCREEN",
+                        help="time only this screen (repeatable; names as in the output)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep the SQLite database in DIR and, when it is already there, time it without "
+                             "seeding again (for trying queries on a large base; the models' indexes are not "
+                             "re-created on a kept file, use --try-index)")
     parser.add_argument("--try-index", action="append", default=[], metavar="DDL",
                         help="extra SQL run after seeding (CREATE/DROP INDEX, ANALYZE, VACUUM), to measure an "
                              "index before changing the models (repeatable)")
     args = parser.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-contacts-"))
+    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-contacts-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    reuse = bool(args.keep) and not args.database_url and (tmp / "bench.sqlite").exists()
     database_url = args.database_url or f"sqlite:///{tmp / 'bench.sqlite'}"
     os.environ["ANABA_INSTANCE"] = str(tmp)
     sys.path.insert(0, str(ROOT))
@@ -192,21 +200,25 @@ def main(argv: list[str]) -> None:
     from portal.crm.demo import insert_contacts
     from portal.db_setup import refresh_statistics
     from portal.extensions import db
-    from portal.models import Contact, Tag
+    from portal.models import Contact, ContactSync, Tag
 
     env = {"DATABASE_URL": database_url, "ANABA_INSTANCE": str(tmp), "SECRET_KEY": "bench", "ANABA_ENV": "bench"}
     app = create_app({"env": env})
     app.logger.disabled = True
 
     with app.app_context():
-        db.drop_all()
-        db.create_all()
-        ws, _ = get_or_create_workspace("Bench SARL")
-        create_user("bench@example.org", "customer", "bench-password", ws)
         started = time.perf_counter()
-        insert_contacts(ws.id, args.contacts)
-        db.session.commit()
-        refresh_statistics(db.engine)  # as seed-demo and large CSV imports do
+        if reuse:
+            ws, _ = get_or_create_workspace("Bench SARL")
+            args.contacts = db.session.scalar(db.select(db.func.count()).select_from(Contact))
+        else:
+            db.drop_all()
+            db.create_all()
+            ws, _ = get_or_create_workspace("Bench SARL")
+            create_user("bench@example.org", "customer", "bench-password", ws)
+            insert_contacts(ws.id, args.contacts)
+            db.session.commit()
+            refresh_statistics(db.engine)  # as seed-demo and large CSV imports do
         seed_s = time.perf_counter() - started
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             for ddl in args.try_index:  # autocommit: VACUUM refuses to run inside a transaction
@@ -215,7 +227,7 @@ def main(argv: list[str]) -> None:
         middle = db.session.scalar(db.select(Contact.id).where(Contact.workspace_id == ws.id)
                                    .order_by(Contact.id).offset(args.contacts // 2).limit(1))
         tag_id, contact_id = tag.id, middle
-        if args.connector:
+        if args.connector and not (reuse and db.session.scalar(db.select(db.func.count()).select_from(ContactSync))):
             _fake_copy(ws.id)
             refresh_statistics(db.engine)
 
@@ -223,24 +235,26 @@ def main(argv: list[str]) -> None:
     _login(client, "bench@example.org", "bench-password")
     hx = {"HX-Request": "true"}
     deep_page = max(1, min(1500, -(-args.contacts // 50)))
-    timings = {
-        "first_page": _time(client, "/contacts/", args.runs),
-        "search": _time(client, "/contacts/?q=martin", args.runs, hx),
-        "search_two_words_rare": _time(client, "/contacts/?q=zoe+fontaine", args.runs, hx),
-        "tag_filter": _time(client, f"/contacts/?tag={tag_id}", args.runs, hx),
-        "tag_and_consent_filter": _time(client, f"/contacts/?tag={tag_id}&consent=opt_in", args.runs, hx),
-        "sort_newest": _time(client, "/contacts/?sort=-created", args.runs, hx),
-        "deep_page": _time(client, f"/contacts/?page={deep_page}", args.runs, hx),
-        "contact_record": _time(client, f"/contacts/{contact_id}", args.runs),
-        "contact_history": _time(client, f"/contacts/{contact_id}/history", args.runs, hx),
+    screens = {
+        "first_page": ("/contacts/", None),
+        "search": ("/contacts/?q=martin", hx),
+        "search_two_words_rare": ("/contacts/?q=zoe+fontaine", hx),
+        "tag_filter": (f"/contacts/?tag={tag_id}", hx),
+        "tag_and_consent_filter": (f"/contacts/?tag={tag_id}&consent=opt_in", hx),
+        "sort_newest": ("/contacts/?sort=-created", hx),
+        "deep_page": (f"/contacts/?page={deep_page}", hx),
+        "contact_record": (f"/contacts/{contact_id}", None),
+        "contact_history": (f"/contacts/{contact_id}/history", hx),
     }
     if args.connector:
-        timings.update({
-            "connector_page": _time(client, "/mailchimp/", args.runs),
-            "error_list": _time(client, "/mailchimp/errors", args.runs),
-            "state_filter_error": _time(client, "/contacts/?mailchimp=error", args.runs, hx),
-            "state_filter_not_synced": _time(client, "/contacts/?mailchimp=not_synced", args.runs, hx),
+        screens.update({
+            "connector_page": ("/mailchimp/", None),
+            "error_list": ("/mailchimp/errors", None),
+            "state_filter_error": ("/contacts/?mailchimp=error", hx),
+            "state_filter_not_synced": ("/contacts/?mailchimp=not_synced", hx),
         })
+    timings = {name: _time(client, url, args.runs, headers) for name, (url, headers) in screens.items()
+               if not args.only or name in args.only}
     result = {
         "benchmark": "contacts_ui",
         "database": app.config["SQLALCHEMY_DATABASE_URI"].split(":", 1)[0],
@@ -255,5 +269,6 @@ def main(argv: list[str]) -> None:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
-    shutil.rmtree(tmp, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result, indent=2))

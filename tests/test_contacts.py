@@ -94,6 +94,67 @@ def test_pages_hold_fifty_contacts_and_show_the_total(ui, workspace):
     assert "Page 3 of 3" in beyond and len(row_names(beyond)) == 20
 
 
+def _names_in_list_order(workspace, ids) -> list[str]:
+    wanted = set(ids)
+    return [c.full_name for c in db.session.scalars(select(Contact).where(Contact.workspace_id == workspace.id)
+                                                     .order_by(Contact.sort_name, Contact.id)) if c.id in wanted]
+
+
+def _all_pages(ui, url: str) -> list[str]:
+    names, page = [], 1
+    while True:
+        html = text(ui.get(f"{url}&page={page}", headers=HX))
+        names += row_names(html)
+        if f'page={page + 1}"' not in html:
+            return names
+        page += 1
+
+
+def test_a_large_filtered_result_says_more_than_and_still_pages_through_every_match(ui, workspace, monkeypatch):
+    """A filtered table counts up to a cap (10,000; 30 here) and says "more than": its pages still
+    hold every match once, in order, whether the filter's set is read whole or checked row by row."""
+    from portal.crm import contacts as crm
+    from portal.crm.demo import insert_contacts
+
+    monkeypatch.setattr(crm, "COUNT_CAP", 30)
+    insert_contacts(workspace.id, 120, bad_email_rate=0, duplicate_rate=0)
+    ids = list(db.session.scalars(select(Contact.id).where(Contact.workspace_id == workspace.id).order_by(Contact.id)))
+    crm.add_tag_to(workspace.id, ids, "Salon 2026", actor="test", channel="ui")
+    crm.add_tag_to(workspace.id, ids[::12], "Rare", actor="test", channel="ui")
+    big = db.session.scalar(select(Tag.id).where(Tag.name == "Salon 2026"))
+    rare = db.session.scalar(select(Tag.id).where(Tag.name == "Rare"))
+
+    assert "120 contacts" in text(ui.get("/contacts/"))  # the whole table is always counted exactly
+    first = text(ui.get(f"/contacts/?tag={big}", headers=HX))
+    assert "More than 30 contacts" in first and "1–50 of more than 30" in first
+    assert "Page 1" in first and "Page 1 of" not in first and "Last »" not in first
+    assert _all_pages(ui, f"/contacts/?tag={big}") == _names_in_list_order(workspace, ids)
+    last = text(ui.get(f"/contacts/?tag={big}&page=3", headers=HX))
+    assert "101–120 of more than 30" in last and 'rel="next"' not in last
+
+    small = text(ui.get(f"/contacts/?tag={rare}", headers=HX))
+    assert "10 contacts" in small and "Page 1 of 1" in small
+    assert row_names(small) == _names_in_list_order(workspace, ids[::12])
+
+    opted_in = [c.id for c in db.session.scalars(select(Contact).where(Contact.workspace_id == workspace.id))
+                if c.consent == "opt_in"]
+    assert len(opted_in) > 30
+    assert _all_pages(ui, f"/contacts/?tag={big}&consent=opt_in") == _names_in_list_order(workspace, opted_in)
+    both = text(ui.get(f"/contacts/?tag={big}&consent=opt_in&q=@", headers=HX))
+    assert "More than 30 contacts" in both
+
+
+def test_a_page_past_the_end_of_a_capped_result_shows_the_last_counted_page(ui, workspace, monkeypatch):
+    from portal.crm import contacts as crm
+    from portal.crm.demo import insert_contacts
+
+    monkeypatch.setattr(crm, "COUNT_CAP", 30)
+    insert_contacts(workspace.id, 80, bad_email_rate=0, duplicate_rate=0)
+    html = text(ui.get("/contacts/?q=@&page=40", headers=HX))
+    # Where the matches end is unknown past the cap: the last page counted (here the first) is shown.
+    assert "More than 30 contacts" in html and "1–50 of more than 30" in html and len(row_names(html)) == 50
+
+
 def test_filters_stay_in_the_links_so_reload_and_back_work(ui, workspace):
     factories.contact(workspace, tags=["VIP"])
     vip = db.session.scalar(select(Tag).where(Tag.name == "VIP"))

@@ -75,6 +75,12 @@ def test_where_contacts_stand_counts_every_live_contact_once(active_with_rows, w
     excluded = factories.contact(workspace, email="c@courriel.fr", consent="opt_in")
     bounced = factories.contact(workspace, email="d@courriel.fr", consent="opt_in")
     deleted = factories.contact(workspace, email="e@courriel.fr", consent="opt_in")
+    # Deleted contacts in every kind of state: none of them counts (the counts read the sync rows'
+    # index and take the deleted contacts' rows out).
+    gone = [factories.contact(workspace, email=f"gone{n}@courriel.fr", consent="opt_in") for n in range(3)]
+    _error_row(connector, gone[0], state="synced")
+    _error_row(connector, gone[1], state="not_synced", reason="opt_out")
+    _error_row(connector, gone[2], state="unsubscribed")
     factories.contact(workspace, email="f@courriel.fr", consent="opt_in")  # never sent: waits
     _error_row(connector, synced, state="synced")
     _error_row(connector, refused, state="error", error_kind="fake_email")
@@ -83,9 +89,11 @@ def test_where_contacts_stand_counts_every_live_contact_once(active_with_rows, w
     _error_row(connector, deleted, state="error", error_kind="fake_email")
     excluded.do_not_sync = True
     deleted.deleted_at = db.func.now()
+    for contact in gone:
+        contact.deleted_at = db.func.now()
     db.session.commit()
     db.session.execute(db.update(ContactSync).where(ContactSync.contact_id.notin_(
-        [synced.id, refused.id, excluded.id, bounced.id, deleted.id])).values(state="pending"))
+        [synced.id, refused.id, excluded.id, bounced.id, deleted.id, *(c.id for c in gone)])).values(state="pending"))
     db.session.commit()
 
     standing = counts.standing(connector)
@@ -93,6 +101,7 @@ def test_where_contacts_stand_counts_every_live_contact_once(active_with_rows, w
     assert standing.synced == 1 and standing.pending == 1
     assert standing.errors == {"fake_email": 1}  # the excluded contact's error is no longer one to fix
     assert standing.not_synced == {"do_not_sync": 1, "bounced": 1}
+    assert standing.unsubscribed == 0 and standing.to_fix == 1
     assert counts.errors_by_kind(connector.id) == {"fake_email": 1}
     assert counts.problems_by_connector() == {connector.id: (1, 0)}
 

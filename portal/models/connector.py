@@ -117,7 +117,8 @@ class ContactSync(db.Model):
     __tablename__ = "contact_sync"
     __table_args__ = (
         UniqueConstraint("connector_id", "contact_id", name="uq_contact_sync_connector_contact"),
-        Index("ix_contact_sync_connector_state", "connector_id", "state", "error_kind"),
+        # The counts of every page read this index alone (range counts per state and reason).
+        Index("ix_contact_sync_connector_state_reason", "connector_id", "state", "reason", "error_kind"),
         Index("ix_contact_sync_contact", "contact_id"),
         Index("ix_contact_sync_dirty", "connector_id", "dirty_at",
               sqlite_where=db.text("dirty_at IS NOT NULL"), postgresql_where=db.text("dirty_at IS NOT NULL")),

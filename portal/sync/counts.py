@@ -26,6 +26,7 @@ way everywhere:
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select, tuple_
 from sqlalchemy.orm import aliased
 
+from portal.crm import contacts as crm
 from portal.extensions import db
 from portal.models import (Connector, ConnectorStatus, Contact, ContactSync, NotSyncedReason, RunKind, SyncRun,
                            SyncState)
@@ -237,22 +239,30 @@ def standing(connector: Connector) -> Standing:
     was excluded since counts as excluded; a bounced address counts among the "not synced", as
     the copy counts it.
     """
-    live = Contact.deleted_at.is_(None)
-    total = db.session.scalar(select(func.count()).select_from(Contact).where(
-        Contact.workspace_id == connector.workspace_id, live)) or 0
-    rows = db.session.execute(
-        select(ContactSync.state, ContactSync.reason, ContactSync.error_kind, Contact.do_not_sync, func.count())
-        .join(Contact, Contact.id == ContactSync.contact_id)
-        .where(ContactSync.connector_id == connector.id, live)
-        .group_by(ContactSync.state, ContactSync.reason, ContactSync.error_kind, Contact.do_not_sync)).all()
+    # Read from the sync rows' index alone, then corrected by the few rows whose contact is
+    # deleted or excluded: joining every sync row to its contact took 1.0 s at 1,000,000 contacts,
+    # these range counts take a tenth of it (python -m bench contacts_ui --connector).
+    rows: Counter[tuple[str, str, str]] = Counter()
+    rows.update({(state, "", ""): n for state, n in _rows_by_state(connector.id).items()})
+    rows.update({(SyncState.NOT_SYNCED, reason, ""): n for reason, n in _grouped(connector.id, SyncState.NOT_SYNCED)})
+    rows.update({(SyncState.ERROR, "", kind): n for kind, n in _grouped(connector.id, SyncState.ERROR)})
+    rows.subtract(_rows_of_deleted_contacts(connector))
+    live_errors = Counter()
+    for kind, n in errors_by_kind(connector.id).items():
+        live_errors[kind or "unknown"] += n
+    total = crm.live_contact_count(connector.workspace_id)
     out = Standing(contacts=total)
-    seen = 0
-    for state, reason, kind, excluded, n in rows:
-        seen += n
-        if state == SyncState.ERROR and excluded:
-            _add(out.not_synced, NotSyncedReason.DO_NOT_SYNC, n)
-        elif state == SyncState.ERROR:
-            _add(out.errors, kind or "unknown", n)
+    for (state, reason, kind), n in rows.items():
+        if n <= 0:
+            continue
+        if state == SyncState.ERROR:
+            errors = live_errors[kind]  # the others are errors of contacts excluded since
+            if errors:
+                _add(out.errors, kind, errors)
+            if n - errors:
+                _add(out.not_synced, NotSyncedReason.DO_NOT_SYNC, n - errors)
+        elif state == SyncState.NOT_SYNCED:
+            _add(out.not_synced, reason, n)
         elif state == SyncState.SYNCED:
             out.synced += n
         elif state == SyncState.PENDING:
@@ -263,11 +273,51 @@ def standing(connector: Connector) -> Standing:
             _add(out.not_synced, NotSyncedReason.BOUNCED, n)
         elif state in OUT_OF_REACH:
             _add(out.out_of_reach, state, n)
-        else:
-            _add(out.not_synced, reason or "unknown", n)
-    out.pending += max(total - seen, 0)
+    out.pending += max(total - sum(n for n in rows.values() if n > 0), 0)
     out.addresses_to_decide = addresses_to_decide(connector.id)
     return out
+
+
+def _rows_by_state(connector_id: int) -> dict[str, int]:
+    """Sync rows per state, except the two counted by reason and by kind (:func:`_grouped`)."""
+    # One range count per state: a tight walk of the index, where grouping compares every row.
+    found = {}
+    for state in SyncState:
+        if state in (SyncState.NOT_SYNCED, SyncState.ERROR):
+            continue
+        n = db.session.scalar(select(func.count()).select_from(ContactSync).where(
+            ContactSync.connector_id == connector_id, ContactSync.state == state)) or 0
+        if n:
+            found[str(state)] = n
+    return found
+
+
+def _grouped(connector_id: int, state: SyncState) -> list[tuple[str, int]]:
+    """The rows in `state` by reason (not synced) or by error kind (error); "unknown" when blank."""
+    column = ContactSync.reason if state == SyncState.NOT_SYNCED else ContactSync.error_kind
+    found: Counter[str] = Counter()
+    for value, n in db.session.execute(select(column, func.count()).where(
+            ContactSync.connector_id == connector_id, ContactSync.state == state).group_by(column)).all():
+        found[value or "unknown"] += n
+    return list(found.items())
+
+
+def _rows_of_deleted_contacts(connector: Connector) -> Counter[tuple[str, str, str]]:
+    """The sync rows of the workspace's deleted contacts, keyed as :func:`standing` keys its rows."""
+    found: Counter[tuple[str, str, str]] = Counter()
+    for state, reason, kind, n in db.session.execute(
+            select(ContactSync.state, ContactSync.reason, ContactSync.error_kind, func.count())
+            .select_from(Contact).join(ContactSync, (ContactSync.contact_id == Contact.id)
+                                       & (ContactSync.connector_id == connector.id))
+            .where(Contact.workspace_id == connector.workspace_id, Contact.deleted_at.is_not(None))
+            .group_by(ContactSync.state, ContactSync.reason, ContactSync.error_kind)).all():
+        if state == SyncState.NOT_SYNCED:
+            found[(state, reason or "unknown", "")] += n
+        elif state == SyncState.ERROR:
+            found[(state, "", kind or "unknown")] += n
+        else:
+            found[(state, "", "")] += n
+    return found
 
 
 def _add(counter: dict[str, int], key: str, n: int) -> None:

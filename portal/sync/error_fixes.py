@@ -82,10 +82,11 @@ def error_groups(workspace_id: int | None = None, connector_id: int | None = Non
             "message": labels.error_message(kind, ", ".join(sorted(fields)) if fields else None),
             "items": [(c, s) for c, s in pairs],
         })
-    shared = shared_addresses(live)
+    undecided = _undecided_keys(live)
+    shared = shared_addresses(live, keys=undecided[:GROUP_SAMPLE])
     if shared:
         groups.append({
-            "kind": DUPLICATE_EMAIL, "count": _undecided_count(live), "fix": KINDS[DUPLICATE_EMAIL].fix,
+            "kind": DUPLICATE_EMAIL, "count": len(undecided), "fix": KINDS[DUPLICATE_EMAIL].fix,
             "title": labels.error_title(DUPLICATE_EMAIL), "message": labels.error_message(DUPLICATE_EMAIL),
             "addresses": shared,
             "items": [(c, s) for a in shared for c, s in a.contacts if c.id != a.owner_id],
@@ -93,24 +94,25 @@ def error_groups(workspace_id: int | None = None, connector_id: int | None = Non
     return groups
 
 
-def _undecided_count(live) -> int:
-    pairs = select(ContactSync.connector_id, Contact.email_normalized).distinct() \
-        .join(Contact, Contact.id == ContactSync.contact_id) \
-        .where(ContactSync.connector_id.in_(live), undecided_shared_rows())
-    return db.session.scalar(select(func.count()).select_from(pairs.subquery())) or 0
+def _undecided_keys(live, limit: int | None = None) -> list[tuple[int, int, str]]:
+    """``(connector_id, workspace_id, address)`` of every shared address nobody chose an owner for
+    (the first `limit`), by address: one read gives the error list both its count and its sample."""
+    keys = (select(ContactSync.connector_id, Contact.workspace_id, Contact.email_normalized)
+            .join(Contact, Contact.id == ContactSync.contact_id)
+            .where(ContactSync.connector_id.in_(live), undecided_shared_rows())
+            .group_by(ContactSync.connector_id, Contact.workspace_id, Contact.email_normalized)
+            .order_by(Contact.email_normalized))
+    if limit is not None:
+        keys = keys.limit(limit)
+    return [tuple(row) for row in db.session.execute(keys).all()]
 
 
-def shared_addresses(live=None, limit: int = GROUP_SAMPLE) -> list[SharedAddress]:
-    """Shared addresses whose owner nobody chose yet (the first `limit`), each with every live contact
-    using it and the contact that owns it now (the oldest, by the owner rule)."""
-    live = live if live is not None else _live_connectors(None, None)
-    keys = db.session.execute(
-        select(ContactSync.connector_id, Contact.workspace_id, Contact.email_normalized)
-        .join(Contact, Contact.id == ContactSync.contact_id)
-        .where(ContactSync.connector_id.in_(live), undecided_shared_rows())
-        .group_by(ContactSync.connector_id, Contact.workspace_id, Contact.email_normalized)
-        .order_by(Contact.email_normalized).limit(limit)
-    ).all()
+def shared_addresses(live=None, limit: int = GROUP_SAMPLE,
+                     keys: Sequence[tuple[int, int, str]] | None = None) -> list[SharedAddress]:
+    """Shared addresses whose owner nobody chose yet (the first `limit`, or the `keys` given), each
+    with every live contact using it and the contact that owns it now (the oldest, by the owner rule)."""
+    if keys is None:
+        keys = _undecided_keys(live if live is not None else _live_connectors(None, None), limit)
     emails_of: dict[tuple[int, int], list[str]] = defaultdict(list)
     for connector_id, ws_id, email in keys:
         emails_of[(connector_id, ws_id)].append(email)

@@ -39,12 +39,14 @@ class Health:
         return dict((run.result or {}).get("drift") or {}) if run is not None else {}
 
 
-def connector_health(connector: Connector) -> Health:
-    """The connector's health now."""
+def connector_health(connector: Connector, standing: counts.Standing | None = None) -> Health:
+    """The connector's health now; `standing` (the same request's :func:`counts.standing`) spares
+    counting the errors a second time."""
     pending, oldest = db.session.execute(
         select(func.count(), func.min(ContactSync.dirty_at)).where(
             ContactSync.connector_id == connector.id, ContactSync.dirty_at.is_not(None))).one()
-    kinds = counts.errors_by_kind(connector.id)  # as the error list and every other page count them
+    # As the error list and every other page count them.
+    kinds = dict(standing.errors) if standing is not None else counts.errors_by_kind(connector.id)
     reconciliation = db.session.scalar(select(SyncRun).where(
         SyncRun.connector_id == connector.id, SyncRun.kind == RunKind.RECONCILE,
         SyncRun.status == RunStatus.FINISHED).order_by(SyncRun.id.desc()).limit(1))

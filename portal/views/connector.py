@@ -78,9 +78,10 @@ def index() -> ResponseReturnValue:
     runs = sync_runs.history(connector.id)
     copy_run = sync_runs.latest_run(connector.id, RunKind.INITIAL_COPY)
     consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
+    standing = standing_context(connector)
     return render(
-        "connector/index.html", "main", connector=connector, runs=runs, health=health_context(connector),
-        run_figures=counts.of_runs(runs), standing=standing_context(connector),
+        "connector/index.html", "main", connector=connector, runs=runs, health=health_context(connector, standing),
+        run_figures=counts.of_runs(runs), standing=standing,
         preview=preview_context(connector),
         copy=progress_context(copy_run, url_for("connector.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
@@ -106,10 +107,10 @@ def preview_context(connector: Connector) -> dict[str, Any] | None:
     return {"run": run, "figures": figures, "result": run.result or {}}
 
 
-def health_context(connector: Connector) -> health.Health | None:
+def health_context(connector: Connector, standing: counts.Standing | None = None) -> health.Health | None:
     """The health panel's figures once the connector sends contacts (R10, R19, R22)."""
     if connector.status in (ConnectorStatus.COPYING, ConnectorStatus.ACTIVE, ConnectorStatus.PAUSED):
-        return health.connector_health(connector)
+        return health.connector_health(connector, standing)
     return None
 
 

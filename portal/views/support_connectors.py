@@ -80,10 +80,11 @@ def _page(connector: Connector, status: int = 200, **extra: Any) -> ResponseRetu
     copy_run = sync_runs.latest_run(connector.id, RunKind.INITIAL_COPY)
     consent_run = sync_runs.latest_run(connector.id, RunKind.CONSENT_IMPORT)
     runs = sync_runs.history(connector.id)
+    standing = standing_context(connector)
     body = render(
         "support/connectors/show.html", "decision", connector=connector, checks=_checks_context(connector),
         preview=_preview_context(connector), runs=runs, run_figures=counts.of_runs(runs),
-        standing=standing_context(connector), health=health_context(connector),
+        standing=standing, health=health_context(connector, standing),
         copy=progress_context(copy_run, url_for("support_connectors.progress", run_id=copy_run.id) if copy_run else ""),
         consent=progress_context(
             consent_run, url_for("support_connectors.progress", run_id=consent_run.id) if consent_run else ""),
