@@ -73,7 +73,10 @@ def run_migrations_offline():
 
 
 def include_object(obj, name, type_, reflected, compare_to):
-    """Leave out objects declared for another database (``Index(...).ddl_if(dialect=...)``)."""
+    """Leave out objects declared for another database (``Index(...).ddl_if(dialect=...)``) and
+    SQLite's full-text search index with its shadow tables (kept by triggers, not by the models)."""
+    if type_ == "table" and reflected and compare_to is None and name.startswith("contact_search"):
+        return False
     ddl_if = getattr(obj, "_ddl_if", None)
     dialect = context.get_context().dialect.name
     return not (ddl_if is not None and ddl_if.dialect and ddl_if.dialect != dialect)

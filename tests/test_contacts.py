@@ -63,6 +63,27 @@ def test_search_matches_name_email_or_company_without_accents(ui, workspace):
     assert row_names(empty) == [] and "No contact matches these filters." in empty
 
 
+def test_search_follows_renames_and_deletions_and_takes_wildcards_literally(ui, workspace):
+    """On SQLite the search reads a full-text index kept by the database itself: a renamed contact
+    is found under the new name only, a deleted one no longer, and % or _ typed in a word match
+    themselves, not any character."""
+    from portal.crm import contacts as crm
+
+    zoe = factories.contact(workspace, email="zoe@example.org", first_name="Zoé", last_name="Fontaine")
+    factories.contact(workspace, email="jean_pierre@example.org", first_name="Jean", last_name="Pierre")
+    factories.contact(workspace, email="jeanxpierre@example.org", first_name="Jeanx", last_name="Pierre")
+    factories.contact(workspace, email="remise@example.org", first_name="Remise", last_name="Dix", company="10% Club")
+    factories.contact(workspace, email="cent@example.org", first_name="Cent", last_name="Dix", company="100 Club")
+    assert row_names(text(ui.get("/contacts/?q=fontaine"))) == ["Zoé Fontaine"]
+    crm.update_contact(workspace.id, zoe.id, {"last_name": "Fontenelle"}, actor="test", channel="ui")
+    assert row_names(text(ui.get("/contacts/?q=fontaine"))) == []
+    assert row_names(text(ui.get("/contacts/?q=zoe fontenelle"))) == ["Zoé Fontenelle"]
+    assert row_names(text(ui.get("/contacts/?q=jean_pierre"))) == ["Jean Pierre"]
+    assert row_names(text(ui.get("/contacts/?q=10%25 club"))) == ["Remise Dix"]
+    crm.delete_contact(workspace.id, zoe.id, actor="test", channel="ui")
+    assert row_names(text(ui.get("/contacts/?q=fontenelle"))) == []
+
+
 def test_tag_and_consent_filters_narrow_the_table(ui, workspace):
     factories.contact(workspace, email="a@example.org", first_name="Anne", tags=["VIP"], consent="opt_in")
     factories.contact(workspace, email="b@example.org", first_name="Bruno", tags=["VIP"], consent="opt_out")
