@@ -1,7 +1,7 @@
 """Server time of the contacts screens with a large workspace (issue 2's performance target).
 
     python -m bench contacts_ui [--contacts 100000] [--runs 30] [--database-url URL] [--import-rows N]
-                                [--try-index "CREATE INDEX ..."]
+                                [--connector] [--keep DIR] [--only SCREEN] [--try-index "CREATE INDEX ..."]
 
 Builds a fresh database (a SQLite file in a temporary directory unless `--database-url` names a
 PostgreSQL database, which is WIPED), inserts the contacts with `portal.crm.demo`, logs a
@@ -181,9 +181,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--only", action="append", default=[], metavar="SCREEN",
                         help="time only this screen (repeatable; names as in the output)")
     parser.add_argument("--keep", metavar="DIR",
-                        help="keep the SQLite database in DIR and, when it is already there, time it without "
-                             "seeding again (for trying queries on a large base; the models' indexes are not "
-                             "re-created on a kept file, use --try-index)")
+                        help="keep the database (the SQLite file in DIR, or the --database-url one) and, when it "
+                             "already holds contacts, time it without seeding again (for trying queries on a "
+                             "large base; the models' indexes are not re-created on a kept database, use "
+                             "--try-index)")
     parser.add_argument("--try-index", action="append", default=[], metavar="DDL",
                         help="extra SQL run after seeding (CREATE/DROP INDEX, ANALYZE, VACUUM), to measure an "
                              "index before changing the models (repeatable)")
@@ -191,7 +192,7 @@ def main(argv: list[str]) -> None:
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-contacts-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    reuse = bool(args.keep) and not args.database_url and (tmp / "bench.sqlite").exists()
+    reuse = bool(args.keep) and (bool(args.database_url) or (tmp / "bench.sqlite").exists())
     database_url = args.database_url or f"sqlite:///{tmp / 'bench.sqlite'}"
     os.environ["ANABA_INSTANCE"] = str(tmp)
     sys.path.insert(0, str(ROOT))
@@ -208,6 +209,9 @@ def main(argv: list[str]) -> None:
 
     with app.app_context():
         started = time.perf_counter()
+        if reuse:
+            reuse = db.inspect(db.engine).has_table("contact") and bool(db.session.scalar(
+                db.select(Contact.id).limit(1)))
         if reuse:
             ws, _ = get_or_create_workspace("Bench SARL")
             args.contacts = db.session.scalar(db.select(db.func.count()).select_from(Contact))
