@@ -1,4 +1,4 @@
-"""contact_sync: the state index also holds the reason; contact: a partial index on deleted contacts (counts at 1,000,000 contacts, issue 14)
+"""contact_sync: the state index also holds the reason; contact: partial indexes on deleted and on excluded contacts (counts at 1,000,000 contacts, issue 14)
 
 Revision ID: a3c5e7f9b1d2
 Revises: 6f0c3b9e2d41
@@ -25,10 +25,14 @@ def upgrade():
         batch_op.create_index('ix_contact_ws_deleted', ['workspace_id'], unique=False,
                               sqlite_where=sa.text('deleted_at IS NOT NULL'),
                               postgresql_where=sa.text('deleted_at IS NOT NULL'))
+        batch_op.create_index('ix_contact_ws_excluded', ['workspace_id'], unique=False,
+                              sqlite_where=sa.text('do_not_sync IS 1'), postgresql_where=sa.text('do_not_sync IS true'))
 
 
 def downgrade():
     with op.batch_alter_table('contact', schema=None) as batch_op:
+        batch_op.drop_index('ix_contact_ws_excluded', sqlite_where=sa.text('do_not_sync IS 1'),
+                            postgresql_where=sa.text('do_not_sync IS true'))
         batch_op.drop_index('ix_contact_ws_deleted', sqlite_where=sa.text('deleted_at IS NOT NULL'),
                             postgresql_where=sa.text('deleted_at IS NOT NULL'))
     with op.batch_alter_table('contact_sync', schema=None) as batch_op:

@@ -54,9 +54,11 @@ class Contact(db.Model):
               sqlite_where=db.text("deleted_at IS NULL"), postgresql_where=db.text("deleted_at IS NULL")),
         Index("ix_contact_ws_email", "workspace_id", "email_normalized", "deleted_at"),
         Index("ix_contact_ws_updated", "workspace_id", "updated_at"),
-        # The few deleted contacts: live counts are "all of the workspace less these".
+        # The few deleted and excluded contacts: counts read "all of them less these".
         Index("ix_contact_ws_deleted", "workspace_id",
               sqlite_where=db.text("deleted_at IS NOT NULL"), postgresql_where=db.text("deleted_at IS NOT NULL")),
+        Index("ix_contact_ws_excluded", "workspace_id",
+              sqlite_where=db.text("do_not_sync IS 1"), postgresql_where=db.text("do_not_sync IS true")),
         # PostgreSQL only: a trigram index answers `search_text LIKE '%word%'` without a scan.
         Index("ix_contact_search_trgm", "search_text", postgresql_using="gin",
               postgresql_ops={"search_text": "gin_trgm_ops"},

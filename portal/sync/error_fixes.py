@@ -9,12 +9,12 @@ appear here: they are not stored on contacts. What counts as an error is
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from portal import labels
 from portal.crm import contacts as crm
@@ -24,7 +24,7 @@ from portal.models import (Channel, Connector, ConnectorStatus, Contact, Contact
                            SyncState, Workspace, utcnow)
 from portal.sync import ConnectorError
 from portal.sync.contact_state import ensure_rows, states_for
-from portal.sync.counts import error_rows, problems_by_connector, undecided_shared_rows
+from portal.sync.counts import error_rows, errors_by_kind, problems_by_connector, undecided_shared_rows
 from portal.sync.eligibility import owners_for
 from portal.sync.push import EMAIL_CHANGE_CONFLICT
 from portal.sync.lifecycle import live_connector
@@ -62,14 +62,11 @@ def error_groups(workspace_id: int | None = None, connector_id: int | None = Non
     ``items`` the contacts not sent. None for both = every live connector (support).
     """
     live = _live_connectors(workspace_id, connector_id)
-    counts = db.session.execute(
-        select(ContactSync.error_kind, func.count()).select_from(ContactSync)
-        .join(Contact, Contact.id == ContactSync.contact_id)
-        .where(ContactSync.connector_id.in_(live), error_rows())
-        .group_by(ContactSync.error_kind).order_by(func.count().desc(), ContactSync.error_kind)
-    ).all()
+    by_kind: Counter[str] = Counter()
+    for live_id in db.session.scalars(live):
+        by_kind.update(errors_by_kind(live_id))
     groups = []
-    for kind, count in counts:
+    for kind, count in sorted(by_kind.items(), key=lambda item: (-item[1], item[0])):
         pairs = db.session.execute(
             select(Contact, ContactSync).join(Contact, Contact.id == ContactSync.contact_id)
             .where(ContactSync.connector_id.in_(live), error_rows(), ContactSync.error_kind == kind)
