@@ -5,10 +5,10 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime, timedelta
 from functools import wraps
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext as _
@@ -831,8 +831,8 @@ def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None
                 # SQLite's planner would count through the narrower updated_at index and read every
                 # row for the search; walking the list index, which holds search_text, is 10x faster.
                 counted = counted.order_by(Contact.sort_name, Contact.id)
-        found = _capped_count(counted)
-        total, capped = min(found, COUNT_CAP), found > COUNT_CAP
+        matched = _capped_count(counted)
+        total, capped = min(matched, COUNT_CAP), matched > COUNT_CAP
     # A set small enough is read whole and sorted; a larger one is checked contact by contact while
     # walking the list in its order, which stops at the page (the first page of 300,000 "not
     # synced" contacts: 305 ms → 1 ms at 1,000,000).
