@@ -778,7 +778,7 @@ def _search_conditions(workspace_id: int, *, q: str = "", tag_id: int | None = N
     where = [Contact.workspace_id == workspace_id, *_text_conditions(q)]
     if consent in CONSENT_VALUES:
         where.append(Contact.consent == consent)
-    where += [Contact.id.in_(found.ids) for found in _id_sets(workspace_id, tag_id, sync_state)]
+    where += [Contact.id.in_(found.ids) for found in _id_sets(workspace_id, tag_id, sync_state, q=q)]
     return where
 
 
