@@ -558,3 +558,24 @@ def test_post_without_csrf_token_is_refused(ui, workspace):
 
 def test_support_agents_do_not_use_the_customer_contacts_pages(support_client):
     assert support_client.get("/contacts/").status_code == 403
+
+
+def test_support_reads_one_workspaces_contacts_searched_and_counted_like_the_customers_table(
+        support_client, support_user, workspace, monkeypatch):
+    from portal.crm import contacts as crm
+    from portal.crm.demo import insert_contacts
+
+    support_user.locale = "en"
+    db.session.commit()
+    monkeypatch.setattr(crm, "COUNT_CAP", 30)
+    other = factories.workspace("Autre SARL")
+    factories.contact(other, email="zoe@ailleurs.fr", first_name="Zoé", last_name="Ailleurs")
+    insert_contacts(workspace.id, 80, bad_email_rate=0, duplicate_rate=0)
+    factories.contact(workspace, email="zoe@ardent.fr", first_name="Zoé", last_name="Fontaine")
+
+    everyone = text(support_client.get(f"/support/workspaces/{workspace.id}/contacts"))
+    assert "81 contacts" in everyone and "Page 1 of 2" in everyone
+    found = text(support_client.get(f"/support/workspaces/{workspace.id}/contacts?q=zoe fontaine"))
+    assert "1 contact" in found and "Zoé Fontaine" in found and "Ailleurs" not in found
+    many = text(support_client.get(f"/support/workspaces/{workspace.id}/contacts?q=@"))
+    assert "More than 30 contacts" in many and "Page 1" in many and "Page 1 of" not in many
