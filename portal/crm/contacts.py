@@ -820,9 +820,12 @@ def search_contacts(workspace_id: int, *, q: str = "", tag_id: int | None = None
         others = [sets[n].walk for _size, n in sizes[1:] if sets[n].walk is not None]
         if sets:
             size, first = sizes[0]
-            driver = sets[first].ids.subquery()
-            counted = select(Contact.id).select_from(driver).join(Contact, Contact.id == driver.c[0]) \
-                .where(*row_where, *others)
+            driver = sets[first].ids
+            # The set stays the outer loop and each of its ids is looked up: given a join, SQLite's
+            # planner (its statistics sampled) walked the whole workspace instead (3.6 s at 1,000,000).
+            contact_matches = select(Contact.id).where(Contact.id == driver.selected_columns[0], *row_where,
+                                                       *others).exists()
+            counted = driver.where(contact_matches)
             if size <= COUNT_CAP:
                 small_set = sets[first]
         else:
