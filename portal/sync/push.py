@@ -63,6 +63,9 @@ ANSWER_FIELDS = tuple(f"{kind}.{key}" for kind in ("new_members", "updated_membe
     "updated_members.timestamp_opt", "errors")
 CLOCK_MARGIN = timedelta(minutes=5)
 """How far Mailchimp's clock may be from ours when telling a member we created from one that was there."""
+TAG_ANSWER_FIELDS = ("total_added", "total_removed", "error_count", "errors")
+"""The parts of a static-segment answer the tag calls keep: without them Mailchimp sends back a
+full member object for each of the 500 e-mails, which nobody reads."""
 MEMBER_TAGS_SHOWN = 50
 """Tags a member object carries at most; beyond, the member's tags endpoint has them all."""
 
@@ -666,7 +669,8 @@ class SegmentDirectory:
             if segment is None:
                 raise
             if first_emails:
-                self.client.update_segment_members(self.list_id, segment["id"], add=list(first_emails)[:BATCH_LIMIT])
+                self.client.update_segment_members(self.list_id, segment["id"], add=list(first_emails)[:BATCH_LIMIT],
+                                                   fields=TAG_ANSWER_FIELDS)
         with self._lock:
             self._load()[name.strip().casefold()] = segment
         return segment
@@ -681,9 +685,11 @@ def send_tag_group(directory: SegmentDirectory, tag: str, add: Sequence[str], re
         directory.create(tag, add)
         if not remove:
             return 1
-        directory.client.update_segment_members(directory.list_id, directory.find(tag)["id"], remove=remove)
+        directory.client.update_segment_members(directory.list_id, directory.find(tag)["id"], remove=remove,
+                                                fields=TAG_ANSWER_FIELDS)
         return 2
-    directory.client.update_segment_members(directory.list_id, segment["id"], add=add, remove=remove)
+    directory.client.update_segment_members(directory.list_id, segment["id"], add=add, remove=remove,
+                                            fields=TAG_ANSWER_FIELDS)
     return 1
 
 
