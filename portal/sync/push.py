@@ -420,12 +420,14 @@ class _Recorder:
         self.now = utcnow()
         self.events: list[dict] = []
         self.tag_ops: list[tuple[int, str, str, str]] = []  # contact id, email, tag, op
+        # Read once: an event per contact would otherwise go through the ORM's attributes each time.
+        self._event_ids = {"workspace_id": self.connector.workspace_id, "connector_id": self.connector.id,
+                           "run_id": run.id if run is not None else None}
 
     def event(self, contact_id: int, kind: SyncEventKind, detail: str, data: dict | None = None) -> None:
         """A line of the contact's history; live pushes keep what they sent."""
         self.events.append({
-            "workspace_id": self.connector.workspace_id, "connector_id": self.connector.id,
-            "contact_id": contact_id, "run_id": self.run.id if self.run is not None else None, "kind": kind,
+            **self._event_ids, "contact_id": contact_id, "kind": kind,
             "detail": detail, "data": data if self.run is None else None, "created_at": self.now,
         })
 
@@ -452,7 +454,7 @@ class _Recorder:
             self.result.unsubscribed += 1
         kind = SyncEventKind.RENAMED if item.action == Action.RENAME else (
             SyncEventKind.UNSUBSCRIBED if unsubscribed else SyncEventKind.PUSHED)
-        self.event(item.contact.id, kind, how, {
+        self.event(item.contact.id, kind, how, None if self.run is not None else {
             "status": item.payload["status"], "fields": item.payload.get("merge_fields") or {},
             "email": email, "old_email": item.email if item.action == Action.RENAME else None,
             "tags_added": add, "tags_removed": remove,
