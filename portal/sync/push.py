@@ -426,10 +426,12 @@ class _Recorder:
 
     def event(self, contact_id: int, kind: SyncEventKind, detail: str, data: dict | None = None) -> None:
         """A line of the contact's history; live pushes keep what they sent."""
-        self.events.append({
-            **self._event_ids, "contact_id": contact_id, "kind": kind,
-            "detail": detail, "data": data if self.run is None else None, "created_at": self.now,
-        })
+        event = {**self._event_ids, "contact_id": contact_id, "kind": kind, "detail": detail, "created_at": self.now}
+        if self.run is None:
+            event["data"] = data
+        # A run's events keep no data: the column is left out of their insert (SQL NULL) rather
+        # than serialised as JSON null once per contact.
+        self.events.append(event)
 
     def member_tags(self, member: dict, email: str) -> list[str]:
         """The member's current tags: those its object carries, or all of them past 50 (R3)."""
