@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from operator import attrgetter
 
 from sqlalchemy import bindparam, select
 
@@ -24,6 +25,7 @@ SYNC_COLUMNS = (
 # Read with the row but never written back by a push: another request may set them meanwhile
 # (a new change, an erasure asked for), and a push must not undo that.
 READ_ONLY_COLUMNS = ("dirty_at", "erase_requested")
+_sync_values = attrgetter(*SYNC_COLUMNS)
 _EMPTY = {"state": SyncState.PENDING, "reason": "", "synced_tags": [], "error_kind": "", "error_message": "",
           "error_fix": "", "error_field": "", "attempts": 0, "erase_requested": False}
 
@@ -48,7 +50,7 @@ class SyncRow:
 
     def values(self) -> dict:
         """The columns, for saving."""
-        return {name: getattr(self, name) for name in SYNC_COLUMNS}
+        return dict(zip(SYNC_COLUMNS, _sync_values(self)))
 
     # --- the transitions --------------------------------------------------------------------
 
@@ -116,11 +118,18 @@ def load_rows(connector: Connector, contact_ids: Sequence[int]) -> dict[int, Syn
 def save_rows(connector: Connector, rows: dict[int, SyncRow]) -> None:
     """Insert the new rows and update the changed ones, each in one executemany (not committed)."""
     now = utcnow()
-    new = [dict(row.values(), connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=cid,
-                owner_chosen=False, erase_requested=False, updated_at=now)
-           for cid, row in rows.items() if row.id is None]
-    changed = [dict(row.values(), _id=row.id, updated_at=now) for row in rows.values()
-               if row.id is not None and row.changed]
+    fresh = {"connector_id": connector.id, "workspace_id": connector.workspace_id, "owner_chosen": False,
+             "erase_requested": False, "updated_at": now}
+    new, changed = [], []
+    for cid, row in rows.items():
+        if row.id is None:
+            values = row.values()
+            values.update(fresh, contact_id=cid)
+            new.append(values)
+        elif row.changed:
+            values = row.values()
+            values.update(_id=row.id, updated_at=now)
+            changed.append(values)
     table = ContactSync.__table__
     # Core executemany: the ORM's bulk paths split batches by which values are None.
     if new:
