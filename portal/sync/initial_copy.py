@@ -50,8 +50,8 @@ from portal.sync.lifecycle import pause_connector
 from portal.sync.mailchimp_access import client_for
 from portal.sync.replication import mark_dirty
 from portal.sync.notifications import notify_copy_finished
-from portal.sync.push import (PreparedPush, SegmentDirectory, managed_tag_names, prepare_push, record_push,
-                              send_prepared, send_tag_group)
+from portal.sync.push import (CONTACT_COLUMNS, PreparedPush, SegmentDirectory, managed_tag_names, prepare_push,
+                              record_push, send_prepared, send_tag_group)
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +197,7 @@ class Chunk:
     unchanged: int
     last_id: int
     scanned: int
+    contacts: list  # the rows of `ids` (CONTACT_COLUMNS), for prepare_push
 
 
 def next_chunk(connector: Connector, after_id: int) -> Chunk:
@@ -210,12 +211,14 @@ def next_chunk(connector: Connector, after_id: int) -> Chunk:
     c = Contact.__table__.c
     s = ContactSync.__table__.c
     ids: list[int] = []
+    contacts: list = []
     eligible = unchanged = scanned = 0
     cursor = after_id
     while eligible < CHUNK_ELIGIBLE and scanned < MAX_CHUNK_CONTACTS:
+        # Every column the push reads, so that it does not read the chunk's contacts again.
         rows = db.session.execute(
-            select(c.id, c.email, c.email_normalized, c.consent, c.consent_locked, c.email_bounced,
-                   c.do_not_sync, c.deleted_at, s.state, s.fingerprint, s.dirty_at)
+            select(*CONTACT_COLUMNS, s.state.label("sync_state"), s.fingerprint.label("sync_fingerprint"),
+                   s.dirty_at.label("sync_dirty_at"))
             .outerjoin(ContactSync.__table__, (s.contact_id == c.id) & (s.connector_id == connector.id))
             .where(in_workspace(connector.workspace_id), c.deleted_at.is_(None), c.id > cursor)
             .order_by(c.id).limit(_page_size(eligible, scanned))
@@ -225,17 +228,18 @@ def next_chunk(connector: Connector, after_id: int) -> Chunk:
         for row in rows:
             cursor = row.id
             scanned += 1
-            if row.state in UP_TO_DATE and row.fingerprint and row.dirty_at is None:
+            if row.sync_state in UP_TO_DATE and row.sync_fingerprint and row.sync_dirty_at is None:
                 unchanged += 1
                 continue
             ids.append(row.id)
+            contacts.append(row)
             # The owner rule is left to the push: contacts sharing an e-mail are rare, so a
             # chunk seldom carries fewer than 500 members, and never more.
             if not own_reason(row):
                 eligible += 1
                 if eligible >= CHUNK_ELIGIBLE:
                     break
-    return Chunk(ids=ids, unchanged=unchanged, last_id=cursor, scanned=scanned)
+    return Chunk(ids=ids, unchanged=unchanged, last_id=cursor, scanned=scanned, contacts=contacts)
 
 
 def _page_size(eligible: int, scanned: int) -> int:
@@ -286,7 +290,10 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
                     exhausted = True
                     break
                 after, prepared_up_to = prepared_up_to, chunk.last_id
-                prepared = prepare_push(connector, chunk.ids, managed)
+                prepared = prepare_push(connector, chunk.ids, managed, contacts=chunk.contacts)
+                # The prepared push keeps the rows it sends; the others (up to thousands left out in a
+                # re-run's chunk) need not wait in memory for the answers.
+                chunk.contacts = []
                 if prepared.to_send:
                     _note_send(run, token, after, chunk.last_id)
                 in_flight.append((after, chunk, prepared, pool.submit(send_prepared, client, prepared, audience_id)))

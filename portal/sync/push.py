@@ -210,19 +210,28 @@ def _known_as(row: SyncRow) -> str:
 
 
 def prepare_push(connector: Connector, contact_ids: Sequence[int],
-                 managed_tags: Iterable[str] | None = None) -> PreparedPush:
-    """Read the contacts, judge them, plan each one's action; record the ones left out (in memory)."""
+                 managed_tags: Iterable[str] | None = None, *, contacts: Sequence[Any] | None = None) -> PreparedPush:
+    """Read the contacts, judge them, plan each one's action; record the ones left out (in memory).
+
+    `contacts` are these contacts' rows (at least :data:`CONTACT_COLUMNS`, in the workspace) when
+    the caller has just read them in the same transaction (the copy, choosing its chunk): they are
+    not read again.
+    """
     ids = sorted(set(int(i) for i in contact_ids))
     result = PushResult()
     with db.session.no_autoflush:
         mappings = mappings_of(connector)
         managed = list(managed_tags) if managed_tags is not None else managed_tag_names(connector.workspace_id)
-        contacts = []
-        for start in range(0, len(ids), 500):
-            contacts.extend(db.session.execute(
-                select(*CONTACT_COLUMNS).where(in_workspace(connector.workspace_id),
-                                               _c.id.in_(ids[start:start + 500]))
-            ).all())
+        if contacts is not None:
+            wanted = set(ids)
+            contacts = [c for c in contacts if c.id in wanted]
+        else:
+            contacts = []
+            for start in range(0, len(ids), 500):
+                contacts.extend(db.session.execute(
+                    select(*CONTACT_COLUMNS).where(in_workspace(connector.workspace_id),
+                                                   _c.id.in_(ids[start:start + 500]))
+                ).all())
         contacts.sort(key=lambda c: c.id)
         found = [c.id for c in contacts]
         rows = load_rows(connector, found)
