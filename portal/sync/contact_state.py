@@ -25,6 +25,7 @@ SYNC_COLUMNS = (
 # Read with the row but never written back by a push: another request may set them meanwhile
 # (a new change, an erasure asked for), and a push must not undo that.
 READ_ONLY_COLUMNS = ("dirty_at", "erase_requested")
+_ALL_COLUMNS = SYNC_COLUMNS + READ_ONLY_COLUMNS
 _sync_values = attrgetter(*SYNC_COLUMNS)
 _EMPTY = {"state": SyncState.PENDING, "reason": "", "synced_tags": [], "error_kind": "", "error_message": "",
           "error_fix": "", "error_field": "", "attempts": 0, "erase_requested": False}
@@ -38,8 +39,8 @@ class SyncRow:
     def __init__(self, values: dict, row_id: int | None) -> None:
         self.id = row_id
         self.changed = row_id is None
-        for name in SYNC_COLUMNS + READ_ONLY_COLUMNS:
-            setattr(self, name, values.get(name))
+        for name, value in zip(_ALL_COLUMNS, map(values.get, _ALL_COLUMNS)):
+            setattr(self, name, value)
 
     def set(self, **values) -> None:
         """Change some columns; the row is saved only if one really changed."""
