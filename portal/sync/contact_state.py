@@ -7,11 +7,11 @@ decided; a change in anaba shows "pending" until it is sent. Pushes work on plai
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, bindparam, select
 
 from portal.extensions import db
 from portal.mailchimp import MailchimpError
@@ -99,17 +99,35 @@ class SyncRow:
         self.set(error_kind="", error_message="", error_fix="", error_field="")
 
 
+def id_conditions(column: ColumnElement, ids: Iterable[int], size: int = 500) -> Iterator[ColumnElement[bool]]:
+    """Conditions on `column` covering `ids`, one per query; the caller keeps the rows of its ids.
+
+    Ids mostly consecutive (a chunk of the copy) give one ``BETWEEN``: no list of hundreds of
+    parameters to bind, nor a statement text of a new length for the database to parse each
+    time. Others give ``IN`` lists of `size`.
+    """
+    ids = sorted(set(ids))
+    if not ids:
+        return
+    if ids[-1] - ids[0] < 2 * len(ids):
+        yield column.between(ids[0], ids[-1])
+        return
+    for start in range(0, len(ids), size):
+        yield column.in_(ids[start:start + size])
+
+
 def load_rows(connector: Connector, contact_ids: Sequence[int]) -> dict[int, SyncRow]:
     """The contacts' sync rows as plain values (new pending ones where missing)."""
     rows: dict[int, SyncRow] = {}
     t = ContactSync.__table__.c
     cols = [t[name] for name in SYNC_COLUMNS + READ_ONLY_COLUMNS]
     ids = list(contact_ids)
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
+    wanted = set(ids)
+    for condition in id_conditions(t.contact_id, ids):
         for r in db.session.execute(select(t.id, t.contact_id, *cols).where(
-                t.connector_id == connector.id, t.contact_id.in_(part))):
-            rows[r.contact_id] = SyncRow(r._mapping, r.id)
+                t.connector_id == connector.id, condition)):
+            if r.contact_id in wanted:
+                rows[r.contact_id] = SyncRow(r._mapping, r.id)
     for cid in ids:
         if cid not in rows:
             rows[cid] = SyncRow(_EMPTY, None)

@@ -45,7 +45,7 @@ from portal.mailchimp import BATCH_LIMIT, MailchimpError, classify_batch_error
 from portal.mailchimp.payload import FieldMapping, build_member, payload_fingerprint, tag_changes
 from portal.models import (Connector, Contact, ContactSync, NotSyncedReason, PendingTagOp, RunKind, SyncEvent,
                            SyncEventKind, SyncRun, SyncState, Tag, contact_tags, utcnow)
-from portal.sync.contact_state import SyncRow, load_rows, save_rows
+from portal.sync.contact_state import SyncRow, id_conditions, load_rows, save_rows
 from portal.sync.eligibility import in_workspace, judge
 from portal.sync.mailchimp_access import client_for
 
@@ -156,12 +156,13 @@ CONTACT_COLUMNS = (
 def contact_tags_of(contact_ids: list[int]) -> dict[int, list[str]]:
     """Each contact's tag names, sorted, by contact id."""
     tags: dict[int, list[str]] = defaultdict(list)
-    for start in range(0, len(contact_ids), 500):
+    wanted = set(contact_ids)
+    for condition in id_conditions(contact_tags.c.contact_id, contact_ids):
         for cid, name in db.session.execute(
-            select(contact_tags.c.contact_id, Tag.name).join(Tag, Tag.id == contact_tags.c.tag_id)
-            .where(contact_tags.c.contact_id.in_(contact_ids[start:start + 500]))
+            select(contact_tags.c.contact_id, Tag.name).join(Tag, Tag.id == contact_tags.c.tag_id).where(condition)
         ):
-            tags[cid].append(name)
+            if cid in wanted:
+                tags[cid].append(name)
     return {cid: sorted(names) for cid, names in tags.items()}
 
 
