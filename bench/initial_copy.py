@@ -18,10 +18,15 @@ time of a second run with nothing changed (writes must be 0).
 ``--strategy naive`` copies the same contacts the way most connectors do — one ``PUT`` per
 member and one tags ``POST`` per tagged member — and then the batch way on a fresh audience,
 and prints the per-contact cost ratio between the two.
+
+``--profile PATH`` writes a cProfile of the copy (the first run, not the consent import nor the
+second run) to PATH, for ``python -m pstats PATH``; it profiles the worker's own thread only
+(the threads sending the batch calls are not in it), and slows the copy down.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import math
 import os
 import resource
@@ -80,7 +85,8 @@ def _process_cpu(pid: int) -> float:
     return total
 
 
-def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool = False) -> dict:
+def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool = False,
+                profile: str | None = None) -> dict:
     """Submit, import consent, validate and copy with the engine; then copy again."""
     from sqlalchemy import select
 
@@ -109,8 +115,13 @@ def _batch_copy(app, sim, key: str, list_id: str, workspace: str, preview: bool 
         copy_seq = before_copy[-1]["seq"] if before_copy else 0
         cpu_before = _cpu_seconds()
         sim_cpu_before = _process_cpu(sim.server_pid)
+        profiler = cProfile.Profile() if profile else None
         copy_started = time.monotonic()
-        initial_copy.run(copy_run.id)
+        if profiler is not None:
+            profiler.runcall(initial_copy.run, copy_run.id)
+            profiler.dump_stats(profile)
+        else:
+            initial_copy.run(copy_run.id)
         copy_seconds = time.monotonic() - copy_started
         copy_cpu = _cpu_seconds() - cpu_before
         sim_cpu = _process_cpu(sim.server_pid) - sim_cpu_before
@@ -234,6 +245,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--budget", type=int, default=8, help="batch calls in flight (MAILCHIMP_BULK_CONNECTIONS)")
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: a SQLite file)")
     parser.add_argument("--preview", action="store_true", help="also time the dry-run preview (R7), and the consent import and preview again against the filled audience")
+    parser.add_argument("--profile", metavar="PATH", default=None,
+                        help="write a cProfile of the copy (the worker's thread) to PATH")
     args = parser.parse_args(argv)
 
     import logging
@@ -264,7 +277,8 @@ def main(argv: list[str]) -> None:
             report["per_contact_cost_ratio_naive_to_batch"] = round(per_naive / per_batch, 1) if per_batch else None
             report["calls_ratio_naive_to_batch"] = round(naive["api_calls"] / batch["api_calls"], 1)
         else:
-            report.update(_batch_copy(app, sim, key, list_id, workspace, preview=args.preview))
+            report.update(_batch_copy(app, sim, key, list_id, workspace, preview=args.preview,
+                                      profile=args.profile))
         report["worker_peak_rss_mb"] = h.peak_rss_mb()
         report["simulator_peak_concurrency"] = sim.control.peak_concurrency()
         report["load_average_at_end"] = h.load_average()

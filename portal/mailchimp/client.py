@@ -549,18 +549,21 @@ class MailchimpClient:
         return segment
 
     def update_segment_members(
-        self, list_id: str, segment_id: Any, add: Iterable[str] = (), remove: Iterable[str] = (),
+        self, list_id: str, segment_id: Any, add: Iterable[str] = (), remove: Iterable[str] = (), *,
+        fields: Sequence[str] | None = None,
     ) -> dict:
         """Add and remove e-mails on a static segment, 500 of each per call (as many calls as
         needed). E-mails not in the audience are ignored by Mailchimp. Returns the merged
         answers: ``members_added``, ``members_removed``, ``errors``, ``total_added``,
-        ``total_removed``, ``error_count``."""
+        ``total_removed``, ``error_count``. ``fields`` narrows each answer (e.g. ``["total_added",
+        "errors"]``): ``members_added`` carries a full member object for each e-mail added."""
         add, remove = list(add), list(remove)
         merged: dict[str, Any] = {
             "members_added": [], "members_removed": [], "errors": [],
             "total_added": 0, "total_removed": 0, "error_count": 0,
         }
         path = f"lists/{list_id}/segments/{segment_id}"
+        url = f"{path}?{urlencode({'fields': ','.join(fields)})}" if fields else path
         rounds = max((len(add) + BATCH_LIMIT - 1) // BATCH_LIMIT, (len(remove) + BATCH_LIMIT - 1) // BATCH_LIMIT)
         for i in range(rounds):
             body: dict[str, Any] = {}
@@ -570,7 +573,7 @@ class MailchimpClient:
                 body["members_to_add"] = chunk_add
             if chunk_remove:
                 body["members_to_remove"] = chunk_remove
-            answer = self._call("POST", path, lambda b=body: self._mc._post(path, b)) or {}
+            answer = self._call("POST", path, lambda b=body: self._mc._post(url, b)) or {}
             for key in ("members_added", "members_removed", "errors"):
                 merged[key].extend(answer.get(key) or [])
             for key in ("total_added", "total_removed", "error_count"):

@@ -7,10 +7,11 @@ decided; a change in anaba shows "pending" until it is sent. Pushes work on plai
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from operator import attrgetter
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, bindparam, select
 
 from portal.extensions import db
 from portal.mailchimp import MailchimpError
@@ -24,6 +25,8 @@ SYNC_COLUMNS = (
 # Read with the row but never written back by a push: another request may set them meanwhile
 # (a new change, an erasure asked for), and a push must not undo that.
 READ_ONLY_COLUMNS = ("dirty_at", "erase_requested")
+_ALL_COLUMNS = SYNC_COLUMNS + READ_ONLY_COLUMNS
+_sync_values = attrgetter(*SYNC_COLUMNS)
 _EMPTY = {"state": SyncState.PENDING, "reason": "", "synced_tags": [], "error_kind": "", "error_message": "",
           "error_fix": "", "error_field": "", "attempts": 0, "erase_requested": False}
 
@@ -36,8 +39,8 @@ class SyncRow:
     def __init__(self, values: dict, row_id: int | None) -> None:
         self.id = row_id
         self.changed = row_id is None
-        for name in SYNC_COLUMNS + READ_ONLY_COLUMNS:
-            setattr(self, name, values.get(name))
+        for name, value in zip(_ALL_COLUMNS, map(values.get, _ALL_COLUMNS)):
+            setattr(self, name, value)
 
     def set(self, **values) -> None:
         """Change some columns; the row is saved only if one really changed."""
@@ -48,7 +51,7 @@ class SyncRow:
 
     def values(self) -> dict:
         """The columns, for saving."""
-        return {name: getattr(self, name) for name in SYNC_COLUMNS}
+        return dict(zip(SYNC_COLUMNS, _sync_values(self)))
 
     # --- the transitions --------------------------------------------------------------------
 
@@ -96,17 +99,35 @@ class SyncRow:
         self.set(error_kind="", error_message="", error_fix="", error_field="")
 
 
+def id_conditions(column: ColumnElement, ids: Iterable[int], size: int = 500) -> Iterator[ColumnElement[bool]]:
+    """Conditions on `column` covering `ids`, one per query; the caller keeps the rows of its ids.
+
+    Ids mostly consecutive (a chunk of the copy) give one ``BETWEEN``: no list of hundreds of
+    parameters to bind, nor a statement text of a new length for the database to parse each
+    time. Others give ``IN`` lists of `size`.
+    """
+    ids = sorted(set(ids))
+    if not ids:
+        return
+    if ids[-1] - ids[0] < 2 * len(ids):
+        yield column.between(ids[0], ids[-1])
+        return
+    for start in range(0, len(ids), size):
+        yield column.in_(ids[start:start + size])
+
+
 def load_rows(connector: Connector, contact_ids: Sequence[int]) -> dict[int, SyncRow]:
     """The contacts' sync rows as plain values (new pending ones where missing)."""
     rows: dict[int, SyncRow] = {}
     t = ContactSync.__table__.c
     cols = [t[name] for name in SYNC_COLUMNS + READ_ONLY_COLUMNS]
     ids = list(contact_ids)
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
+    wanted = set(ids)
+    for condition in id_conditions(t.contact_id, ids):
         for r in db.session.execute(select(t.id, t.contact_id, *cols).where(
-                t.connector_id == connector.id, t.contact_id.in_(part))):
-            rows[r.contact_id] = SyncRow(r._mapping, r.id)
+                t.connector_id == connector.id, condition)):
+            if r.contact_id in wanted:
+                rows[r.contact_id] = SyncRow(r._mapping, r.id)
     for cid in ids:
         if cid not in rows:
             rows[cid] = SyncRow(_EMPTY, None)
@@ -116,11 +137,18 @@ def load_rows(connector: Connector, contact_ids: Sequence[int]) -> dict[int, Syn
 def save_rows(connector: Connector, rows: dict[int, SyncRow]) -> None:
     """Insert the new rows and update the changed ones, each in one executemany (not committed)."""
     now = utcnow()
-    new = [dict(row.values(), connector_id=connector.id, workspace_id=connector.workspace_id, contact_id=cid,
-                owner_chosen=False, erase_requested=False, updated_at=now)
-           for cid, row in rows.items() if row.id is None]
-    changed = [dict(row.values(), _id=row.id, updated_at=now) for row in rows.values()
-               if row.id is not None and row.changed]
+    fresh = {"connector_id": connector.id, "workspace_id": connector.workspace_id, "owner_chosen": False,
+             "erase_requested": False, "updated_at": now}
+    new, changed = [], []
+    for cid, row in rows.items():
+        if row.id is None:
+            values = row.values()
+            values.update(fresh, contact_id=cid)
+            new.append(values)
+        elif row.changed:
+            values = row.values()
+            values.update(_id=row.id, updated_at=now)
+            changed.append(values)
     table = ContactSync.__table__
     # Core executemany: the ORM's bulk paths split batches by which values are None.
     if new:

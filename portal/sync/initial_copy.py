@@ -38,6 +38,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from portal import background
 from portal.background import Outcome
+from portal.db_setup import refresh_statistics
 from portal.extensions import db
 from portal.mailchimp import MailchimpError
 from portal.mailchimp.payload import FieldMapping
@@ -50,8 +51,8 @@ from portal.sync.lifecycle import pause_connector
 from portal.sync.mailchimp_access import client_for
 from portal.sync.replication import mark_dirty
 from portal.sync.notifications import notify_copy_finished
-from portal.sync.push import (PreparedPush, SegmentDirectory, managed_tag_names, prepare_push, record_push,
-                              send_prepared, send_tag_group)
+from portal.sync.push import (CONTACT_COLUMNS, PreparedPush, SegmentDirectory, managed_tag_names, prepare_push,
+                              record_push, send_prepared, send_tag_group)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ SCAN_PAGE = 2000
 UP_TO_DATE = (SyncState.SYNCED, SyncState.UNSUBSCRIBED)
 TAG_BATCH = 500
 CHUNK_RETRIES = 5
+STATS_AFTER = 10_000
+"""A copy of this many contacts refreshes the database's planner statistics (its rows are new)."""
 DEFERRED_RETRY_SECONDS = 60.0
 """When a contact Mailchimp refused for now is tried again, unless the refusal said when."""
 T = TypeVar("T")
@@ -101,6 +104,12 @@ def run(run_id: int, *, sleep: Callable[[float], None] = time.sleep,
     if result.pauses_connector:
         pause_connector(db.session.get(SyncRun, run_id).connector_id, result.error)
     elif result.outcome == Outcome.FINISHED and activated:
+        finished = db.session.get(SyncRun, run_id)
+        if (finished.total or 0) >= STATS_AFTER:
+            # SQLite never refreshes its planner statistics itself (the CSV import does the same):
+            # having last seen contact_sync empty, it counted the e-mail's shared addresses by
+            # walking every contact (0.5 s at 100,000) rather than through their partial index.
+            refresh_statistics(db.engine)
         # Active from now on: Mailchimp's side of consent comes back through our webhook (R15, R21).
         webhooks.register_now(activated[0].id)
         notify_copy_finished(activated[0], db.session.get(SyncRun, run_id))
@@ -197,6 +206,7 @@ class Chunk:
     unchanged: int
     last_id: int
     scanned: int
+    contacts: list  # the rows of `ids` (CONTACT_COLUMNS), for prepare_push
 
 
 def next_chunk(connector: Connector, after_id: int) -> Chunk:
@@ -210,32 +220,46 @@ def next_chunk(connector: Connector, after_id: int) -> Chunk:
     c = Contact.__table__.c
     s = ContactSync.__table__.c
     ids: list[int] = []
+    contacts: list = []
     eligible = unchanged = scanned = 0
     cursor = after_id
     while eligible < CHUNK_ELIGIBLE and scanned < MAX_CHUNK_CONTACTS:
+        # Every column the push reads, so that it does not read the chunk's contacts again.
         rows = db.session.execute(
-            select(c.id, c.email, c.email_normalized, c.consent, c.consent_locked, c.email_bounced,
-                   c.do_not_sync, c.deleted_at, s.state, s.fingerprint, s.dirty_at)
+            select(*CONTACT_COLUMNS, s.state.label("sync_state"), s.fingerprint.label("sync_fingerprint"),
+                   s.dirty_at.label("sync_dirty_at"))
             .outerjoin(ContactSync.__table__, (s.contact_id == c.id) & (s.connector_id == connector.id))
             .where(in_workspace(connector.workspace_id), c.deleted_at.is_(None), c.id > cursor)
-            .order_by(c.id).limit(SCAN_PAGE)
+            .order_by(c.id).limit(_page_size(eligible, scanned))
         ).all()
         if not rows:
             break
         for row in rows:
             cursor = row.id
             scanned += 1
-            if row.state in UP_TO_DATE and row.fingerprint and row.dirty_at is None:
+            if row.sync_state in UP_TO_DATE and row.sync_fingerprint and row.sync_dirty_at is None:
                 unchanged += 1
                 continue
             ids.append(row.id)
+            contacts.append(row)
             # The owner rule is left to the push: contacts sharing an e-mail are rare, so a
             # chunk seldom carries fewer than 500 members, and never more.
             if not own_reason(row):
                 eligible += 1
                 if eligible >= CHUNK_ELIGIBLE:
                     break
-    return Chunk(ids=ids, unchanged=unchanged, last_id=cursor, scanned=scanned)
+    return Chunk(ids=ids, unchanged=unchanged, last_id=cursor, scanned=scanned, contacts=contacts)
+
+
+def _page_size(eligible: int, scanned: int) -> int:
+    """How many contacts :func:`next_chunk` reads next: about what the eligible ones still missing
+    need at the rate seen so far, at most SCAN_PAGE."""
+    # Rows read past the chunk's 500th eligible contact are thrown away (the next chunk reads them
+    # again): a fixed page of 2,000 read each contact about three times.
+    missing = CHUNK_ELIGIBLE - eligible
+    if not eligible:
+        return SCAN_PAGE if scanned else min(SCAN_PAGE, 2 * missing)
+    return min(SCAN_PAGE, missing * scanned // eligible + missing // 4 + 16)
 
 
 class Window:
@@ -275,7 +299,10 @@ def _copy_contacts(client, run: SyncRun, connector: Connector, token: str, sleep
                     exhausted = True
                     break
                 after, prepared_up_to = prepared_up_to, chunk.last_id
-                prepared = prepare_push(connector, chunk.ids, managed)
+                prepared = prepare_push(connector, chunk.ids, managed, contacts=chunk.contacts)
+                # The prepared push keeps the rows it sends; the others (up to thousands left out in a
+                # re-run's chunk) need not wait in memory for the answers.
+                chunk.contacts = []
                 if prepared.to_send:
                     _note_send(run, token, after, chunk.last_id)
                 in_flight.append((after, chunk, prepared, pool.submit(send_prepared, client, prepared, audience_id)))

@@ -45,7 +45,7 @@ from portal.mailchimp import BATCH_LIMIT, MailchimpError, classify_batch_error
 from portal.mailchimp.payload import FieldMapping, build_member, payload_fingerprint, tag_changes
 from portal.models import (Connector, Contact, ContactSync, NotSyncedReason, PendingTagOp, RunKind, SyncEvent,
                            SyncEventKind, SyncRun, SyncState, Tag, contact_tags, utcnow)
-from portal.sync.contact_state import SyncRow, load_rows, save_rows
+from portal.sync.contact_state import SyncRow, id_conditions, load_rows, save_rows
 from portal.sync.eligibility import in_workspace, judge
 from portal.sync.mailchimp_access import client_for
 
@@ -63,6 +63,9 @@ ANSWER_FIELDS = tuple(f"{kind}.{key}" for kind in ("new_members", "updated_membe
     "updated_members.timestamp_opt", "errors")
 CLOCK_MARGIN = timedelta(minutes=5)
 """How far Mailchimp's clock may be from ours when telling a member we created from one that was there."""
+TAG_ANSWER_FIELDS = ("total_added", "total_removed", "error_count", "errors")
+"""The parts of a static-segment answer the tag calls keep: without them Mailchimp sends back a
+full member object for each of the 500 e-mails, which nobody reads."""
 MEMBER_TAGS_SHOWN = 50
 """Tags a member object carries at most; beyond, the member's tags endpoint has them all."""
 
@@ -153,12 +156,13 @@ CONTACT_COLUMNS = (
 def contact_tags_of(contact_ids: list[int]) -> dict[int, list[str]]:
     """Each contact's tag names, sorted, by contact id."""
     tags: dict[int, list[str]] = defaultdict(list)
-    for start in range(0, len(contact_ids), 500):
+    wanted = set(contact_ids)
+    for condition in id_conditions(contact_tags.c.contact_id, contact_ids):
         for cid, name in db.session.execute(
-            select(contact_tags.c.contact_id, Tag.name).join(Tag, Tag.id == contact_tags.c.tag_id)
-            .where(contact_tags.c.contact_id.in_(contact_ids[start:start + 500]))
+            select(contact_tags.c.contact_id, Tag.name).join(Tag, Tag.id == contact_tags.c.tag_id).where(condition)
         ):
-            tags[cid].append(name)
+            if cid in wanted:
+                tags[cid].append(name)
     return {cid: sorted(names) for cid, names in tags.items()}
 
 
@@ -207,19 +211,28 @@ def _known_as(row: SyncRow) -> str:
 
 
 def prepare_push(connector: Connector, contact_ids: Sequence[int],
-                 managed_tags: Iterable[str] | None = None) -> PreparedPush:
-    """Read the contacts, judge them, plan each one's action; record the ones left out (in memory)."""
+                 managed_tags: Iterable[str] | None = None, *, contacts: Sequence[Any] | None = None) -> PreparedPush:
+    """Read the contacts, judge them, plan each one's action; record the ones left out (in memory).
+
+    `contacts` are these contacts' rows (at least :data:`CONTACT_COLUMNS`, in the workspace) when
+    the caller has just read them in the same transaction (the copy, choosing its chunk): they are
+    not read again.
+    """
     ids = sorted(set(int(i) for i in contact_ids))
     result = PushResult()
     with db.session.no_autoflush:
         mappings = mappings_of(connector)
         managed = list(managed_tags) if managed_tags is not None else managed_tag_names(connector.workspace_id)
-        contacts = []
-        for start in range(0, len(ids), 500):
-            contacts.extend(db.session.execute(
-                select(*CONTACT_COLUMNS).where(in_workspace(connector.workspace_id),
-                                               _c.id.in_(ids[start:start + 500]))
-            ).all())
+        if contacts is not None:
+            wanted = set(ids)
+            contacts = [c for c in contacts if c.id in wanted]
+        else:
+            contacts = []
+            for start in range(0, len(ids), 500):
+                contacts.extend(db.session.execute(
+                    select(*CONTACT_COLUMNS).where(in_workspace(connector.workspace_id),
+                                                   _c.id.in_(ids[start:start + 500]))
+                ).all())
         contacts.sort(key=lambda c: c.id)
         found = [c.id for c in contacts]
         rows = load_rows(connector, found)
@@ -417,14 +430,18 @@ class _Recorder:
         self.now = utcnow()
         self.events: list[dict] = []
         self.tag_ops: list[tuple[int, str, str, str]] = []  # contact id, email, tag, op
+        # Read once: an event per contact would otherwise go through the ORM's attributes each time.
+        self._event_ids = {"workspace_id": self.connector.workspace_id, "connector_id": self.connector.id,
+                           "run_id": run.id if run is not None else None}
 
     def event(self, contact_id: int, kind: SyncEventKind, detail: str, data: dict | None = None) -> None:
         """A line of the contact's history; live pushes keep what they sent."""
-        self.events.append({
-            "workspace_id": self.connector.workspace_id, "connector_id": self.connector.id,
-            "contact_id": contact_id, "run_id": self.run.id if self.run is not None else None, "kind": kind,
-            "detail": detail, "data": data if self.run is None else None, "created_at": self.now,
-        })
+        event = {**self._event_ids, "contact_id": contact_id, "kind": kind, "detail": detail, "created_at": self.now}
+        if self.run is None:
+            event["data"] = data
+        # A run's events keep no data: the column is left out of their insert (SQL NULL) rather
+        # than serialised as JSON null once per contact.
+        self.events.append(event)
 
     def member_tags(self, member: dict, email: str) -> list[str]:
         """The member's current tags: those its object carries, or all of them past 50 (R3)."""
@@ -449,7 +466,7 @@ class _Recorder:
             self.result.unsubscribed += 1
         kind = SyncEventKind.RENAMED if item.action == Action.RENAME else (
             SyncEventKind.UNSUBSCRIBED if unsubscribed else SyncEventKind.PUSHED)
-        self.event(item.contact.id, kind, how, {
+        self.event(item.contact.id, kind, how, None if self.run is not None else {
             "status": item.payload["status"], "fields": item.payload.get("merge_fields") or {},
             "email": email, "old_email": item.email if item.action == Action.RENAME else None,
             "tags_added": add, "tags_removed": remove,
@@ -666,7 +683,8 @@ class SegmentDirectory:
             if segment is None:
                 raise
             if first_emails:
-                self.client.update_segment_members(self.list_id, segment["id"], add=list(first_emails)[:BATCH_LIMIT])
+                self.client.update_segment_members(self.list_id, segment["id"], add=list(first_emails)[:BATCH_LIMIT],
+                                                   fields=TAG_ANSWER_FIELDS)
         with self._lock:
             self._load()[name.strip().casefold()] = segment
         return segment
@@ -681,9 +699,11 @@ def send_tag_group(directory: SegmentDirectory, tag: str, add: Sequence[str], re
         directory.create(tag, add)
         if not remove:
             return 1
-        directory.client.update_segment_members(directory.list_id, directory.find(tag)["id"], remove=remove)
+        directory.client.update_segment_members(directory.list_id, directory.find(tag)["id"], remove=remove,
+                                                fields=TAG_ANSWER_FIELDS)
         return 2
-    directory.client.update_segment_members(directory.list_id, segment["id"], add=add, remove=remove)
+    directory.client.update_segment_members(directory.list_id, segment["id"], add=add, remove=remove,
+                                            fields=TAG_ANSWER_FIELDS)
     return 1
 
 
