@@ -210,19 +210,18 @@ def addresses_to_decide(connector_id: int) -> int:
 
 
 def problems_by_connector(connector_ids: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
-    """``{connector_id: (errors, addresses to decide)}`` for connectors that have any (support)."""
-    ids = list(connector_ids) if connector_ids is not None else None
-    errors = select(ContactSync.connector_id, func.count()).join(Contact, Contact.id == ContactSync.contact_id) \
-        .where(error_rows()).group_by(ContactSync.connector_id)
-    shared = select(ContactSync.connector_id, func.count(func.distinct(Contact.email_normalized))) \
-        .join(Contact, Contact.id == ContactSync.contact_id).where(undecided_shared_rows()) \
-        .group_by(ContactSync.connector_id)
-    if ids is not None:
-        errors = errors.where(ContactSync.connector_id.in_(ids))
-        shared = shared.where(ContactSync.connector_id.in_(ids))
+    """``{connector_id: (errors, addresses to decide)}`` for connectors that have any (support);
+    None = every connector not deleted. Errors are counted as :func:`errors_by_kind` counts them."""
+    ids = list(connector_ids) if connector_ids is not None else list(db.session.scalars(
+        select(Connector.id).where(Connector.deleted_at.is_(None))))
     found: dict[int, list[int]] = {}
-    for cid, n in db.session.execute(errors).all():
-        found.setdefault(cid, [0, 0])[0] = n
+    for cid in ids:
+        errors = sum(errors_by_kind(cid).values())
+        if errors:
+            found.setdefault(cid, [0, 0])[0] = errors
+    shared = select(ContactSync.connector_id, func.count(func.distinct(Contact.email_normalized))) \
+        .join(Contact, Contact.id == ContactSync.contact_id) \
+        .where(ContactSync.connector_id.in_(ids), undecided_shared_rows()).group_by(ContactSync.connector_id)
     for cid, n in db.session.execute(shared).all():
         found.setdefault(cid, [0, 0])[1] = n
     return {cid: (e, s) for cid, (e, s) in found.items()}
