@@ -34,11 +34,12 @@ def add_contacts(ws, count: int, *, start: int = 0, consent: str = "opt_in", tag
 
 
 def sync_rows(connector_id: int) -> dict:
-    """Every ContactSync row of the connector, by contact id."""
+    """Every ContactSync row of the connector, by contact id, in contact id order."""
     from portal.extensions import db
     from portal.models import ContactSync
 
-    return {r.contact_id: r for r in db.session.scalars(select(ContactSync).where(ContactSync.connector_id == connector_id))}
+    return {r.contact_id: r for r in db.session.scalars(select(ContactSync).where(ContactSync.connector_id == connector_id)
+                                                                     .order_by(ContactSync.contact_id))}
 
 
 def members(mc, list_id: str) -> dict:
