@@ -119,6 +119,8 @@ def test_les_memes_chiffres_de_l_apercu_a_l_e_mail_pour_chaque_sorte_de_contact(
     expect(support_page.locator("#preview")).to_contain_text("L'audience compte 4 membres")
     support_page.get_by_label(re.compile("J'ai vérifié la configuration")).check()
     support_page.get_by_role("button", name="Valider et lancer la copie").click()
+    # The validation is an HTMX post: its answer swaps the decision in; the copy is queued by then.
+    expect(support_page.locator("#decision")).to_have_class(re.compile(r"\bstatus-copying\b"))
     run_jobs()  # the copy, while both pages are open
     copy_block = support_page.locator("#decision [data-figures=copy]")
     expect(copy_block).to_be_visible()
